@@ -1,0 +1,20 @@
+"""fer_keras: facial emotion recognition from training to a quantized TFLite runtime.
+
+The inference API (`analyze`, `EmotionClassifier`) imports no TensorFlow; training,
+evaluation and export modules do, and are imported only by their CLIs.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy so `import fer_keras` stays cheap and TensorFlow-free.
+    if name == "analyze" or name == "analyze_video" or name == "FaceResult":
+        from fer_keras import api
+
+        return getattr(api, name)
+    if name == "EmotionClassifier":
+        from fer_keras.runtime import EmotionClassifier
+
+        return EmotionClassifier
+    raise AttributeError(f"module 'fer_keras' has no attribute {name!r}")

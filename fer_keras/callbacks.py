@@ -1,0 +1,80 @@
+"""Training callbacks: the standard Keras set wired to a run folder, plus learning-rate and confusion-matrix logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fer_keras import plots
+from fer_keras.config import TrainConfig
+from fer_keras.data import Split
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs (so CSVLogger and TensorBoard record it)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class ConfusionMatrixImage(keras.callbacks.Callback):
+    """Writes the validation confusion matrix as a TensorBoard image every ``every`` epochs."""
+
+    def __init__(self, split: Split, labels: tuple[str, ...], log_dir: Path, every: int = 1, batch_size: int = 256):
+        super().__init__()
+        self.split, self.labels, self.every, self.batch_size = split, labels, every, batch_size
+        self.writer = tf.summary.create_file_writer(str(log_dir / "confusion_matrix"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from sklearn.metrics import confusion_matrix
+
+        predicted = self.model.predict(self.split.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
+        matrix = confusion_matrix(self.split.labels, predicted, labels=list(range(len(self.labels))))
+        png = plots.figure_png(plots.confusion_matrix_figure(matrix, self.labels, normalize=True, title=f"epoch {epoch + 1}"))
+        with self.writer.as_default():
+            tf.summary.image("validation confusion matrix", tf.expand_dims(tf.image.decode_png(png, channels=4), 0), step=epoch)
+        self.writer.flush()
+
+
+def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[str, ...]) -> list[keras.callbacks.Callback]:
+    """The callbacks of one training stage, in the order their logs must flow.
+
+    Loggers that add to the epoch logs come first, so CSVLogger and TensorBoard see their values.
+    BackupAndRestore makes a SIGKILLed run resume from its last finished epoch.
+
+    Args:
+        run_dir: The run folder.
+        train: Training settings (schedule, patience, confusion-matrix period).
+        val: The validation split (for the confusion-matrix image).
+        labels: Class names.
+    """
+    callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
+    if train.confusion_matrix_every > 0:
+        callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
+    if train.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1))
+    if train.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience, restore_best_weights=True, verbose=1)
+        )
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup")),
+    ]
+    return callbacks
+
+
+def best_val_accuracy(history_csv: Path) -> float:
+    """The best validation accuracy recorded in a history.csv."""
+    import pandas as pd
+
+    history = pd.read_csv(history_csv)
+    return float(np.nanmax(history["val_accuracy"])) if "val_accuracy" in history else float("nan")

@@ -1,0 +1,246 @@
+"""Typed experiment configuration: dataclasses loaded from YAML with ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer_keras.errors import UserError
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, applied in the tf.data pipeline only (never at evaluation)."""
+
+    flip: bool = True
+    rotation: float = 0.05  # fraction of a full turn (0.05 = +-18 degrees)
+    translation: float = 0.1  # fraction of the image size
+    zoom: float = 0.1
+    brightness: float = 0.2  # fraction of the 0-255 range
+    contrast: float = 0.2
+    erasing: float = 0.0  # probability of erasing one random rectangle
+    mixup: float = 0.0  # MixUp alpha; 0 disables
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are labelled and batched."""
+
+    label_set: str = "fer2013"  # fer2013 | ferplus | folder
+    data_dir: str | None = None  # else $FER_KERAS_DATA, else kagglehub when online
+    val_fraction: float = 0.1  # stratified hold-out from train (fer2013, folder)
+    soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
+    batch_size: int = 64
+    class_weights: bool = False  # balanced class weights in the loss
+    max_per_class: int = 0  # cap images per class and split (0 = all): quick runs and tests
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to build; see ``fer_keras.models.list_models()``."""
+
+    name: str = "mini_xception"
+    image_size: int = 48  # input height and width in raw pixels
+    channels: int = 1  # 1 = grayscale input, 3 = RGB
+    dropout: float = 0.3
+    width: int = 0  # base filter count; 0 = the model's default
+    weights: str = "none"  # transfer backbones: imagenet | none | path to a weights file
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, callbacks and hardware settings."""
+
+    epochs: int = 30
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4  # adamw only
+    momentum: float = 0.9  # sgd only
+    schedule: str = "plateau"  # plateau | cosine
+    warmup_epochs: int = 0  # cosine only
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 10  # 0 disables early stopping
+    seed: int = 1337
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    strategy: str = "default"  # default | mirrored | multiworker
+    cpu_replicas: int = 2  # logical CPU devices for the mirrored strategy when no GPU is present
+    fine_tune_epochs: int = 0  # transfer backbones: second stage with the top layers unfrozen
+    fine_tune_layers: int = 30
+    fine_tune_learning_rate: float = 1e-4
+    confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
+
+
+@dataclass
+class ExperimentConfig:
+    """One named experiment: data, model and training settings plus where runs are written."""
+
+    name: str = "experiment"
+    output_dir: str = "experiments/runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        """Checks enumerated values and ranges.
+
+        Raises:
+            UserError: When a value is out of its allowed set or range.
+        """
+        choices = {
+            "data.label_set": (self.data.label_set, ("fer2013", "ferplus", "folder")),
+            "train.optimizer": (self.train.optimizer, ("adam", "adamw", "sgd")),
+            "train.schedule": (self.train.schedule, ("plateau", "cosine")),
+            "train.precision": (self.train.precision, ("auto", "float32", "mixed_bfloat16", "mixed_float16")),
+            "train.strategy": (self.train.strategy, ("default", "mirrored", "multiworker")),
+            "model.channels": (self.model.channels, (1, 3)),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise UserError(f"data.val_fraction={self.data.val_fraction} must be in [0, 1)")
+        if self.data.soft_labels and self.data.label_set != "ferplus":
+            raise UserError("data.soft_labels=true needs data.label_set=ferplus (vote distributions)")
+        if self.model.image_size < 16 or self.data.batch_size < 1 or self.train.epochs < 1:
+            raise UserError("model.image_size >= 16, data.batch_size >= 1 and train.epochs >= 1 are required")
+
+
+def to_dict(config: Any) -> dict:
+    """Returns a dataclass config as nested plain dicts (what config.yaml stores)."""
+    return dataclasses.asdict(config)
+
+
+def _from_dict(cls: type, values: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise UserError(_unknown_key_message(prefix + key))
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise UserError(f"{prefix}{key} must be a mapping of its fields")
+            kwargs[key] = _from_dict(hints[key], value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys.append(prefix + f.name)
+            keys.extend(_valid_keys(hint, f"{prefix}{f.name}."))
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown_key_message(key: str) -> str:
+    valid = _valid_keys(ExperimentConfig)
+    nearest = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {nearest[0]}?" if nearest else ""
+    return f"unknown config key {key!r}{hint} (valid keys: {', '.join(valid)})"
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Converts a YAML or command-line value to the field's declared type, or raises UserError."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if isinstance(value, str) and type(None) in allowed and value.lower() in ("none", "null", "~"):
+        return None
+    target = next(t for t in allowed if t is not type(None))
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "on"):
+                return True
+            if str(value).lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except ValueError:
+        raise UserError(f"{key}={value!r} is not a valid {target.__name__}") from None
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Applies ``section.key=value`` overrides to a config.
+
+    Args:
+        config: The config to start from (not modified).
+        overrides: Strings such as ``"train.epochs=5"`` or ``"name=quick"``.
+
+    Returns:
+        A new, validated config.
+
+    Raises:
+        UserError: On a malformed override, an unknown key (naming the nearest valid one) or a bad value.
+    """
+    values = to_dict(config)
+    for override in overrides:
+        if "=" not in override:
+            raise UserError(f"override {override!r} must look like key=value (e.g. train.epochs=5)")
+        key, raw = override.split("=", 1)
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise UserError(_unknown_key_message(key))
+            node = node[part]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise UserError(_unknown_key_message(key))
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+    resolved = _from_dict(ExperimentConfig, values, "")
+    resolved.validate()
+    return resolved
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Loads an experiment config from YAML (or the defaults when ``path`` is None) and applies overrides.
+
+    Args:
+        path: A YAML file whose top-level keys are ExperimentConfig fields.
+        overrides: ``key=value`` strings applied after the file.
+
+    Returns:
+        The resolved, validated config.
+
+    Raises:
+        UserError: When the file is missing or not valid YAML, or a key or value is invalid.
+    """
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a mapping of config sections at the top level")
+    config = _from_dict(ExperimentConfig, values, "")
+    return apply_overrides(config, overrides or [])
+
+
+def save_config(config: ExperimentConfig, path: Path) -> None:
+    """Writes the resolved config as YAML."""
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

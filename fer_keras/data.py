@@ -1,0 +1,352 @@
+"""Datasets: where the images are, how they are labelled, and reading them into arrays.
+
+This module imports no TensorFlow, so `.tflite` evaluation can reuse it; the tf.data
+pipeline that feeds training lives in `fer_keras.pipeline`.
+
+Images are decoded once with Pillow into uint8 arrays. That decode is the fast scan
+for corrupt files: anything Pillow cannot fully load is listed and skipped before
+training starts, so no epoch can crash on it. (Keras's `image_dataset_from_directory`
+can neither skip listed files nor select FERPlus splits that cut across the Kaggle
+train/test folders nor carry vote distributions, so file lists are built here.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fer_keras import labels as taxonomy
+from fer_keras.errors import UserError
+
+log = logging.getLogger(__name__)
+
+KAGGLE_DATASET = "msambare/fer2013"
+DATA_ENV = "FER_KERAS_DATA"
+
+
+@dataclass
+class Split:
+    """One split held in memory.
+
+    Attributes:
+        images: uint8 array (N, H, W, C) of raw pixels.
+        targets: float32 array (N, num_classes): one-hot labels or vote distributions.
+        paths: The source file of each image.
+    """
+
+    images: np.ndarray
+    targets: np.ndarray
+    paths: list[str]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Hard labels (N,): the argmax of the targets."""
+        return self.targets.argmax(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class Dataset:
+    """A labelled dataset: class names and its splits ("train", "val", "test")."""
+
+    labels: tuple[str, ...]
+    splits: dict[str, Split]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    excluded_classes: list[str] = field(default_factory=list)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Images per class for every split."""
+        return {
+            name: {label: int(n) for label, n in zip(self.labels, np.bincount(split.labels, minlength=len(self.labels)))}
+            for name, split in self.splits.items()
+        }
+
+
+def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """Finds the dataset root: the argument, then $FER_KERAS_DATA, then a kagglehub download.
+
+    Args:
+        data_dir: An explicit directory, or None.
+
+    Returns:
+        The existing dataset directory.
+
+    Raises:
+        UserError: When the given directory is missing, or when no option yields data.
+    """
+    for candidate, origin in ((data_dir, "--data-dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+        if candidate:
+            path = Path(candidate).expanduser()
+            if not path.is_dir():
+                raise UserError(f"{path}: data directory ({origin}) does not exist")
+            return path
+    try:
+        import kagglehub
+
+        return Path(kagglehub.dataset_download(KAGGLE_DATASET))
+    except Exception as err:  # kagglehub raises many types offline (connection, auth, HTTP)
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(
+            f"no dataset found: pass --data-dir DIR, set ${DATA_ENV}=DIR, or go online so kagglehub can "
+            f"download {KAGGLE_DATASET} (download failed: {reason})"
+        ) from None
+
+
+def list_class_folders(root: Path) -> dict[str, list[Path]]:
+    """Lists image files per class folder of ``root`` (sorted, so the order is reproducible).
+
+    Raises:
+        UserError: When ``root`` is missing or has no class folders with files.
+    """
+    if not root.is_dir():
+        raise UserError(f"{root}: folder not found")
+    classes = {
+        d.name: sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+    classes = {name: files for name, files in classes.items() if files}
+    if not classes:
+        raise UserError(f"{root}: expected one sub-folder of images per class, found none")
+    return classes
+
+
+def to_uint8_array(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Converts a Pillow image of any mode and bit depth to a (size, size, channels) uint8 array."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        wide = np.asarray(image, dtype=np.float64)
+        peak = wide.max() or 1.0
+        image = Image.fromarray((wide * (255.0 / peak)).clip(0, 255).astype(np.uint8))
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if channels == 1 else array
+
+
+def read_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Decodes image files, skipping the unreadable ones.
+
+    Args:
+        paths: Files to read.
+        size: Output height and width.
+        channels: 1 for grayscale, 3 for RGB.
+
+    Returns:
+        The images (M, size, size, channels) uint8, a boolean mask over ``paths`` of those read,
+        and (path, reason) for each skipped file.
+    """
+    images = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    skipped = []
+    for i, path in enumerate(paths):
+        try:
+            if path.stat().st_size == 0:
+                raise ValueError("empty file")
+            with Image.open(path) as image:
+                image.load()  # forces a full decode, so truncated files fail here and not mid-epoch
+                images[i] = to_uint8_array(image, size, channels)
+            ok[i] = True
+        except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
+            skipped.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
+    return images[ok], ok, skipped
+
+
+def _one_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[indices]
+
+
+def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int) -> tuple[list[Path], np.ndarray]:
+    if cap <= 0:
+        return paths, targets
+    keep, seen = [], {}
+    for i, label in enumerate(targets.argmax(axis=1)):
+        if seen.get(label, 0) < cap:
+            seen[label] = seen.get(label, 0) + 1
+            keep.append(i)
+    return [paths[i] for i in keep], targets[keep]
+
+
+def _stratified_holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    from sklearn.model_selection import train_test_split
+
+    labels = split.labels
+    counts = np.bincount(labels)
+    n_val = int(np.ceil(fraction * len(split)))
+    # Stratify only where every class can appear on both sides; tiny folders fall back to a plain shuffle.
+    stratifiable = counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum()
+    stratify = labels if stratifiable else None
+    train_idx, val_idx = train_test_split(np.arange(len(split)), test_size=fraction, random_state=seed, stratify=stratify)
+    take = lambda idx: Split(split.images[idx], split.targets[idx], [split.paths[i] for i in idx])  # noqa: E731
+    return take(np.sort(train_idx)), take(np.sort(val_idx))
+
+
+def _read_split(paths: list[Path], targets: np.ndarray, size: int, channels: int, skipped: list) -> Split:
+    images, ok, bad = read_images(paths, size, channels)
+    skipped.extend(bad)
+    return Split(images, targets[ok], [str(p) for p, good in zip(paths, ok) if good])
+
+
+def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set) -> Split:
+    folders = list_class_folders(root)
+    mapping, unmatched = taxonomy.match_classes(list(folders), labels)
+    excluded.update(unmatched)
+    if not mapping:
+        raise UserError(f"{root}: no class folder matches the labels {', '.join(labels)}")
+    paths = [p for folder, idx in mapping.items() for p in folders[folder]]
+    targets = _one_hot(np.array([idx for folder, idx in mapping.items() for _ in folders[folder]]), len(labels))
+    paths, targets = _cap_per_class(paths, targets, cap)
+    return _read_split(paths, targets, size, channels, skipped)
+
+
+def folder_labels(root: Path) -> tuple[str, ...]:
+    """Class names of a labelled folder (with or without train/test inside), canonicalised where known."""
+    base = root / "train" if (root / "train").is_dir() else root
+    return tuple(sorted({taxonomy.canonical(name) or name for name in list_class_folders(base)}))
+
+
+def load_folder_dataset(
+    root: Path,
+    labels: tuple[str, ...],
+    image_size: int,
+    channels: int,
+    val_fraction: float = 0.1,
+    seed: int = 1337,
+    max_per_class: int = 0,
+) -> Dataset:
+    """Loads a folder of class folders, or a root with ``train/`` and ``test/`` inside.
+
+    Class folders map onto ``labels`` through the aliases; unmatched ones are excluded and
+    listed. With ``train/`` present, validation is a seeded stratified hold-out from it and
+    ``test/`` (if present) is the test split; without it the whole folder is the test split.
+
+    Raises:
+        UserError: When the folder is missing, empty or has no matching class folders.
+    """
+    skipped: list[tuple[str, str]] = []
+    excluded: set[str] = set()
+    splits: dict[str, Split] = {}
+    if (root / "train").is_dir():
+        train = _folder_split(root / "train", labels, image_size, channels, max_per_class, skipped, excluded)
+        if val_fraction > 0:
+            train, splits["val"] = _stratified_holdout(train, val_fraction, seed)
+        splits = {"train": train, **splits}
+        if (root / "test").is_dir():
+            splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
+    else:
+        splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise UserError(f"{root}: the {name} split has no readable images")
+    return Dataset(labels, splits, skipped, sorted(excluded))
+
+
+def _ferplus_table(name: str):
+    import pandas as pd
+
+    with resources.files("fer_keras.resources.ferplus").joinpath(f"{name}.csv.gz").open("rb") as raw:
+        with gzip.open(raw) as text:
+            return pd.read_csv(text)
+
+
+def ferplus_targets(soft: bool) -> "object":
+    """FERPlus targets for every usable Kaggle file, from the vendored vote tables.
+
+    Rows are dropped when the file maps to more than one FERPlus image (n_candidates != 1),
+    when the top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied.
+
+    Args:
+        soft: Return the vote distribution over the 8 emotions instead of one-hot majority labels.
+
+    Returns:
+        A pandas DataFrame with columns file (relative to the dataset root), usage, and one
+        float column per FERPlus label.
+    """
+    votes = _ferplus_table("fer2013new")
+    mapping = _ferplus_table("msambare_to_ferplus")
+    mapping = mapping[mapping["n_candidates"] == 1]
+    votes = votes.dropna(subset=["Image name"])
+    table = mapping.merge(votes, left_on=["ferplus_image", "usage"], right_on=["Image name", "Usage"], how="inner")
+    columns = [taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS]
+    all_votes = table[columns + ["unknown", "NF"]].to_numpy(dtype=np.float32)
+    top = all_votes.max(axis=1)
+    unique_top = (all_votes == top[:, None]).sum(axis=1) == 1
+    emotion_top = all_votes[:, : len(columns)].max(axis=1) == top
+    keep = unique_top & emotion_top & (top > 0)
+    table, emotion_votes = table[keep], all_votes[keep, : len(columns)]
+    if soft:
+        values = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
+    else:
+        values = _one_hot(emotion_votes.argmax(axis=1), len(columns))
+    out = table[["file", "usage"]].reset_index(drop=True)
+    for j, label in enumerate(taxonomy.FERPLUS_LABELS):
+        out[label] = values[:, j]
+    return out
+
+
+def load_ferplus_dataset(root: Path, image_size: int, channels: int, soft: bool = False, max_per_class: int = 0) -> Dataset:
+    """Loads FERPlus labels over the Kaggle FER2013 images: Training, PublicTest (val), PrivateTest (test).
+
+    Raises:
+        UserError: When ``root`` does not hold the Kaggle train/ and test/ folders.
+    """
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+        raise UserError(f"{root}: FERPlus needs the Kaggle msambare/fer2013 layout (train/ and test/ folders)")
+    table = ferplus_targets(soft)
+    skipped: list[tuple[str, str]] = []
+    splits = {}
+    for usage, split_name in (("Training", "train"), ("PublicTest", "val"), ("PrivateTest", "test")):
+        rows = table[table["usage"] == usage]
+        paths = [root / f for f in rows["file"]]
+        targets = rows[list(taxonomy.FERPLUS_LABELS)].to_numpy(dtype=np.float32)
+        present = np.array([p.is_file() for p in paths], dtype=bool)
+        if not present.any():
+            raise UserError(f"{root}: none of the FERPlus {usage} files were found (is this the msambare layout?)")
+        paths, targets = _cap_per_class([p for p, ok in zip(paths, present) if ok], targets[present], max_per_class)
+        splits[split_name] = _read_split(paths, targets, image_size, channels, skipped)
+    return Dataset(taxonomy.FERPLUS_LABELS, splits, skipped, [])
+
+
+def load_dataset(
+    label_set: str,
+    data_dir: str | os.PathLike | None,
+    image_size: int = 48,
+    channels: int = 1,
+    val_fraction: float = 0.1,
+    soft_labels: bool = False,
+    seed: int = 1337,
+    max_per_class: int = 0,
+) -> Dataset:
+    """Locates and loads a dataset for one of the label sets.
+
+    Args:
+        label_set: ``fer2013`` (7 folder labels), ``ferplus`` (8 vote labels) or ``folder`` (its own classes).
+        data_dir: Dataset root, or None to use $FER_KERAS_DATA or kagglehub.
+        image_size: Height and width the images are resized to.
+        channels: 1 (grayscale) or 3 (RGB).
+        val_fraction: Stratified validation hold-out from train (fer2013 and folder).
+        soft_labels: FERPlus vote distributions as targets.
+        seed: Seed of the hold-out split.
+        max_per_class: Cap of images per class and split (0 = all).
+
+    Returns:
+        The dataset with its splits and the list of skipped files.
+    """
+    root = locate_data_dir(data_dir)
+    if label_set == "ferplus":
+        dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class)
+    else:
+        labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class)
+    for path, reason in dataset.skipped:
+        log.warning("skipped %s: %s", path, reason)
+    return dataset

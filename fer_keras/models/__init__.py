@@ -1,0 +1,50 @@
+"""Model registry: ``build_model(name, num_classes, input_shape, **kw)`` and ``list_models()``.
+
+Every model takes raw 0-255 pixels: rescaling, resizing and gray-to-RGB happen inside it.
+Models use keras.layers / keras.ops only, so they build under any Keras backend.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+
+from fer_keras.errors import UserError
+
+_REGISTRY: dict[str, Callable[..., keras.Model]] = {}
+
+
+def register_model(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """Registers a builder ``fn(num_classes, input_shape, **kw) -> keras.Model`` under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] = (48, 48, 1), **kwargs) -> keras.Model:
+    """Builds a registered model.
+
+    Args:
+        name: A name from ``list_models()``.
+        num_classes: Size of the softmax output.
+        input_shape: (height, width, channels) of the raw-pixel input.
+        **kwargs: Model-specific options (dropout, width, weights).
+
+    Returns:
+        An uncompiled functional keras.Model named ``name``.
+
+    Raises:
+        UserError: For an unknown name.
+    """
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name](num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
+
+
+# Importing the families registers their models.
+from fer_keras.models import cnn, mobilenet  # noqa: E402,F401

@@ -1,0 +1,69 @@
+"""Convolutional networks trained from scratch: tiny (tests), mini-Xception (fast tier), VGG (accurate tier)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from fer_keras.models import register_model
+from fer_keras.models.common import classifier_head, raw_pixel_input
+
+
+def _conv_bn_relu(x, filters: int, name: str, stride: int = 1):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register_model
+def tiny(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0, weights: str = "none") -> keras.Model:
+    """A few-hundred-parameter CNN for tests: one strided conv, pooling, softmax."""
+    inputs = raw_pixel_input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(width or 8, 3, strides=2, activation="relu", name="conv")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="tiny")
+
+
+@register_model
+def mini_xception(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0, weights: str = "none") -> keras.Model:
+    """Mini-Xception (Arriaga et al. 2017) with depthwise-separable residual blocks, about 110k parameters.
+
+    The stem is 16 channels wide rather than the paper's 8: TF 2.21's oneDNN conv backprop
+    crashes on an 8-channel map feeding a 1x1 stride-2 conv, which the residual shortcut is.
+    """
+    base = width or 16
+    inputs = raw_pixel_input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = _conv_bn_relu(x, base, "stem1")
+    x = _conv_bn_relu(x, base, "stem2")
+    for i, filters in enumerate((2 * base, 4 * base, 8 * base, 8 * base)):
+        shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False, name=f"block{i}_short")(x)
+        shortcut = layers.BatchNormalization(name=f"block{i}_short_bn")(shortcut)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_sep1")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn1")(x)
+        x = layers.ReLU(name=f"block{i}_relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_sep2")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn2")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"block{i}_pool")(x)
+        x = layers.Add(name=f"block{i}_add")([x, shortcut])
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="mini_xception")
+
+
+@register_model
+def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0, weights: str = "none") -> keras.Model:
+    """VGG-style CNN: four blocks of two 3x3 conv + batch norm + ReLU, max pooling and dropout; about 1.24M parameters at width 32."""
+    base = width or 32
+    inputs = raw_pixel_input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for i, filters in enumerate((base, 2 * base, 4 * base, 8 * base)):
+        x = _conv_bn_relu(x, filters, f"block{i}a")
+        x = _conv_bn_relu(x, filters, f"block{i}b")
+        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = layers.Dropout(min(0.1 + 0.05 * i, dropout), name=f"block{i}_dropout")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dense(8 * base, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.ReLU(name="fc_relu")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="vgg")

@@ -1,0 +1,51 @@
+import pytest
+
+from fer_keras.config import ExperimentConfig, apply_overrides, load_config
+from fer_keras.errors import UserError
+
+
+def test_overrides_are_typed_and_nested():
+    config = apply_overrides(ExperimentConfig(), ["train.epochs=5", "data.augment.flip=false", "train.learning_rate=3e-4", "name=quick"])
+    assert config.train.epochs == 5 and isinstance(config.train.epochs, int)
+    assert config.data.augment.flip is False
+    assert config.train.learning_rate == pytest.approx(3e-4)
+    assert config.name == "quick"
+
+
+def test_unknown_key_names_the_nearest_valid_key():
+    with pytest.raises(UserError, match=r"unknown config key 'train.epoch'; did you mean train.epochs\?"):
+        apply_overrides(ExperimentConfig(), ["train.epoch=3"])
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(UserError, match="train.epochs='many' is not a valid int"):
+        apply_overrides(ExperimentConfig(), ["train.epochs=many"])
+    with pytest.raises(UserError, match="train.optimizer='rmsprop' is not one of adam, adamw, sgd"):
+        apply_overrides(ExperimentConfig(), ["train.optimizer=rmsprop"])
+    with pytest.raises(UserError, match="must look like key=value"):
+        apply_overrides(ExperimentConfig(), ["epochs"])
+    with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):
+        apply_overrides(ExperimentConfig(), ["data.soft_labels=true"])
+
+
+def test_yaml_file_loads_and_rejects_unknown_sections(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\nmodel:\n  name: vgg\ntrain:\n  epochs: 3\n")
+    config = load_config(good, ["train.epochs=4"])
+    assert (config.name, config.model.name, config.train.epochs) == ("x", "vgg", 4)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle:\n  name: vgg\n")
+    with pytest.raises(UserError, match="did you mean model"):
+        load_config(bad)
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_experiment_config_loads():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "experiments" / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert path.read_text().startswith("# "), f"{path.name} must open with a comment recording its result"
+        load_config(path)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import BROKEN_FILES, SYNTHETIC_CLASSES
+from fer_keras import data
+from fer_keras.errors import UserError
+from fer_keras.labels import FER2013_LABELS, FERPLUS_LABELS
+
+AMBIGUOUS_FILE = "train/angry/Training_10334355.jpg"  # maps to two FERPlus rows
+
+
+def test_folder_dataset_skips_broken_files_and_holds_out_stratified_val(face_folder):
+    dataset = data.load_dataset("folder", face_folder, val_fraction=0.25, seed=3)
+    assert dataset.labels == SYNTHETIC_CLASSES
+    assert {p.split("/")[-1] for p, _ in dataset.skipped} == BROKEN_FILES
+    counts = dataset.class_counts()
+    assert counts["train"] == {"angry": 30, "happy": 30, "sad": 30}
+    assert counts["val"] == {"angry": 10, "happy": 10, "sad": 10}
+    assert counts["test"] == {"angry": 12, "happy": 12, "sad": 12}
+    assert dataset.splits["train"].images.shape == (90, 48, 48, 1)
+    assert dataset.splits["train"].images.dtype == np.uint8
+    assert not set(dataset.splits["train"].paths) & set(dataset.splits["val"].paths)
+
+
+def test_fer2013_label_set_maps_folders_onto_the_seven_labels(face_folder):
+    dataset = data.load_dataset("fer2013", face_folder, image_size=32, channels=3, max_per_class=5)
+    assert dataset.labels == FER2013_LABELS
+    test = dataset.splits["test"]
+    assert test.images.shape == (15, 32, 32, 3)
+    assert sorted(set(test.labels.tolist())) == [0, 3, 5]  # angry, happy, sad
+
+
+def test_any_mode_and_bit_depth_is_converted(tmp_path):
+    sixteen = tmp_path / "deep.png"
+    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(sixteen)
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (30, 20), (255, 0, 0, 128)).save(rgba)
+    images, ok, skipped = data.read_images([sixteen, rgba], size=64, channels=1)
+    assert ok.all() and not skipped
+    assert images.shape == (2, 64, 64, 1)
+    # The 16-bit ramp is scaled onto 0-255, not clipped to white.
+    assert images[0].max() == 255 and 120 < images[0].mean() < 135
+
+
+def test_missing_or_empty_folders_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        data.locate_data_dir(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="one sub-folder of images per class"):
+        data.load_dataset("folder", tmp_path / "empty")
+
+
+def test_offline_without_data_names_the_three_options(monkeypatch):
+    import kagglehub
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("offline")))
+    with pytest.raises(UserError, match=r"--data-dir DIR, set \$FER_KERAS_DATA=DIR, or go online"):
+        data.locate_data_dir(None)
+
+
+def test_environment_variable_locates_data(monkeypatch, face_folder):
+    monkeypatch.setenv(data.DATA_ENV, str(face_folder))
+    assert data.locate_data_dir(None) == face_folder
+
+
+def test_ferplus_targets_follow_the_vote_rules():
+    majority = data.ferplus_targets(soft=False)
+    soft = data.ferplus_targets(soft=True)
+    assert list(majority.columns) == ["file", "usage", *FERPLUS_LABELS]
+    by_file = majority.set_index("file")
+    soft_by_file = soft.set_index("file")
+    # Votes (neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF): 2,0,0,1,7,0,0,0,0,0
+    assert by_file.loc["train/angry/Training_10118481.jpg", list(FERPLUS_LABELS)].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+    assert soft_by_file.loc["train/angry/Training_10118481.jpg", list(FERPLUS_LABELS)].tolist() == pytest.approx([0.2, 0, 0, 0.1, 0.7, 0, 0, 0])
+    # 7 neutral, 2 happiness, 1 unknown: the distribution is over the 9 emotion votes.
+    assert soft_by_file.loc["train/angry/Training_10120469.jpg", "neutral"] == pytest.approx(7 / 9)
+    assert "train/angry/Training_1021836.jpg" not in by_file.index  # surprise 3 = disgust 3: tied top vote
+    assert "train/angry/Training_12565431.jpg" not in by_file.index  # top vote 'unknown'
+    assert AMBIGUOUS_FILE not in by_file.index  # n_candidates != 1
+    values = majority[list(FERPLUS_LABELS)].to_numpy()
+    assert np.allclose(values.sum(axis=1), 1) and set(np.unique(values)) == {0.0, 1.0}
+    soft_values = soft[list(FERPLUS_LABELS)].to_numpy()
+    assert np.allclose(soft_values.sum(axis=1), 1)
+    assert (majority["file"].to_numpy() == soft["file"].to_numpy()).all()
+    assert (values.argmax(axis=1) == soft_values.argmax(axis=1)).all()
+    assert set(majority["usage"]) == {"Training", "PublicTest", "PrivateTest"}

@@ -1,0 +1,54 @@
+import keras
+import numpy as np
+import pytest
+
+from fer_keras.errors import UserError
+from fer_keras.models import build_model, list_models
+
+
+def test_registry_lists_every_family():
+    assert {"tiny", "mini_xception", "vgg", "mobilenet_v3_small", "mobilenet_v3_large"} <= set(list_models())
+
+
+def test_fast_and_accurate_sizes():
+    assert build_model("mini_xception", 7).count_params() <= 150_000
+    assert 1_000_000 <= build_model("vgg", 7).count_params() <= 5_000_000
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_raw_pixels_and_round_trips_through_keras_file(name, tmp_path):
+    model = build_model(name, 5, (48, 48, 1))
+    x = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
+    before = model.predict(x, verbose=0)
+    assert before.shape == (2, 5)
+    assert np.allclose(before.sum(axis=1), 1, atol=1e-5)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    after = keras.saving.load_model(path).predict(x, verbose=0)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_unknown_model_lists_the_registered_ones():
+    with pytest.raises(UserError, match="registered models: .*mini_xception"):
+        build_model("resnet9000", 7)
+
+
+def test_imagenet_weights_offline_is_a_clear_error(monkeypatch):
+    from keras.src.applications import mobilenet_v3
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(mobilenet_v3.file_utils, "get_file", offline)
+    with pytest.raises(UserError, match="offline, use model.weights=none or a local weights file"):
+        build_model("mobilenet_v3_small", 7, weights="imagenet")
+
+
+def test_local_backbone_weights_file_is_loaded(tmp_path):
+    donor = build_model("mobilenet_v3_small", 7).get_layer("backbone")
+    path = tmp_path / "backbone.weights.h5"
+    donor.save_weights(path)
+    model = build_model("mobilenet_v3_small", 7, weights=str(path))
+    np.testing.assert_array_equal(model.get_layer("backbone").get_weights()[0], donor.get_weights()[0])
+    with pytest.raises(UserError, match="weights file not found"):
+        build_model("mobilenet_v3_small", 7, weights=str(tmp_path / "missing.h5"))

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from fer_keras.config import AugmentConfig
+from fer_keras.data import Split
+from fer_keras.pipeline import augmentation_layers, balanced_class_weights, make_dataset
+
+
+def _split(n=20):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 48, 48, 1), dtype=np.uint8)
+    targets = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
+    return Split(images, targets, [f"f{i}" for i in range(n)])
+
+
+def test_evaluation_pipeline_passes_pixels_through_unchanged():
+    split = _split()
+    x, y = next(iter(make_dataset(split, batch_size=8, augment=AugmentConfig())))
+    np.testing.assert_array_equal(x.numpy(), split.images[:8].astype(np.float32))
+    np.testing.assert_array_equal(y.numpy(), split.targets[:8])
+
+
+def test_training_pipeline_augments_within_pixel_range_and_emits_sample_weights():
+    split = _split()
+    weights = balanced_class_weights(split.labels, 3)
+    augment = AugmentConfig(erasing=0.5, mixup=0.2)
+    x, y, w = next(iter(make_dataset(split, batch_size=8, training=True, augment=augment, class_weights=weights)))
+    assert x.shape == (8, 48, 48, 1)
+    assert float(x.numpy().min()) >= 0 and float(x.numpy().max()) <= 255
+    np.testing.assert_allclose(y.numpy().sum(axis=1), 1, atol=1e-5)  # mixup keeps distributions
+    assert w.shape == (8,)
+
+
+def test_balanced_class_weights_known_values():
+    weights = balanced_class_weights(np.array([0, 0, 0, 1]), 3)
+    # n / (k * count): 4 / (2 * 3) and 4 / (2 * 1); the absent class gets 0.
+    np.testing.assert_allclose(weights, [2 / 3, 2.0, 0.0], rtol=1e-6)
+
+
+def test_disabled_augmentations_build_no_layers():
+    none = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0)
+    assert augmentation_layers(none, seed=0) == []
+    assert len(augmentation_layers(AugmentConfig(erasing=0.3), seed=0)) == 7
+
+
+@pytest.mark.parametrize("flags, expected", [("flags : avx512f avx512_bf16 fma", True), ("flags : avx2 fma", False)])
+def test_bf16_detection_reads_cpu_flags(tmp_path, flags, expected):
+    from fer_keras.hardware import cpu_supports_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(flags + "\n")
+    assert cpu_supports_bf16(cpuinfo) is expected
+    assert cpu_supports_bf16(tmp_path / "absent") is False

@@ -1,0 +1,125 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from fer_keras import train
+from fer_keras.config import apply_overrides, ExperimentConfig
+
+
+def _config(face_folder, tmp_path, *extra):
+    return apply_overrides(
+        ExperimentConfig(),
+        [
+            "name=tiny_test",
+            f"output_dir={tmp_path / 'runs'}",
+            f"data.data_dir={face_folder}",
+            "data.label_set=folder",
+            "data.batch_size=16",
+            "data.val_fraction=0.25",
+            "model.name=tiny",
+            "train.epochs=3",
+            "train.learning_rate=0.01",
+            "train.precision=float32",
+            *extra,
+        ],
+    )
+
+
+def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
+    result = train.run_training(_config(face_folder, tmp_path, "train.schedule=cosine", "train.warmup_epochs=1", "data.class_weights=true"))
+    run = result.run_dir
+    for name in ("config.yaml", "history.csv", "best.keras", "metrics.json", "training_curves.png", "skipped_files.txt"):
+        assert (run / name).is_file(), name
+    assert (run / "tensorboard").is_dir() and not (run / "backup").exists()
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [0, 1, 2]
+    assert {"accuracy", "val_accuracy", "loss", "val_loss", "learning_rate"} <= set(history.columns)
+    # Logged at epoch end: the one warm-up epoch ends at the peak, then cosine decays to 1% of it.
+    assert history["learning_rate"].tolist() == pytest.approx([0.01, 0.00505, 0.0001], rel=1e-3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["labels"] == ["angry", "happy", "sad"]
+    assert metrics["precision"] == "float32" and metrics["skipped_files"] == 4
+    assert set(metrics["test"]["per_class"]) == {"angry", "happy", "sad"}
+    assert metrics["test"]["n"] == 36
+    assert len((run / "skipped_files.txt").read_text().splitlines()) == 4
+    assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, monkeypatch):
+    config = _config(face_folder, tmp_path, "train.epochs=4")
+    original = train.make_callbacks
+
+    class CrashAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Crash()
+
+    monkeypatch.setattr(train, "make_callbacks", lambda *a: original(*a) + [CrashAfterSecondEpoch()])
+    with pytest.raises(_Crash):
+        train.run_training(config)
+    monkeypatch.setattr(train, "make_callbacks", original)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "backup").exists() and not (run_dir / "metrics.json").exists()
+    result = train.run_training(config)
+    assert result.run_dir == run_dir
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2, 3]
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "fer_keras.train", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        timeout=300,
+    )
+
+
+def test_mirrored_strategy_trains_over_two_logical_cpus(face_folder, tmp_path):
+    done = _cli(
+        f"--data-dir={face_folder}",
+        f"output_dir={tmp_path}",
+        "name=mirrored",
+        "data.label_set=folder",
+        "model.name=tiny",
+        "train.epochs=1",
+        "train.strategy=mirrored",
+        "train.precision=float32",
+        "data.batch_size=16",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "run folder:" in done.stdout
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "metrics.json").read_text())["strategy"] == "mirrored"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.epoch=3"], "did you mean train.epochs?"),
+        (["--data-dir=/no/such/dir"], "/no/such/dir: data directory (--data-dir) does not exist"),
+        (["--config=/no/such.yaml"], "/no/such.yaml: config file not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message):
+    done = _cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: {done.stderr.strip().split('error: ', 1)[1]}"
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_cli_help():
+    done = _cli("--help")
+    assert done.returncode == 0 and "key=value" in done.stdout
