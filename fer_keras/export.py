@@ -1,0 +1,269 @@
+"""Export a Keras model to TFLite: ``python -m fer_keras.export --model M.keras --quantize int8 --out DIR``.
+
+Writes ``DIR/<name>_<quantize>.tflite`` (labels and input format embedded in its metadata),
+``labels.txt``, ``model.json`` and ``parity.json`` (agreement with the Keras model on the test split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from fer_keras import __version__  # noqa: E402
+from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.runtime import METADATA_NAME, EmotionClassifier  # noqa: E402
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+IO_TYPES = ("uint8", "int8", "float32")
+MIN_INT8_AGREEMENT = 0.98
+
+
+def convert(model, quantize: str, io_type: str = "float32", representative_images: np.ndarray | None = None) -> bytes:
+    """Converts a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: A keras.Model taking raw 0-255 pixels.
+        quantize: ``float32``, ``float16`` (float16 weights), ``dynamic`` (int8 weights, float
+            activations) or ``int8`` (full-integer, calibrated on ``representative_images``).
+        io_type: Input/output tensor type for ``int8``: ``uint8`` (raw camera pixels), ``int8`` or
+            ``float32``. Ignored for the other modes, whose I/O is float32.
+        representative_images: (N, H, W, C) raw-pixel calibration images, required for ``int8``.
+
+    Returns:
+        The ``.tflite`` bytes.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
+    with tempfile.TemporaryDirectory() as saved:
+        model.export(saved, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if quantize != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            if representative_images is None or len(representative_images) == 0:
+                raise UserError("int8 quantization needs representative images (the training split)")
+
+            def representative():
+                # A 0-255 ramp first pins the input quantization to scale 1, zero point 0 (uint8),
+                # so a phone feeds camera pixels unchanged whatever range the calibration faces span.
+                shape = representative_images.shape[1:]
+                yield [np.linspace(0, 255, int(np.prod(shape)), dtype=np.float32).reshape(1, *shape)]
+                for image in representative_images:
+                    yield [image[None].astype(np.float32)]
+
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            dtype = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_type]
+            converter.inference_input_type = dtype
+            converter.inference_output_type = dtype
+        return converter.convert()
+
+
+def embed_metadata(tflite_model: bytes, metadata: dict) -> bytes:
+    """Adds a JSON ``fer_keras`` entry to the flatbuffer's metadata table (preserved by stock TFLite tools)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_model, 0))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
+    builder = flatbuffers.Builder(len(tflite_model) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, training_data: str, name: str) -> dict:
+    """What a mobile developer needs to use the model, embedded in the file."""
+    _, height, width, channels = model.input_shape
+    return {
+        "name": name,
+        "version": __version__,
+        "exported": date.today().isoformat(),
+        "labels": list(labels),
+        "input": {
+            "height": int(height),
+            "width": int(width),
+            "channels": int(channels),
+            "color": "grayscale" if channels == 1 else "rgb",
+            "value_range": [0, 255],
+            "layout": "NHWC",
+            "dtype": io_type if quantize == "int8" else "float32",
+            "preprocessing": "none: the model rescales internally; feed raw pixels of a face crop resized to height x width",
+        },
+        "output": {"meaning": "softmax probabilities, one per label", "dtype": io_type if quantize == "int8" else "float32"},
+        "quantization": quantize,
+        "training_data": training_data,
+        "source": "fer_keras",
+    }
+
+
+def write_atomic(path: Path, content: bytes | str) -> None:
+    """Writes through a temporary file and a rename, so a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
+    tmp.replace(path)
+
+
+def latency_ms(classifier: EmotionClassifier, image: np.ndarray, batch: int = 1, repeats: int = 50) -> float:
+    """Median milliseconds per face for ``batch`` faces per invoke."""
+    faces = np.repeat(image[None], batch, axis=0).astype(np.float32)
+    classifier.predict_preprocessed(faces)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classifier.predict_preprocessed(faces)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000 / batch)
+
+
+def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_true: np.ndarray) -> dict:
+    """Compares the TFLite file with its Keras model on labelled images: agreement, accuracies, drift, size, latency."""
+    keras_probs = keras_model.predict(images, batch_size=256, verbose=0)
+    classifier = EmotionClassifier(tflite_path, num_threads=1)
+    tflite_probs = np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
+    return {
+        "n": int(len(images)),
+        "top1_agreement": float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()),
+        "keras_accuracy": float((keras_probs.argmax(1) == labels_true).mean()),
+        "tflite_accuracy": float((tflite_probs.argmax(1) == labels_true).mean()),
+        "max_probability_difference": float(np.abs(keras_probs - tflite_probs).max()),
+        "size_kb": round(tflite_path.stat().st_size / 1024, 1),
+        "latency_ms_batch1_1thread": round(latency_ms(classifier, images[0]), 4),
+    }
+
+
+def run_info(model_path: Path) -> dict:
+    """Labels and data settings of the training run that produced ``model_path`` (its folder's metrics.json and config.yaml)."""
+    info: dict = {}
+    metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
+    if metrics.is_file():
+        recorded = json.loads(metrics.read_text())
+        info["labels"] = tuple(recorded.get("labels", ()))
+        info["label_set"] = recorded.get("label_set")
+    if config.is_file():
+        import yaml
+
+        data = yaml.safe_load(config.read_text()).get("data", {})
+        info.setdefault("label_set", data.get("label_set"))
+        info["data_dir"] = data.get("data_dir")
+    return info
+
+
+def export(
+    keras_model,
+    labels: tuple[str, ...],
+    out_dir: Path,
+    quantize: str,
+    io_type: str,
+    representative_images: np.ndarray | None,
+    test_images: np.ndarray | None,
+    test_labels: np.ndarray | None,
+    name: str,
+    training_data: str,
+    allow_drift: bool = False,
+) -> dict:
+    """Converts, embeds metadata, checks parity and writes the hand-off files.
+
+    Returns:
+        The parity report (also written to ``parity.json``).
+
+    Raises:
+        UserError: When int8 top-1 agreement is under 98% and ``allow_drift`` is False; the
+            ``.tflite`` is then not written (the report is).
+    """
+    if len(labels) != keras_model.output_shape[-1]:
+        raise UserError(f"{len(labels)} labels given but the model outputs {keras_model.output_shape[-1]} classes")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metadata = make_metadata(keras_model, labels, quantize, io_type, training_data, name)
+    flatbuffer = embed_metadata(convert(keras_model, quantize, io_type, representative_images), metadata)
+    target = out_dir / f"{name}_{quantize}.tflite"
+    with tempfile.TemporaryDirectory() as scratch:
+        candidate = Path(scratch) / target.name
+        candidate.write_bytes(flatbuffer)
+        report = {"model": target.name, "quantization": quantize, "io": metadata["input"]["dtype"]}
+        if test_images is not None and len(test_images):
+            report.update(parity_report(keras_model, candidate, test_images, test_labels))
+        write_atomic(out_dir / "parity.json", json.dumps(report, indent=2))
+        drift = quantize == "int8" and report.get("top1_agreement", 1.0) < MIN_INT8_AGREEMENT
+        if drift and not allow_drift:
+            raise UserError(
+                f"{target}: int8 top-1 agreement {report['top1_agreement']:.2%} is under {MIN_INT8_AGREEMENT:.0%}; "
+                "not written (see parity.json; --allow-drift writes it anyway)"
+            )
+        write_atomic(target, flatbuffer)
+    write_atomic(out_dir / "labels.txt", "".join(label + "\n" for label in labels))
+    write_atomic(out_dir / "model.json", json.dumps({**metadata, "file": target.name, "parity": report}, indent=2))
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json)")
+    parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)
+    parser.add_argument("--io", default="uint8", choices=IO_TYPES, help="int8 models' input/output type (default uint8: raw pixels)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--name", help="file stem (default: the model file's folder name)")
+    parser.add_argument("--labels", help="comma-separated labels, when the model has no run folder")
+    parser.add_argument("--data-dir", help="dataset root for calibration and parity (default: the run's, $FER_KERAS_DATA, kagglehub)")
+    parser.add_argument("--label-set", choices=("fer2013", "ferplus", "folder"), help="default: the run's")
+    parser.add_argument("--calibration-images", type=int, default=500, help="representative images from the training split (>= 300 advised)")
+    parser.add_argument("--allow-drift", action="store_true", help="write an int8 model even under 98%% top-1 agreement")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.model.suffix != ".keras" or not args.model.is_file():
+        raise UserError(f"{args.model}: expected an existing .keras model file")
+    import keras
+
+    from fer_keras.data import load_dataset
+
+    try:
+        model = keras.saving.load_model(args.model)
+    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
+        raise UserError(f"{args.model}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    info = run_info(args.model)
+    labels = tuple(args.labels.split(",")) if args.labels else info.get("labels")
+    if not labels:
+        raise UserError(f"{args.model}: no labels found (no metrics.json beside it); pass --labels a,b,c")
+    label_set = args.label_set or info.get("label_set") or "folder"
+    _, height, _, channels = model.input_shape
+    dataset = load_dataset(label_set, args.data_dir or info.get("data_dir"), int(height), int(channels))
+    rng = np.random.default_rng(0)
+    train = dataset.splits.get("train") or dataset.splits["test"]
+    calibration = train.images[rng.choice(len(train), size=min(args.calibration_images, len(train)), replace=False)]
+    test = dataset.splits["test"]
+    name = args.name or args.model.parent.name
+    report = export(
+        model, labels, args.out, args.quantize, args.io, calibration, test.images, test.labels, name,
+        training_data=f"{label_set} ({len(train)} training images)", allow_drift=args.allow_drift,
+    )
+    from fer_keras.benchmark import markdown_table
+
+    print(markdown_table([report]))
+    print(f"wrote {args.out / report['model']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""LiteRT inference: ``EmotionClassifier`` over a self-describing ``.tflite``. Imports no TensorFlow.
+
+The model's labels and input format are read from a JSON entry named ``fer_keras`` in the
+flatbuffer's metadata table (written by ``fer_keras.export``), so no sidecar file is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from fer_keras.errors import UserError
+
+METADATA_NAME = "fer_keras"
+PACKAGED_MODELS = ("default", "fast", "accurate")
+
+
+def packaged_model_path(name: str) -> Path:
+    """The file of a model shipped inside the package (``default``, ``fast``, ``accurate``).
+
+    Raises:
+        UserError: When no model of that name is packaged.
+    """
+    path = Path(str(resources.files("fer_keras.resources").joinpath("models", f"{name}.tflite")))
+    if not path.is_file():
+        raise UserError(f"no packaged model named {name!r} (packaged: {', '.join(available_packaged_models()) or 'none'})")
+    return path
+
+
+def available_packaged_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    folder = Path(str(resources.files("fer_keras.resources").joinpath("models")))
+    return sorted(p.stem for p in folder.glob("*.tflite")) if folder.is_dir() else []
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A model argument as a file: None means ``default``; a packaged name; or a path."""
+    if model is None:
+        return packaged_model_path("default")
+    if str(model) in PACKAGED_MODELS or (isinstance(model, str) and model in available_packaged_models()):
+        return packaged_model_path(str(model))
+    path = Path(model)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    return path
+
+
+def read_metadata(model: bytes | Path) -> dict:
+    """The ``fer_keras`` JSON metadata embedded in a ``.tflite`` flatbuffer.
+
+    Args:
+        model: The file or its bytes.
+
+    Returns:
+        The metadata dict, or {} when the model carries none.
+
+    Raises:
+        UserError: When the bytes are not a TFLite flatbuffer.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    name = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
+    if len(buffer) < 8 or buffer[4:8] != b"TFL3":
+        raise UserError(f"{name}: not a TFLite model (no TFL3 identifier)")
+    try:
+        root = schema.Model.GetRootAs(buffer, 0)
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            if entry.Name() == METADATA_NAME.encode():
+                return json.loads(root.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    except (IndexError, ValueError, UnicodeDecodeError, struct.error) as err:
+        raise UserError(f"{name}: corrupt or truncated TFLite file ({err})") from None
+    return {}
+
+
+class EmotionClassifier:
+    """Classifies face crops with a ``.tflite`` emotion model.
+
+    Args:
+        model: A ``.tflite`` path or a packaged model name (``default``, ``fast``, ``accurate``);
+            None is ``default``.
+        num_threads: CPU threads for LiteRT (None lets LiteRT choose).
+
+    Attributes:
+        labels: Class names in output order.
+        input_size: (height, width) the faces are resized to.
+        channels: 1 (grayscale) or 3 (RGB) model input.
+        metadata: Everything embedded in the model file.
+
+    Raises:
+        UserError: When the file is missing or not a loadable TFLite model.
+    """
+
+    def __init__(self, model: str | Path | None = None, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = resolve_model(model)
+        self.metadata = read_metadata(self.path)
+        try:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"{self.path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        _, height, width, self.channels = (int(d) for d in self._input["shape"])
+        self.input_size = (height, width)
+        num_classes = int(self._output["shape"][-1])
+        self.labels = tuple(self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
+        if len(self.labels) != num_classes:
+            raise UserError(f"{self.path}: metadata names {len(self.labels)} labels but the model outputs {num_classes}")
+        self._batch = 1
+
+    def preprocess(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Converts face crops (any size; gray, BGR or BGRA uint8) to the model's input batch (N, H, W, C) float32 0-255."""
+        import cv2
+
+        height, width = self.input_size
+        batch = np.empty((len(faces), height, width, self.channels), dtype=np.float32)
+        for i, face in enumerate(faces):
+            face = np.asarray(face)
+            if face.ndim == 3 and face.shape[2] == 1:
+                face = face[..., 0]
+            if face.dtype != np.uint8:
+                face = np.clip(face, 0, 255).astype(np.uint8)
+            if self.channels == 1 and face.ndim == 3:
+                face = cv2.cvtColor(face, cv2.COLOR_BGRA2GRAY if face.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+            elif self.channels == 3:
+                code = cv2.COLOR_GRAY2RGB if face.ndim == 2 else (cv2.COLOR_BGRA2RGB if face.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+                face = cv2.cvtColor(face, code)
+            if face.shape[:2] != (height, width):
+                shrinking = face.shape[0] > height
+                face = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            batch[i] = face.reshape(height, width, self.channels)
+        return batch
+
+    def predict(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Emotion probabilities for a batch of faces, all in one invoke.
+
+        Args:
+            faces: A list of uint8 crops of any size (gray, BGR or BGRA), or an array (N, H, W[, C]).
+
+        Returns:
+            (N, num_classes) float32 probabilities, rows in input order.
+        """
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.predict_preprocessed(self.preprocess(faces))
+
+    def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels."""
+        n = len(batch)
+        if n != self._batch:
+            self._interpreter.resize_tensor_input(self._input["index"], [n, *self.input_size, self.channels])
+            self._interpreter.allocate_tensors()
+            self._input = self._interpreter.get_input_details()[0]
+            self._output = self._interpreter.get_output_details()[0]
+            self._batch = n
+        self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
+        self._interpreter.invoke()
+        return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
+
+
+def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype)
+    scale, zero_point = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
+    if not np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float32)
+    scale, zero_point = details["quantization"]
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -1,0 +1,111 @@
+import json
+
+import numpy as np
+import pytest
+
+from fer_keras import export as exporter
+from fer_keras.errors import UserError
+from fer_keras.runtime import EmotionClassifier, read_metadata
+
+
+@pytest.fixture(scope="module")
+def exported(trained_tiny, tmp_path_factory):
+    """The trained tiny model exported in all four modes: {mode: (path, parity report)}."""
+    model, labels, images, y = trained_tiny
+    out = tmp_path_factory.mktemp("export")
+    results = {}
+    for mode in exporter.QUANTIZATIONS:
+        report = exporter.export(model, labels, out / mode, mode, "uint8", images, images, y, "tiny", "synthetic")
+        results[mode] = (out / mode / f"tiny_{mode}.tflite", report)
+    return results
+
+
+@pytest.mark.parametrize("mode", exporter.QUANTIZATIONS)
+def test_every_mode_agrees_with_keras_and_describes_itself(exported, trained_tiny, mode):
+    model, labels, images, y = trained_tiny
+    path, report = exported[mode]
+    classifier = EmotionClassifier(path)
+    assert classifier.labels == labels
+    assert classifier.input_size == (48, 48) and classifier.channels == 1
+    assert classifier.metadata["quantization"] == mode
+    assert classifier.metadata["input"]["value_range"] == [0, 255]
+    probabilities = classifier.predict(list(images[..., 0]))
+    agreement = (probabilities.argmax(1) == model.predict(images, verbose=0).argmax(1)).mean()
+    assert agreement >= 0.97
+    assert report["top1_agreement"] == pytest.approx(agreement)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.02)
+    sidecar = path.parent
+    assert (sidecar / "labels.txt").read_text().split() == list(labels)
+    assert json.loads((sidecar / "model.json").read_text())["labels"] == list(labels)
+
+
+def test_int8_takes_raw_uint8_pixels(exported):
+    classifier = EmotionClassifier(exported["int8"][0])
+    details = classifier._interpreter.get_input_details()[0]
+    assert details["dtype"] == np.uint8
+    scale, zero_point = details["quantization"]
+    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == 0
+
+
+def test_int8_io_variant_round_trips(trained_tiny, tmp_path):
+    model, labels, images, y = trained_tiny
+    exporter.export(model, labels, tmp_path, "int8", "int8", images, images, y, "tiny", "synthetic")
+    classifier = EmotionClassifier(tmp_path / "tiny_int8.tflite")
+    details = classifier._interpreter.get_input_details()[0]
+    assert details["dtype"] == np.int8 and details["quantization"][1] == -128
+    probabilities = classifier.predict(images)
+    assert (probabilities.argmax(1) == y).mean() >= 0.9
+
+
+def test_a_batch_equals_single_calls_and_accepts_any_crop(exported, trained_tiny):
+    _, _, images, _ = trained_tiny
+    classifier = EmotionClassifier(exported["float32"][0])
+    batch = classifier.predict(images[:5])
+    singles = np.concatenate([classifier.predict(images[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(batch, singles, atol=1e-6)
+    bgr_large = np.repeat(np.kron(images[0, ..., 0], np.ones((3, 3), np.uint8))[..., None], 3, axis=2)
+    assert classifier.predict([bgr_large]).argmax() == batch[0].argmax()
+    assert classifier.predict([]).shape == (0, 3)
+
+
+def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="corrupt.tflite: not a TFLite model"):
+        EmotionClassifier(corrupt)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(exported["float32"][0].read_bytes()[:2000])
+    with pytest.raises(UserError, match="truncated.tflite"):
+        EmotionClassifier(truncated)
+    with pytest.raises(UserError, match="model file not found"):
+        EmotionClassifier(tmp_path / "absent.tflite")
+
+
+def test_metadata_reads_back_without_sidecars(exported, tmp_path):
+    lone = tmp_path / "lone.tflite"
+    lone.write_bytes(exported["dynamic"][0].read_bytes())
+    assert read_metadata(lone)["labels"] == ["angry", "happy", "sad"]
+
+
+def test_int8_drift_is_refused_and_nothing_is_written(trained_tiny, tmp_path, monkeypatch):
+    model, labels, images, y = trained_tiny
+    monkeypatch.setattr(exporter, "MIN_INT8_AGREEMENT", 1.01)
+    with pytest.raises(UserError, match="not written"):
+        exporter.export(model, labels, tmp_path, "int8", "uint8", images, images, y, "tiny", "synthetic")
+    assert not (tmp_path / "tiny_int8.tflite").exists()
+    assert json.loads((tmp_path / "parity.json").read_text())["top1_agreement"] < 1.01
+
+
+def test_export_cli_reads_labels_from_the_run_folder(face_folder, tmp_path):
+    from fer_keras import train
+    from fer_keras.config import ExperimentConfig, apply_overrides
+
+    config = apply_overrides(
+        ExperimentConfig(),
+        [f"output_dir={tmp_path / 'runs'}", f"data.data_dir={face_folder}", "data.label_set=folder", "model.name=tiny", "train.epochs=1", "train.precision=float32"],
+    )
+    run = train.run_training(config).run_dir
+    code = exporter.main(["--model", str(run / "best.keras"), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert EmotionClassifier(tmp_path / "out" / f"{run.name}_dynamic.tflite").labels == ("angry", "happy", "sad")
+    assert exporter.main(["--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)]) == 2
