@@ -4,9 +4,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-FER_KERAS_DATA ?= ../shared/datasets/fer2013
-export FER_KERAS_DATA
-
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -16,8 +13,10 @@ $(BIN)/.installed: pyproject.toml
 .PHONY: setup demo test
 setup: $(BIN)/.installed
 
+# Emotions of every face in the bundled clip, with the bundled model: writes demo_out/
+# (annotated/hamilton_clip.mp4, detections.csv, detections.jsonl, summary.json, timelines).
 demo: setup
-	$(BIN)/python -m fer_keras.train --config experiments/configs/quick_demo.yaml
+	$(BIN)/python -m fer_keras.detect --source fer_keras/resources/sample/hamilton_clip.mp4 --out demo_out --annotate
 
 test: setup
 	$(BIN)/python -m pytest

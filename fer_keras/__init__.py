@@ -4,7 +4,15 @@ The inference API (`analyze`, `EmotionClassifier`) imports no TensorFlow; traini
 evaluation and export modules do, and are imported only by their CLIs.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Quiet native-library chatter on stderr (users can still override): TensorFlow's C++ logs, and
+# OpenCV/FFmpeg warnings that would otherwise precede our one-line errors for bad media.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def __getattr__(name):

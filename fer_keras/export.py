@@ -27,6 +27,28 @@ IO_TYPES = ("uint8", "int8", "float32")
 MIN_INT8_AGREEMENT = 0.98
 
 
+def as_float32(model):
+    """The same network with every layer in float32 (mixed-precision layers keep their policy when loaded).
+
+    The TFLite converter cannot quantize bfloat16 graphs, so models trained under
+    ``mixed_bfloat16`` are rebuilt from their config with float32 policies and given the weights.
+    """
+    import keras
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: to_float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [to_float32(value) for value in node]
+        return node
+
+    rebuilt = model.__class__.from_config(to_float32(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def convert(model, quantize: str, io_type: str = "float32", representative_images: np.ndarray | None = None) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
@@ -45,6 +67,7 @@ def convert(model, quantize: str, io_type: str = "float32", representative_image
 
     if quantize not in QUANTIZATIONS:
         raise UserError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
+    model = as_float32(model)
     with tempfile.TemporaryDirectory() as saved:
         model.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)

@@ -6,8 +6,11 @@ flatbuffer's metadata table (written by ``fer_keras.export``), so no sidecar fil
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import struct
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +21,24 @@ from fer_keras.errors import UserError
 
 METADATA_NAME = "fer_keras"
 PACKAGED_MODELS = ("default", "fast", "accurate")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silences C++ writes to stderr (LiteRT's unconditional 'Created XNNPACK delegate' INFO line).
+
+    No LiteRT setting turns that line off, and it would break the CLIs' one-line errors. Python
+    exceptions are unaffected: their messages still reach the caller.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def packaged_model_path(name: str) -> Path:
@@ -103,8 +124,9 @@ class EmotionClassifier:
         self.path = resolve_model(model)
         self.metadata = read_metadata(self.path)
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise UserError(f"{self.path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
         self._input = self._interpreter.get_input_details()[0]

@@ -1,0 +1,189 @@
+"""One-line Python API: ``fer_keras.analyze(image)`` and ``fer_keras.analyze_video(path)``. Imports no TensorFlow.
+
+Example:
+    >>> import fer_keras
+    >>> for face in fer_keras.analyze("group.jpg"):
+    ...     print(face.box, face.emotion, round(face.score, 2))
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from fer_keras.errors import UserError
+from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, make_detector
+from fer_keras.runtime import EmotionClassifier
+from fer_keras.tracking import IoUTracker
+
+
+@dataclass
+class FaceResult:
+    """The emotion of one face in one frame.
+
+    Attributes:
+        box: (x, y, w, h) in frame pixels.
+        index: Position among this frame's faces (largest first).
+        track_id: Stable id of the face across a video's frames (per image: 1..N).
+        emotion: The most probable label.
+        score: Its probability.
+        probabilities: Every label's probability.
+        detector_score: The face detector's confidence.
+    """
+
+    box: tuple[int, int, int, int]
+    index: int
+    track_id: int
+    emotion: str
+    score: float
+    probabilities: dict[str, float]
+    detector_score: float
+
+    def __post_init__(self):
+        if self.emotion not in self.probabilities:
+            raise ValueError(f"emotion {self.emotion!r} is not one of the labels {list(self.probabilities)}")
+
+
+@dataclass
+class FrameResult:
+    """All faces of one video frame."""
+
+    frame: int
+    time_s: float
+    faces: list[FaceResult]
+
+
+class FrameAnalyzer:
+    """detect → crop (eye-aligned where possible) → one batched classify → track → smooth, for one stream of frames.
+
+    Args:
+        detector: A detector name (see ``fer_keras.faces.DETECTORS``) or instance.
+        model: A ``.tflite`` path, packaged model name, EmotionClassifier, or None for the default.
+        smooth: Weight of the newest frame in per-track exponential smoothing (1 = off).
+        margin: Crop border around the face box, as a fraction of its larger side.
+        min_face: Ignore faces whose box is smaller than this many pixels on a side.
+        max_faces: Keep at most this many faces per frame, largest first (0 = all).
+        detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
+        num_threads: LiteRT threads for the detector and the classifier.
+    """
+
+    def __init__(
+        self,
+        detector: str | FaceDetector = DEFAULT_DETECTOR,
+        model: str | Path | EmotionClassifier | None = None,
+        smooth: float = 1.0,
+        margin: float = 0.2,
+        min_face: int = 0,
+        max_faces: int = 0,
+        detector_model: str | Path | None = None,
+        num_threads: int | None = None,
+    ):
+        if not 0.0 < smooth <= 1.0:
+            raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
+        self.detector = make_detector(detector, detector_model, num_threads) if isinstance(detector, str) else detector
+        self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads)
+        self.margin, self.min_face, self.max_faces = margin, min_face, max_faces
+        self.tracker = IoUTracker(alpha=smooth)
+        self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over frames
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+    def reset(self) -> None:
+        """Starts a new stream: track ids begin again at 1."""
+        self.tracker = IoUTracker(alpha=self.tracker.alpha)
+
+    def __call__(self, frame: np.ndarray, frame_index: int = 0) -> list[FaceResult]:
+        """Analyzes one BGR (or gray) frame."""
+        start = time.perf_counter()
+        faces = [f for f in self.detector(frame) if min(f.box[2], f.box[3]) >= self.min_face]
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        if self.max_faces:
+            faces = faces[: self.max_faces]
+        detected = time.perf_counter()
+        probabilities = self.classifier.predict([crop_face(frame, f, self.margin) for f in faces])
+        classified = time.perf_counter()
+        ids = self.tracker.assign([f.box for f in faces], frame_index)
+        results = []
+        for i, (face, track_id, p) in enumerate(zip(faces, ids, probabilities)):
+            p = self.tracker.update_probabilities(track_id, p)
+            best = int(np.argmax(p))
+            emotion = self.labels[best]
+            self.tracker.tracks[track_id].history.append((frame_index, emotion))
+            results.append(FaceResult(face.box, i, track_id, emotion, float(p[best]), dict(zip(self.labels, map(float, p))), face.score))
+        self.timings["detect"] += detected - start
+        self.timings["classify"] += classified - detected
+        self.timings["track"] += time.perf_counter() - classified
+        return results
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_analyzer(detector: str, model: str | None) -> FrameAnalyzer:
+    return FrameAnalyzer(detector, model)
+
+
+def load_image(image) -> np.ndarray:
+    """A BGR uint8 array from a path, a Pillow image (RGB) or an array (taken as BGR, OpenCV's order)."""
+    import cv2
+
+    if isinstance(image, (str, Path)):
+        frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise UserError(f"{image}: not a readable image")
+        return frame
+    if hasattr(image, "convert"):  # a Pillow image
+        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    frame = np.asarray(image)
+    if frame.ndim not in (2, 3) or frame.size == 0:
+        raise UserError(f"expected an image array (H, W[, C]), got shape {frame.shape}")
+    return frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None) -> list[FaceResult]:
+    """Emotions of every face in one image.
+
+    Args:
+        image: A file path, a Pillow image, or a BGR uint8 array.
+        detector: Face detector name.
+        model: ``.tflite`` path or packaged model name (None: the packaged default).
+
+    Returns:
+        One FaceResult per face, largest face first (track ids 1..N).
+    """
+    analyzer = _cached_analyzer(detector, None if model is None else str(model))
+    analyzer.reset()
+    return analyzer(load_image(image))
+
+
+def analyze_video(
+    path: str | Path,
+    detector: str = DEFAULT_DETECTOR,
+    model: str | None = None,
+    every: int = 1,
+    smooth: float = 0.5,
+) -> Iterator[FrameResult]:
+    """Per-frame emotions of a video's faces, with stable track ids and smoothed probabilities.
+
+    Args:
+        path: A video file or stream URL.
+        detector: Face detector name.
+        model: ``.tflite`` path or packaged model name.
+        every: Analyze every Nth frame.
+        smooth: Weight of the newest frame in per-track smoothing (1 = off).
+
+    Yields:
+        One FrameResult per analyzed frame.
+    """
+    from fer_keras.sources import open_video
+
+    analyzer = FrameAnalyzer(detector, model, smooth=smooth)
+    with open_video(str(path), every=every) as video:
+        for frame in video:
+            yield FrameResult(frame.index, frame.time_s, analyzer(frame.image, frame.index))

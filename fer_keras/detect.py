@@ -1,0 +1,345 @@
+"""Emotions of every face in a camera, video, image, folder or stream: ``python -m fer_keras.detect --source SRC``.
+
+Writes to ``--out DIR``: detections.csv, detections.jsonl, summary.json, an emotion-timeline
+PNG per video track, and with ``--annotate`` the annotated video or images. Imports no TensorFlow
+(unless ``--detector mtcnn``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.api import FaceResult, FrameAnalyzer
+from fer_keras.errors import UserError, cli_entry
+from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_keras.sources import classify_source, folder_media, open_video
+
+MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
+
+
+@dataclass
+class DetectOptions:
+    """Settings of one detect run (the CLI's flags)."""
+
+    source: str
+    out: Path | None = None
+    detector: str = DEFAULT_DETECTOR
+    detector_model: str | None = None
+    model: str | None = None
+    show: bool = False
+    annotate: bool = False
+    every: int = 1
+    min_face: int = 0
+    smooth: float = 0.5
+    max_faces: int = 0
+    margin: float = 0.2
+    threads: int | None = None
+    max_frames: int = 0
+    progress: bool = True
+
+
+@dataclass
+class RunRecord:
+    """What a detect run accumulates for its outputs."""
+
+    frames: int = 0
+    faces: int = 0
+    frames_without_faces: int = 0
+    sources: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    tracks: list[dict] = field(default_factory=list)
+    seconds: Counter = field(default_factory=Counter)
+
+
+class Outputs:
+    """The files in ``--out``: written to temporary names and renamed into place when the run ends."""
+
+    def __init__(self, out: Path, labels: tuple[str, ...]):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.labels = labels
+        self._csv_file = open(out / "detections.csv.tmp", "w", newline="")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(["source", "frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "score", *labels])
+        self._jsonl = open(out / "detections.jsonl.tmp", "w")
+
+    def write(self, source: str, frame: int, time_s: float, faces: list[FaceResult]) -> None:
+        for face in faces:
+            probabilities = [face.probabilities[label] for label in self.labels]
+            self._csv.writerow([source, frame, f"{time_s:.3f}", face.track_id, *face.box, face.emotion, f"{face.score:.4f}", *(f"{p:.4f}" for p in probabilities)])
+            record = {"source": source, "frame": frame, "time_s": round(time_s, 3), "track_id": face.track_id, "box": list(face.box),
+                      "emotion": face.emotion, "score": round(face.score, 4), "probabilities": {k: round(v, 4) for k, v in face.probabilities.items()}}
+            self._jsonl.write(json.dumps(record) + "\n")
+
+    def close(self, summary: dict) -> None:
+        self._csv_file.close()
+        self._jsonl.close()
+        for name in ("detections.csv", "detections.jsonl"):
+            (self.out / f"{name}.tmp").replace(self.out / name)
+        tmp = self.out / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(self.out / "summary.json")
+
+
+class Display:
+    """An OpenCV window, where one can be opened; otherwise a one-time message and headless operation."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.closed = False
+
+    def show(self, image: np.ndarray) -> None:
+        if not self.enabled or self.closed:
+            return
+        import cv2
+
+        try:
+            cv2.imshow("fer_keras", image)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                self.closed = True
+        except cv2.error:
+            print("--show: no display available (headless OpenCV build or no screen); continuing without a window", file=sys.stderr)
+            self.enabled = False
+
+
+def _safe_name(path: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in path).strip("_") or "source"
+
+
+def _track_summaries(analyzer: FrameAnalyzer, source: str, fps: float) -> list[dict]:
+    summaries = []
+    for track in analyzer.tracker.all_tracks():
+        counts = Counter(emotion for _, emotion in track.history)
+        total = sum(counts.values())
+        summaries.append({
+            "source": source,
+            "track_id": track.track_id,
+            "frames": total,
+            "first_time_s": round(track.history[0][0] / fps, 3),
+            "last_time_s": round(track.history[-1][0] / fps, 3),
+            "dominant_emotion": counts.most_common(1)[0][0],
+            "time_share": {emotion: round(n / total, 4) for emotion, n in counts.most_common()},
+        })
+    return summaries
+
+
+def _timeline_plots(out: Path, source: str, series: dict[int, list[tuple[float, np.ndarray]]], labels: tuple[str, ...]) -> None:
+    from fer_keras.plots import plt, save_figure
+
+    for track_id, points in series.items():
+        if len(points) < MIN_TIMELINE_FRAMES:
+            continue
+        times = [t for t, _ in points]
+        values = np.array([p for _, p in points])
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.stackplot(times, values.T, labels=labels, alpha=0.85)
+        ax.set_xlim(times[0], times[-1])
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("probability")
+        ax.set_title(f"{Path(source).name}: track {track_id}")
+        ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+        save_figure(fig, out / f"timeline_{_safe_name(Path(source).stem)}_track{track_id}.png")
+
+
+def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
+    import cv2
+
+    from fer_keras.annotate import annotate
+
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise UserError(f"{path}: not a readable image")
+    analyzer.reset()
+    faces = analyzer(frame, 0)
+    record.frames += 1
+    record.faces += len(faces)
+    record.frames_without_faces += not faces
+    record.sources.append({"source": str(path), "kind": "image", "frames": 1, "faces": len(faces)})
+    record.tracks += _track_summaries(analyzer, str(path), 1.0)
+    if outputs is not None:
+        outputs.write(str(path), 0, 0.0, faces)
+    if options.annotate or display.enabled:
+        start = time.perf_counter()
+        image = annotate(frame, faces)
+        record.seconds["annotate"] += time.perf_counter() - start
+        display.show(image)
+        if options.annotate and outputs is not None:
+            start = time.perf_counter()
+            (outputs.out / "annotated").mkdir(exist_ok=True)
+            cv2.imwrite(str(outputs.out / "annotated" / f"{_safe_name(str(path))}.jpg"), image)
+            record.seconds["write"] += time.perf_counter() - start
+
+
+def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
+    import cv2
+    from tqdm import tqdm
+
+    from fer_keras.annotate import annotate
+
+    analyzer.reset()
+    writer = None
+    series: dict[int, list] = {}
+    faces_here = frames_here = 0
+    with open_video(source, options.every, options.max_frames) as video:
+        total = video.frame_count and -(-video.frame_count // video.every)
+        if options.max_frames and total:
+            total = min(total, options.max_frames)
+        bar = tqdm(total=total, unit="frame", disable=not options.progress or video.live, desc=Path(source).name, leave=False)
+        started, fps = time.perf_counter(), None
+        try:
+            for frame in video:
+                faces = analyzer(frame.image, frame.index)
+                frames_here += 1
+                faces_here += len(faces)
+                record.frames_without_faces += not faces
+                for face in faces:
+                    series.setdefault(face.track_id, []).append((frame.time_s, np.array([face.probabilities[k] for k in analyzer.labels])))
+                if outputs is not None:
+                    outputs.write(source, frame.index, frame.time_s, faces)
+                fps = frames_here / max(time.perf_counter() - started, 1e-9)
+                if options.annotate or display.enabled:
+                    start = time.perf_counter()
+                    image = annotate(frame.image, faces, fps)
+                    record.seconds["annotate"] += time.perf_counter() - start
+                    display.show(image)
+                    if display.closed:
+                        break
+                    if options.annotate and outputs is not None:
+                        start = time.perf_counter()
+                        if writer is None:
+                            (outputs.out / "annotated").mkdir(exist_ok=True)
+                            writer_path = outputs.out / "annotated" / f"{_safe_name(Path(source).stem)}.mp4"
+                            writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), video.fps / video.every, image.shape[1::-1])
+                        writer.write(image)
+                        record.seconds["write"] += time.perf_counter() - start
+                bar.update()
+        finally:
+            bar.close()
+            record.seconds["decode"] += video.decode_seconds
+            if writer is not None:
+                writer.release()
+                writer_path.with_suffix(".tmp.mp4").replace(writer_path)
+        record.frames += frames_here
+        record.faces += faces_here
+        record.sources.append({"source": source, "kind": "video", "frames": frames_here, "faces": faces_here, "video_fps": round(video.fps, 3)})
+        record.tracks += _track_summaries(analyzer, source, video.fps)
+    if outputs is not None:
+        _timeline_plots(outputs.out, source, series, analyzer.labels)
+
+
+def run_detect(options: DetectOptions) -> dict:
+    """Runs detection over a source and writes the outputs.
+
+    Returns:
+        The summary (also written to ``summary.json`` when ``options.out`` is set).
+
+    Raises:
+        UserError: For a bad source, detector or model. One unreadable file inside a folder is
+            reported in the summary and skipped instead.
+    """
+    if options.every < 1:
+        raise UserError(f"--every {options.every} must be at least 1")
+    kind = classify_source(options.source)
+    started = time.perf_counter()
+    analyzer = FrameAnalyzer(options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces, options.detector_model, options.threads)
+    outputs = Outputs(options.out, analyzer.labels) if options.out else None
+    record = RunRecord()
+    display = Display(options.show)
+    loop_started = time.perf_counter()
+    try:
+        if kind == "folder":
+            media, others = folder_media(Path(options.source))
+            record.skipped += [{"source": str(p), "error": "not an image or video"} for p in others]
+            if not media:
+                raise UserError(f"{options.source}: folder holds no images or videos")
+            for path in media:
+                try:
+                    if path.suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}:
+                        _process_video(str(path), analyzer, options, outputs, record, display)
+                    else:
+                        _process_image(path, analyzer, options, outputs, record, display)
+                except UserError as err:
+                    print(f"skipped: {err}", file=sys.stderr)
+                    record.skipped.append({"source": str(path), "error": str(err)})
+        elif kind == "image":
+            _process_image(Path(options.source), analyzer, options, outputs, record, display)
+        else:
+            _process_video(options.source, analyzer, options, outputs, record, display)
+    except KeyboardInterrupt:
+        print("interrupted: writing what was processed", file=sys.stderr)
+    elapsed = time.perf_counter() - loop_started
+    stages = {**{k: v for k, v in analyzer.timings.items()}, **record.seconds}
+    summary = {
+        "source": options.source,
+        "kind": kind,
+        "frames": record.frames,
+        "faces": record.faces,
+        "frames_without_faces": record.frames_without_faces,
+        "fps": round(record.frames / elapsed, 2) if elapsed > 0 else None,
+        "startup_s": round(loop_started - started, 3),
+        "detector": analyzer.detector.name,
+        "model": str(analyzer.classifier.path),
+        "labels": list(analyzer.labels),
+        "timings_ms_per_frame": {k: round(1000 * v / max(record.frames, 1), 3) for k, v in sorted(stages.items())},
+        "sources": record.sources,
+        "skipped": record.skipped,
+        "tracks": record.tracks,
+    }
+    if record.faces == 0:
+        summary["note"] = "no faces found"
+    if outputs is not None:
+        outputs.close(summary)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer_keras.detect", description="Emotions of every face in a camera, video, image, folder or stream.")
+    parser.add_argument("--source", required=True, help="camera index (0), video file, image file, folder, or stream URL")
+    parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
+    parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
+    parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
+    parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
+    parser.add_argument("--show", action="store_true", help="open a window (where a display exists)")
+    parser.add_argument("--every", type=int, default=1, help="analyze every Nth frame")
+    parser.add_argument("--min-face", type=int, default=0, metavar="PX", help="ignore faces smaller than PX on a side")
+    parser.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
+    parser.add_argument("--max-faces", type=int, default=0, help="at most N faces per frame, largest first (0 = all)")
+    parser.add_argument("--margin", type=float, default=0.2, help="crop border as a fraction of the face box")
+    parser.add_argument("--threads", type=int, help="LiteRT threads")
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after N analyzed frames per video (0 = all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = DetectOptions(
+        source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
+        show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
+        max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
+    )
+    if options.annotate and options.out is None:
+        raise UserError("--annotate needs --out DIR")
+    summary = run_detect(options)
+    where = f"; results in {options.out}" if options.out else ""
+    print(f"{summary['frames']} frames, {summary['faces']} faces, {summary['fps']} FPS ({summary['detector']}){where}")
+    if options.out is None:
+        for source in summary["tracks"][:20]:
+            print(f"  {Path(source['source']).name} #{source['track_id']}: {source['dominant_emotion']} ({source['frames']} frames)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

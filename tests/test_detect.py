@@ -1,0 +1,148 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fer_keras
+from conftest import REPO
+from fer_keras.detect import DetectOptions, run_detect
+
+DATA = REPO / "tests" / "data"
+CLIP = REPO / "fer_keras" / "resources" / "sample" / "hamilton_clip.mp4"
+LABELS = ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]
+
+
+def _detect(*args):
+    return subprocess.run([sys.executable, "-m", "fer_keras.detect", "--no-progress", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def _rows(out):
+    with open(out / "detections.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_video_outputs_schema_and_consistency(tmp_path):
+    done = _detect("--source", CLIP, "--out", tmp_path, "--annotate", "--max-frames", 30)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(tmp_path)
+    assert list(rows[0]) == ["source", "frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "score", *LABELS]
+    for row in rows:
+        probabilities = [float(row[label]) for label in LABELS]
+        assert abs(sum(probabilities) - 1) < 0.02
+        assert row["emotion"] == LABELS[int(np.argmax(probabilities))]
+        assert float(row["score"]) == pytest.approx(max(probabilities), abs=1e-3)
+        assert float(row["time_s"]) == pytest.approx(int(row["frame"]) / 29.97, abs=1e-3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == 30 and summary["faces"] == len(rows) > 0
+    assert summary["detector"] == "blazeface" and summary["labels"] == LABELS
+    assert summary["model"].endswith("default.tflite")
+    assert summary["frames_without_faces"] == 30 - len({row["frame"] for row in rows})
+    assert {"decode", "detect", "classify", "track", "annotate", "write"} <= set(summary["timings_ms_per_frame"])
+    tracks = {t["track_id"]: t for t in summary["tracks"]}
+    assert set(tracks) == {int(row["track_id"]) for row in rows}
+    for t in tracks.values():
+        assert sum(t["time_share"].values()) == pytest.approx(1, abs=1e-3)
+        assert t["dominant_emotion"] == max(t["time_share"], key=t["time_share"].get)
+    jsonl = [json.loads(line) for line in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    assert len(jsonl) == len(rows) and jsonl[0]["box"] == [int(rows[0][k]) for k in "xywh"]
+    assert (tmp_path / "annotated" / "hamilton_clip.mp4").stat().st_size > 10_000
+    assert list(tmp_path.glob("timeline_hamilton_clip_track*.png"))
+    assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_photo_face_counts_and_api_agree_with_cli(tmp_path):
+    done = _detect("--source", DATA / "multiface.jpg", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(tmp_path)
+    assert len(rows) == 6 and {row["track_id"] for row in rows} == {str(i) for i in range(1, 7)}
+    faces = fer_keras.analyze(DATA / "multiface.jpg")
+    assert [f.box for f in faces] == [tuple(int(row[k]) for k in "xywh") for row in rows]
+    assert [f.emotion for f in faces] == [row["emotion"] for row in rows]
+    for face, row in zip(faces, rows):
+        assert face.score == pytest.approx(float(row["score"]), abs=1e-4)
+
+
+def test_api_accepts_arrays_and_pil_images():
+    from PIL import Image
+
+    pil = Image.open(DATA / "two_people.jpg")
+    from_pil = fer_keras.analyze(pil)
+    from_array = fer_keras.analyze(np.asarray(pil)[..., ::-1])  # BGR array
+    assert len(from_pil) == len(from_array) == 2
+    assert set(from_pil[0].probabilities) == set(LABELS)
+
+
+def test_video_iterator_gives_per_frame_results():
+    frames = []
+    for result in fer_keras.analyze_video(CLIP, every=5):
+        frames.append(result)
+        if len(frames) == 4:
+            break
+    assert [f.frame for f in frames] == [0, 5, 10, 15]
+    assert frames[1].time_s == pytest.approx(5 / 29.97, abs=1e-3)
+
+
+def test_frames_without_faces_write_no_rows(tmp_path):
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
+    summary = run_detect(DetectOptions(source=str(blank), out=tmp_path / "out", progress=False))
+    assert summary["faces"] == 0 and summary["frames_without_faces"] == 1 and summary["note"] == "no faces found"
+    assert len(_rows(tmp_path / "out")) == 0
+
+
+def test_folder_skips_a_bad_file_and_processes_the_rest(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((DATA / "two_people.jpg").read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / "broken.mp4").write_bytes(b"nope")
+    (folder / "notes.txt").write_text("hello")
+    done = _detect("--source", folder, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["faces"] == 2
+    assert sorted(os.path.basename(s["source"]) for s in summary["skipped"]) == ["broken.jpg", "broken.mp4", "notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("missing.mp4", "missing.mp4: no such file or folder"),
+        ("notes.txt", "not an image or video"),
+        ("fake.mp4", "fake.mp4: cannot open video"),
+        ("fake.jpg", "fake.jpg: not a readable image"),
+        ("9", "9: cannot open camera"),
+    ],
+)
+def test_bad_sources_exit_2_with_one_line(tmp_path, source, message):
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "fake.mp4").write_bytes(b"\x00" * 100)
+    (tmp_path / "fake.jpg").write_bytes(b"\x00" * 100)
+    path = source if source.isdigit() else tmp_path / source
+    done = _detect("--source", path, "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines() if line.startswith("error:")]
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_model_exits_2(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage")
+    done = _detect("--source", DATA / "two_people.jpg", "--model", bad)
+    assert done.returncode == 2 and "bad.tflite: not a TFLite model" in done.stderr
+
+
+def test_inference_path_imports_no_tensorflow():
+    code = (
+        "import sys, fer_keras, fer_keras.detect\n"
+        f"fer_keras.analyze(r'{DATA / 'two_people.jpg'}')\n"
+        "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), 'TensorFlow was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,75 @@
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED
+from fer_keras.errors import UserError
+from fer_keras.faces import Face, crop_face, make_detector
+
+DATA = REPO / "tests" / "data"
+KNOWN_COUNTS = {"two_people.jpg": 2, "multiface.jpg": 6}
+YUNET = SHARED / "models" / "yunet" / "yunet_s_640_640.onnx"
+
+
+@pytest.mark.parametrize("photo, expected", KNOWN_COUNTS.items())
+def test_default_detector_finds_every_face_in_known_photos(photo, expected):
+    faces = make_detector()(cv2.imread(str(DATA / photo)))
+    assert len(faces) == expected
+    for face in faces:
+        assert 0 < face.score <= 1
+        assert face.eyes is not None  # BlazeFace gives landmarks, so crops are aligned
+
+
+def test_haar_detector_on_a_known_photo():
+    assert len(make_detector("haar")(cv2.imread(str(DATA / "two_people.jpg")))) == 2
+
+
+@pytest.mark.skipif(not YUNET.is_file(), reason="YuNet .onnx not present (optional third-party file)")
+def test_yunet_with_a_user_supplied_model():
+    faces = make_detector("yunet", YUNET)(cv2.imread(str(DATA / "multiface.jpg")))
+    assert len(faces) == 6
+    assert {"left_eye", "right_eye", "nose"} <= set(faces[0].keypoints)
+
+
+def test_detector_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown detector 'dlib'"):
+        make_detector("dlib")
+    with pytest.raises(UserError, match="needs its .onnx file"):
+        make_detector("yunet", tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(UserError, match="bad.onnx: OpenCV cannot load"):
+        make_detector("yunet", bad)
+
+
+def test_blank_frame_has_no_faces():
+    assert make_detector()(np.zeros((360, 640, 3), np.uint8)) == []
+
+
+def test_crop_levels_tilted_eyes():
+    frame = np.zeros((200, 200), np.uint8)
+    left, right = (70.0, 80.0), (130.0, 120.0)  # eyes tilted by atan(40/60)
+    for x, y in (left, right):
+        cv2.circle(frame, (int(x), int(y)), 4, 255, -1)
+    face = Face((50, 50, 100, 100), 0.9, {"left_eye": left, "right_eye": right})
+    crop = crop_face(frame, face, margin=0.2)
+    assert crop.shape == (120, 120)
+    ys, xs = np.nonzero(crop > 128)
+    left_blob, right_blob = ys[xs < 60].mean(), ys[xs >= 60].mean()
+    assert abs(left_blob - right_blob) < 1.5
+    # Rotation about the face centre keeps the eye distance.
+    assert xs[xs >= 60].mean() - xs[xs < 60].mean() == pytest.approx(math.hypot(60, 40), abs=2)
+
+
+def test_crop_without_landmarks_is_the_square_box_with_margin():
+    frame = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
+    crop = crop_face(frame, Face((20, 30, 40, 20)), margin=0.0)
+    assert crop.shape == (40, 40)
+    np.testing.assert_array_equal(crop[10:30, :], frame[30:50, 20:60])
+
+
+def test_face_rejects_empty_boxes():
+    with pytest.raises(ValueError):
+        Face((0, 0, 0, 10))
