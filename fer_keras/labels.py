@@ -71,8 +71,8 @@ def match_classes(folder_names: list[str], model_labels: tuple[str, ...] | list[
     mapping: dict[str, int] = {}
     excluded: list[str] = []
     for folder in sorted(folder_names):
-        label = canonical(folder)
-        if label is not None and label in index_by_label:
+        label = canonical(folder) or folder  # custom class names match labels spelled the same
+        if label in index_by_label:
             mapping[folder] = index_by_label[label]
         else:
             excluded.append(folder)

@@ -1,0 +1,340 @@
+"""Evaluate a model on any labelled face folder: ``python -m fer_keras.evaluate --data-dir DIR --out DIR``.
+
+One metrics path for ``.keras`` and ``.tflite`` models. Writes ``metrics.json``, PNG plots and a
+self-contained ``report.html``. Dataset classes map onto the model's labels through aliases;
+classes the model lacks are excluded and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from fer_keras import labels as taxonomy  # noqa: E402
+from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir  # noqa: E402
+from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.metrics import classification_metrics  # noqa: E402
+
+
+@dataclass
+class Predictor:
+    """A model behind one interface: labels, input shape, and raw-pixel batch → probabilities."""
+
+    path: Path
+    labels: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    predict: Callable[[np.ndarray], np.ndarray]
+    keras_model: object | None = None
+
+
+def load_keras_model(path: Path, labels_arg: str | None = None):
+    """Loads a ``.keras`` model and its labels (``labels_arg``, else its run folder's metrics.json).
+
+    Raises:
+        UserError: When the file cannot be loaded or no labels can be found.
+    """
+    import keras
+
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
+        raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    labels = tuple(labels_arg.split(",")) if labels_arg else None
+    if labels is None and (path.parent / "metrics.json").is_file():
+        labels = tuple(json.loads((path.parent / "metrics.json").read_text()).get("labels", ())) or None
+    if labels is None:
+        raise UserError(f"{path}: no labels found (no metrics.json beside it); pass --labels a,b,c")
+    if len(labels) != model.output_shape[-1]:
+        raise UserError(f"{path}: {len(labels)} labels for a model with {model.output_shape[-1]} outputs")
+    return model, labels
+
+
+def load_predictor(model: str | Path | None, labels_arg: str | None = None) -> Predictor:
+    """A Predictor for a ``.keras`` file, a ``.tflite`` file or a packaged model name (None = packaged default)."""
+    if model is not None and Path(model).suffix == ".keras":
+        keras_model, labels = load_keras_model(Path(model), labels_arg)
+        _, h, w, c = keras_model.input_shape
+
+        def predict(images):
+            return keras_model.predict(images.astype(np.float32), batch_size=256, verbose=0)
+
+        return Predictor(Path(model), labels, (int(h), int(w), int(c)), predict, keras_model)
+    from fer_keras.runtime import EmotionClassifier
+
+    classifier = EmotionClassifier(model)
+
+    def predict_tflite(images):
+        return np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
+
+    labels = tuple(labels_arg.split(",")) if labels_arg else classifier.labels
+    return Predictor(classifier.path, labels, (*classifier.input_size, classifier.channels), predict_tflite)
+
+
+def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:
+    """The dataset and the split to evaluate (a plain folder of class folders is evaluated whole)."""
+    root = locate_data_dir(data_dir)
+    height, _, channels = shape
+    if label_set == "ferplus":
+        dataset = load_ferplus_dataset(root, height, channels)
+    else:
+        dataset = load_folder_dataset(root, folder_labels(root), height, channels)
+    name = {"test": "test", "val": "val"}[split]
+    if name not in dataset.splits:
+        name = "test" if "test" in dataset.splits else next(iter(dataset.splits))
+    return dataset, dataset.splits[name]
+
+
+def map_to_model_labels(split: Split, data_labels: tuple[str, ...], model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images and model-label indices for the samples whose class the model knows; the rest's class names.
+
+    Returns:
+        images (M, H, W, C), y (M,) indices into ``model_labels``, and excluded class names.
+    """
+    mapping, excluded = taxonomy.match_classes(list(data_labels), model_labels)
+    lookup = np.array([mapping.get(label, -1) for label in data_labels])
+    y = lookup[split.labels]
+    keep = y >= 0
+    present = {data_labels[i] for i in np.unique(split.labels)}
+    return split.images[keep], y[keep], [name for name in excluded if name in present]
+
+
+def predict_probabilities(predictor: Predictor, images: np.ndarray, tta: bool) -> np.ndarray:
+    """Probabilities, averaged with the horizontally flipped images when ``tta``."""
+    probabilities = predictor.predict(images)
+    if tta:
+        probabilities = (probabilities + predictor.predict(images[:, :, ::-1])) / 2
+    return probabilities
+
+
+def restrict_to_present(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Zeroes the classes absent from the data and renormalises, so the argmax is taken over present classes."""
+    present = np.zeros(probabilities.shape[1], dtype=bool)
+    present[np.unique(y)] = True
+    restricted = np.where(present, probabilities, 0.0)
+    return restricted / np.maximum(restricted.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _png(fig) -> bytes:
+    from fer_keras.plots import figure_png
+
+    return figure_png(fig)
+
+
+def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: np.ndarray, predictor: Predictor, history_csv: Path | None) -> dict[str, bytes]:
+    """All report figures as PNG bytes, by file name."""
+    from sklearn.metrics import roc_curve
+
+    from fer_keras.plots import confusion_matrix_figure, plt, training_curves_figure
+
+    labels = list(predictor.labels)
+    present = [i for i in range(len(labels)) if metrics["per_class"][labels[i]]["support"] > 0]
+    plots = {
+        "confusion_matrix.png": _png(confusion_matrix_figure(metrics["confusion_matrix"], labels)),
+        "confusion_matrix_normalized.png": _png(confusion_matrix_figure(metrics["confusion_matrix"], labels, normalize=True)),
+    }
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for i in present:
+        if metrics["per_class"][labels[i]]["auc"] is not None:
+            fpr, tpr, _ = roc_curve(y == i, probabilities[:, i])
+            ax.plot(fpr, tpr, label=f"{labels[i]} (AUC {metrics['per_class'][labels[i]]['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("One-vs-rest ROC")
+    ax.legend(fontsize=8)
+    plots["roc_curves.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 4))
+    positions = np.arange(len(labels))
+    for offset, key in zip((-0.27, 0, 0.27), ("precision", "recall", "f1")):
+        ax.bar(positions + offset, [metrics["per_class"][k][key] for k in labels], width=0.27, label=key)
+    ax.set_xticks(positions, labels, rotation=30)
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("Per-class precision, recall, F1")
+    plots["per_class_scores.png"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 3.5))
+    ax.bar(labels, [metrics["per_class"][k]["support"] for k in labels], color="grey")
+    ax.set_title(f"Class distribution (n={metrics['n']})")
+    ax.tick_params(axis="x", rotation=30)
+    plots["class_distribution.png"] = _png(fig)
+
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y)
+    worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:16]
+    if len(worst):
+        cols = 8
+        rows = int(np.ceil(len(worst) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False)
+        for ax in axes.ravel():
+            ax.axis("off")
+        for ax, i in zip(axes.ravel(), worst):
+            ax.imshow(images[i].squeeze(), cmap="gray" if images.shape[-1] == 1 else None, vmin=0, vmax=255)
+            ax.set_title(f"true {labels[y[i]]}\npred {labels[predicted[i]]} {probabilities[i, predicted[i]]:.0%}", fontsize=7)
+        fig.suptitle("Most confident mistakes")
+        plots["confident_mistakes.png"] = _png(fig)
+
+    if predictor.keras_model is not None:
+        plots["gradcam_grid.png"] = _png(gradcam_grid(predictor, images, y, predicted, present))
+    if history_csv is not None and history_csv.is_file():
+        import pandas as pd
+
+        plots["training_curves.png"] = _png(training_curves_figure(pd.read_csv(history_csv).to_dict(orient="list")))
+    return plots
+
+
+def gradcam_grid(predictor: Predictor, images: np.ndarray, y: np.ndarray, predicted: np.ndarray, present: list[int], per_kind: int = 2):
+    """Grad-CAM overlays: for each present class, ``per_kind`` correct and ``per_kind`` wrong examples."""
+    from fer_keras.explain import gradcam, overlay
+    from fer_keras.plots import plt
+
+    labels = predictor.labels
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(len(present), 2 * per_kind, figsize=(2 * per_kind * 1.6, len(present) * 1.8), squeeze=False)
+    for row, k in zip(axes, present):
+        for col_offset, mask, kind in ((0, (y == k) & (predicted == k), "right"), (per_kind, (y == k) & (predicted != k), "wrong")):
+            chosen = rng.permutation(np.flatnonzero(mask))[:per_kind]
+            if len(chosen):
+                heatmaps, _ = gradcam(predictor.keras_model, images[chosen].astype(np.float32), predicted[chosen])
+            for j in range(per_kind):
+                ax = row[col_offset + j]
+                ax.axis("off")
+                if j < len(chosen):
+                    ax.imshow(overlay(images[chosen[j]], heatmaps[j]))
+                    ax.set_title(f"{labels[k]} → {labels[predicted[chosen[j]]]} ({kind})", fontsize=7)
+    fig.suptitle("Grad-CAM of the predicted class (true → predicted)")
+    return fig
+
+
+def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
+    """A self-contained HTML page (images embedded as base64) with the metrics and every plot."""
+    labels = metrics["labels"]
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td>" + "".join(
+            f"<td>{metrics['per_class'][k][m]:.3f}</td>" if metrics["per_class"][k][m] is not None else "<td>–</td>" for m in ("precision", "recall", "f1", "auc")
+        ) + f"<td>{metrics['per_class'][k]['support']}</td></tr>"
+        for k in labels
+    )
+    summary = "".join(
+        f"<tr><th>{name}</th><td>{value}</td></tr>"
+        for name, value in (
+            ("model", html.escape(str(metrics["model"]))),
+            ("data", html.escape(f"{metrics['data_dir']} ({metrics['label_set']}, {metrics['split']} split)")),
+            ("images", metrics["n"]),
+            ("accuracy", f"{metrics['accuracy']:.4f}"),
+            ("balanced accuracy", f"{metrics['balanced_accuracy']:.4f}"),
+            ("macro F1", f"{metrics['macro_f1']:.4f}"),
+            ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
+            ("test-time augmentation", "horizontal flip" if metrics["tta"] else "none"),
+            ("argmax over present classes only", metrics["restrict_to_present"]),
+            ("excluded classes", html.escape(", ".join(metrics["excluded_classes"]) or "none")),
+            ("skipped files", len(metrics["skipped_files"])),
+        )
+    )
+    figures = "".join(
+        f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'><figcaption>{name}</figcaption></figure>"
+        for name, png in plots.items()
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>fer_keras evaluation</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
+<h1>Evaluation report</h1><table>{summary}</table>
+<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>AUC</th><th>support</th></tr>{rows}</table>
+<h2>Figures</h2>{figures}</body></html>"""
+    path = out / "report.html"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path
+
+
+def evaluate(
+    model: str | Path | None,
+    data_dir: str | None,
+    out: Path,
+    label_set: str = "folder",
+    split: str = "test",
+    tta: bool = False,
+    restrict: bool = False,
+    labels_arg: str | None = None,
+    run_dir: Path | None = None,
+    plots: bool = True,
+) -> dict:
+    """Evaluates a model on a labelled folder and writes metrics.json, the plots and report.html.
+
+    Returns:
+        The metrics dict.
+    """
+    predictor = load_predictor(model, labels_arg)
+    dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
+    images, y, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
+    excluded = sorted(set(excluded) | set(dataset.excluded_classes))
+    if len(y) == 0:
+        raise UserError(f"{data_dir}: no images of any class the model knows ({', '.join(predictor.labels)})")
+    probabilities = predict_probabilities(predictor, images, tta)
+    if restrict:
+        probabilities = restrict_to_present(probabilities, y)
+    metrics = classification_metrics(y, probabilities, predictor.labels)
+    metrics.update(
+        model=str(predictor.path),
+        data_dir=str(locate_data_dir(data_dir)),
+        label_set=label_set,
+        split=split,
+        tta=tta,
+        restrict_to_present=restrict,
+        excluded_classes=excluded,
+        skipped_files=[{"path": p, "reason": why} for p, why in dataset.skipped],
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.replace(out / "metrics.json")
+    if plots:
+        history = (run_dir or predictor.path.parent) / "history.csv"
+        figures = make_plots(metrics, probabilities, y, images, predictor, history)
+        for name, png in figures.items():
+            (out / name).write_bytes(png)
+        write_report(out, metrics, figures)
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
+    parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
+    parser.add_argument("--data-dir", help="labelled folder (else $FER_KERAS_DATA, else kagglehub)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--label-set", default="folder", choices=("folder", "fer2013", "ferplus"))
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="ignored for a plain folder of class folders")
+    parser.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
+    parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
+    parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
+    parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot (default: the model's folder)")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir)
+    print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
+    if metrics["excluded_classes"]:
+        print(f"excluded classes (not in the model): {', '.join(metrics['excluded_classes'])}")
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

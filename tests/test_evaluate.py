@@ -1,0 +1,138 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SYNTHETIC_CLASSES, synthetic_face
+from fer_keras import evaluate as ev
+from fer_keras.data import Split
+from fer_keras.errors import UserError
+from fer_keras.explain import gradcam, last_conv_layer
+from fer_keras.metrics import classification_metrics
+
+
+def test_metrics_match_hand_computed_values():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    p = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8]])
+    m = classification_metrics(y, p, ("a", "b", "c"))
+    # predictions: 0 0 1 1 0 2 → 4 of 6 right
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["a"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3, "auc": 8 / 9})
+    assert m["per_class"]["b"]["precision"] == pytest.approx(1 / 2) and m["per_class"]["b"]["recall"] == pytest.approx(1 / 2)
+    assert m["per_class"]["c"]["f1"] == 1.0 and m["per_class"]["c"]["auc"] == 1.0
+    # class b: scores of positives 0.8, 0.4 vs negatives 0.1 0.3 0.7 0.1 → 7 of 8 pairs ordered right
+    assert m["per_class"]["b"]["auc"] == pytest.approx(7 / 8)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert m["confusion_matrix"] == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def test_absent_classes_do_not_count_in_macro_scores():
+    m = classification_metrics(np.array([0, 1]), np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]), ("a", "b", "c"))
+    assert m["per_class"]["c"]["support"] == 0 and m["per_class"]["c"]["auc"] is None
+    assert m["macro_f1"] == 1.0 and m["balanced_accuracy"] == 1.0
+
+
+def test_alias_mapping_and_exclusion():
+    split = Split(np.zeros((4, 2, 2, 1), np.uint8), np.eye(3, dtype=np.float32)[[0, 1, 2, 2]], ["a", "b", "c", "d"])
+    images, y, excluded = ev.map_to_model_labels(split, ("happiness", "anger", "contempt"), ("angry", "disgust", "fear", "happy"))
+    assert y.tolist() == [3, 0] and len(images) == 2
+    assert excluded == ["contempt"]
+
+
+def test_restrict_to_present_takes_argmax_over_present_classes():
+    p = np.array([[0.5, 0.3, 0.2], [0.6, 0.1, 0.3]])
+    restricted = ev.restrict_to_present(p, np.array([1, 2]))
+    assert restricted.argmax(1).tolist() == [1, 2]
+    np.testing.assert_allclose(restricted.sum(1), 1)
+
+
+@pytest.fixture(scope="module")
+def plain_folder(tmp_path_factory):
+    """A folder of class folders (no train/test), named with dataset aliases, one corrupt file, one unknown class."""
+    root = tmp_path_factory.mktemp("plain")
+    rng = np.random.default_rng(5)
+    for k, name in enumerate(("anger", "happiness", "sadness")):
+        (root / name).mkdir()
+        for i in range(8):
+            Image.fromarray(np.kron(synthetic_face(k, rng), np.ones((2, 2), np.uint8))).convert("RGB").save(root / name / f"{i}.jpg", quality=95)
+    (root / "calm_but_unknown_to_model").mkdir()
+    Image.fromarray(synthetic_face(0, rng)).save(root / "calm_but_unknown_to_model" / "x.png")
+    (root / "happiness" / "broken.jpg").write_bytes(b"\xff\xd8broken")
+    return root
+
+
+def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, plain_folder, tmp_path):
+    from fer_keras.export import export
+
+    model, labels, images, y = trained_tiny
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
+    export(model, labels, tmp_path / "tflite", "float32", "float32", None, None, None, "tiny", "synthetic")
+    keras_metrics = ev.evaluate(run / "model.keras", str(plain_folder), tmp_path / "k")
+    tflite_metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(plain_folder), tmp_path / "t", plots=False)
+    assert keras_metrics["n"] == tflite_metrics["n"] == 24
+    assert keras_metrics["accuracy"] == tflite_metrics["accuracy"] >= 0.9
+    assert keras_metrics["excluded_classes"] == ["calm_but_unknown_to_model"]
+    assert [s["path"].rsplit("/", 1)[-1] for s in keras_metrics["skipped_files"]] == ["broken.jpg"]
+    written = json.loads((tmp_path / "k" / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class", "macro_auc", "confusion_matrix", "labels", "n",
+                "excluded_classes", "skipped_files", "model", "data_dir", "label_set", "split"):
+        assert key in written
+    report = (tmp_path / "k" / "report.html").read_text()
+    for image in ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curves.png", "per_class_scores.png", "class_distribution.png", "gradcam_grid.png"):
+        assert (tmp_path / "k" / image).stat().st_size > 1000
+        assert f"alt='{image}' src='data:image/png;base64," in report
+
+
+def test_tta_on_flip_symmetric_data_changes_nothing(trained_tiny):
+    model, labels, images, y = trained_tiny
+    predictor = ev.Predictor(None, labels, (48, 48, 1), lambda x: model.predict(x, verbose=0), model)
+    symmetric = np.concatenate([images[:4], images[:4, :, ::-1]], axis=2)[:, :, 24:72]
+    np.testing.assert_allclose(ev.predict_probabilities(predictor, symmetric, tta=True).sum(1), 1, atol=1e-5)
+
+
+def _bright_patch_model():
+    """Identity 1x1 conv → global average → class 0 = brightness: Grad-CAM of class 0 must peak on the bright patch."""
+    inputs = keras.Input((32, 32, 1))
+    features = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]), bias_initializer="zeros")(pooled)
+    return keras.Model(inputs, keras.layers.Softmax()(logits))
+
+
+def test_gradcam_peaks_where_the_evidence_is():
+    image = np.zeros((1, 32, 32, 1), np.float32)
+    image[0, 20:26, 4:10] = 1.0
+    heatmaps, classes = gradcam(_bright_patch_model(), image, class_index=0)
+    assert heatmaps.shape == (1, 32, 32) and heatmaps.dtype == np.float32
+    assert heatmaps.min() >= 0 and heatmaps.max() == pytest.approx(1.0)
+    peak = np.unravel_index(heatmaps[0].argmax(), (32, 32))
+    assert 20 <= peak[0] < 26 and 4 <= peak[1] < 10
+    assert heatmaps[0, :10, 20:].max() < 0.2
+    assert classes.tolist() == [0]
+
+
+def test_last_conv_layer_is_found(trained_tiny):
+    assert last_conv_layer(trained_tiny[0]) == "conv"
+
+
+def test_evaluate_cli_bad_input_exits_2(tmp_path, plain_folder):
+    assert ev.main(["--model", str(tmp_path / "none.tflite"), "--data-dir", str(plain_folder), "--out", str(tmp_path)]) == 2
+    assert ev.main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+
+
+def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):
+    from fer_keras import explain
+
+    model, labels, images, _ = trained_tiny
+    model.save(tmp_path / "m.keras")
+    Image.fromarray(images[0, ..., 0]).save(tmp_path / "face.png")
+    code = explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--out", str(tmp_path / "cam")])
+    assert code == 0
+    assert (tmp_path / "cam" / "face_face1_gradcam.png").stat().st_size > 1000
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--class", "bored", "--out", str(tmp_path)]) == 2
