@@ -93,6 +93,134 @@ def benchmark_train(models: list[str], batch_size: int, steps: int, out_dir: Pat
     return rows
 
 
+def time_classifier(path: Path, batch: int, threads: int, repeats: int, labels=None, value_range=None) -> float:
+    """Median ms per face of a .tflite at a batch size and thread count."""
+    import numpy as np
+
+    from fer_keras.export import latency_ms
+    from fer_keras.runtime import EmotionClassifier
+
+    classifier = EmotionClassifier(path, num_threads=threads, labels=labels, value_range=value_range)
+    face = np.random.default_rng(0).integers(0, 256, size=(*classifier.input_size, classifier.channels)).astype(np.float32)
+    return latency_ms(classifier, face, batch=batch, repeats=repeats)
+
+
+def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | None, repeats: int, out_dir: Path) -> list[dict]:
+    """Classifier latency of every quantization of each .keras model (exported on the fly), beside peer .tflite files."""
+    import tempfile
+
+    from fer_keras.data import load_dataset
+    from fer_keras.evaluate import load_keras_model
+    from fer_keras.export import QUANTIZATIONS, export, run_info
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        files: list[tuple[str, str, Path]] = []
+        for model_path in models:
+            model, labels = load_keras_model(model_path)
+            info = run_info(model_path)
+            _, height, _, channels = model.input_shape
+            calibration = load_dataset(info.get("label_set") or "fer2013", data_dir or info.get("data_dir"), int(height), int(channels), max_per_class=100)
+            images = calibration.splits["train"].images
+            for mode in QUANTIZATIONS:
+                export(model, labels, Path(scratch) / mode, mode, "uint8", images, None, None, model_path.parent.name, "benchmark")
+                files.append((model_path.parent.name, mode, Path(scratch) / mode / f"{model_path.parent.name}_{mode}.tflite"))
+        for peer in peers:
+            files.append((f"peer: {peer.name}", "as shipped", peer))
+        for name, mode, path in files:
+            row = {"model": name, "quantization": mode, "size_kb": round(path.stat().st_size / 1024, 1)}
+            for batch in (1, 16):
+                for threads in (1, 2):
+                    row[f"ms/face b{batch} t{threads}"] = round(time_classifier(path, batch, threads, repeats), 4)
+            rows.append(row)
+    header = (
+        f"Median milliseconds per face through EmotionClassifier (LiteRT, XNNPACK), {repeats} timed invokes after one warm-up, "
+        f"at batch 1 and 16 with 1 and 2 threads. CPU: {cpu_name()}. "
+        "Command: python -m fer_keras.benchmark latency --models " + " ".join(str(m) for m in models) + "".join(f" --peer {p}" for p in peers)
+    )
+    write_results(out_dir, "latency", rows, header)
+    return rows
+
+
+# Faces visible in the shared photos, counted by eye (selfie-many-people is ambiguous: many cut-off faces).
+PHOTO_FACES = {"couple.jpg": 2, "multiface.jpg": 6, "obama_and_biden.jpg": 3, "two_people.jpg": 2}
+
+
+def benchmark_detectors(media: Path, detectors: list[str], yunet: Path | None, out_dir: Path) -> list[dict]:
+    """Faces found and time per image/frame for each detector on the shared photos and clips."""
+    import cv2
+    import numpy as np
+
+    from fer_keras.faces import make_detector
+    from fer_keras.sources import open_video
+
+    photos = sorted(media.glob("*.jpg"))
+    clips = sorted(media.glob("*.mp4"))
+    rows = []
+    for name in detectors:
+        detector = make_detector(name, yunet)
+        row: dict = {"detector": name}
+        found, expected, seconds = 0, 0, 0.0
+        for photo in photos:
+            frame = cv2.imread(str(photo))
+            start = time.perf_counter()
+            faces = detector(frame)
+            seconds += time.perf_counter() - start
+            row[photo.stem] = len(faces)
+            if photo.name in PHOTO_FACES:
+                found += min(len(faces), PHOTO_FACES[photo.name])
+                expected += PHOTO_FACES[photo.name]
+        row["extra faces (known photos)"] = sum(max(0, row[p.stem] - PHOTO_FACES.get(p.name, row[p.stem])) for p in photos)
+        row["recall (known photos)"] = f"{found}/{expected}"
+        row["ms/photo"] = round(1000 * seconds / len(photos), 1)
+        for clip in clips:
+            counts, seconds = [], 0.0
+            with open_video(str(clip), every=5, max_frames=30) as video:
+                for frame in video:
+                    start = time.perf_counter()
+                    counts.append(len(detector(frame.image)))
+                    seconds += time.perf_counter() - start
+            row[f"{clip.stem} faces/frame"] = round(float(np.mean(counts)), 2)
+            row[f"{clip.stem} ms/frame"] = round(1000 * seconds / len(counts), 1)
+        rows.append(row)
+    header = (
+        f"Faces found per photo and mean faces per frame (every 5th frame, 30 frames) on {media}; known counts: "
+        + ", ".join(f"{k} {v}" for k, v in PHOTO_FACES.items())
+        + f". Detector time only. CPU: {cpu_name()}. Command: python -m fer_keras.benchmark detectors"
+        + (f" --yunet {yunet}" if yunet else "")
+    )
+    write_results(out_dir, "detectors", rows, header)
+    return rows
+
+
+def benchmark_pipeline(clips: list[Path], detectors: list[str], yunet: Path | None, model: str | None, out_dir: Path) -> list[dict]:
+    """End-to-end detect FPS and per-stage milliseconds for each detector and clip, with and without the annotated video."""
+    import tempfile
+
+    from fer_keras.detect import DetectOptions, run_detect
+
+    rows = []
+    for clip in clips:
+        for name in detectors:
+            for annotate in (False, True):
+                with tempfile.TemporaryDirectory() as scratch:
+                    options = DetectOptions(source=str(clip), out=Path(scratch), detector=name, detector_model=str(yunet) if yunet else None,
+                                            model=model, annotate=annotate, progress=False)
+                    summary = run_detect(options)
+                row = {"clip": clip.name, "detector": name, "outputs": "csv+video" if annotate else "csv", "fps": summary["fps"],
+                       "faces/frame": round(summary["faces"] / max(summary["frames"], 1), 2)}
+                row.update({f"{stage} ms": summary["timings_ms_per_frame"].get(stage, 0.0) for stage in ("decode", "detect", "classify", "track", "annotate", "write")})
+                rows.append(row)
+    header = (
+        "End-to-end `python -m fer_keras.detect` on each clip (every frame), FPS = analyzed frames / wall time of the frame loop; "
+        "stage columns are milliseconds per frame (decode runs on its own thread, so stages overlap). "
+        f"Model: {model or 'packaged default'}. CPU: {cpu_name()}, {os.cpu_count()} cores. "
+        "Command: python -m fer_keras.benchmark pipeline " + " ".join(f"--source {c}" for c in clips)
+    )
+    write_results(out_dir, "pipeline", rows, header)
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_keras.benchmark", description="Throughput and latency benchmarks (not tests).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,7 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--models", nargs="*", help="models to time (default: all registered)")
     p_train.add_argument("--batch-size", type=int, default=128)
     p_train.add_argument("--steps", type=int, default=10)
-    for p in (p_train,):
+    p_latency = sub.add_parser("latency", help="ms/face of each quantization of .keras models, beside peer .tflite files")
+    p_latency.add_argument("--models", nargs="+", type=Path, required=True, help=".keras files (labels and data from their run folders)")
+    p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
+    p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
+    p_latency.add_argument("--repeats", type=int, default=200)
+    p_detectors = sub.add_parser("detectors", help="faces found and ms per image for each face detector")
+    p_detectors.add_argument("--media", type=Path, default=Path("../shared/media"))
+    p_detectors.add_argument("--detectors", nargs="*")
+    p_detectors.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
+    p_pipeline = sub.add_parser("pipeline", help="end-to-end detect FPS and per-stage ms")
+    p_pipeline.add_argument("--source", action="append", type=Path, required=True, help="a clip (repeatable)")
+    p_pipeline.add_argument("--detectors", nargs="*")
+    p_pipeline.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
+    p_pipeline.add_argument("--model", help="emotion .tflite (default: packaged)")
+    for p in (p_train, p_latency, p_detectors, p_pipeline):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the .md and .json results")
     return parser
 
@@ -116,6 +258,27 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
         benchmark_train(models, args.batch_size, args.steps, args.out)
+    elif args.command == "latency":
+        for path in [*args.models, *args.peer]:
+            if not path.is_file():
+                raise UserError(f"{path}: model file not found")
+        benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out)
+    else:
+        from fer_keras.faces import DETECTORS
+
+        detectors = args.detectors or [d for d in DETECTORS if d != "yunet" or args.yunet]
+        unknown = sorted(set(detectors) - set(DETECTORS))
+        if unknown:
+            raise UserError(f"unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}")
+        if args.command == "detectors":
+            if not args.media.is_dir():
+                raise UserError(f"{args.media}: media folder not found")
+            benchmark_detectors(args.media, detectors, args.yunet, args.out)
+        else:
+            for clip in args.source:
+                if not clip.is_file():
+                    raise UserError(f"{clip}: clip not found")
+            benchmark_pipeline(args.source, detectors, args.yunet, args.model, args.out)
     return 0
 
 

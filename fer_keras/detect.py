@@ -21,7 +21,7 @@ import numpy as np
 from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.errors import UserError, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
-from fer_keras.sources import classify_source, folder_media, open_video
+from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
 
@@ -264,7 +264,7 @@ def run_detect(options: DetectOptions) -> dict:
                 raise UserError(f"{options.source}: folder holds no images or videos")
             for path in media:
                 try:
-                    if path.suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}:
+                    if path.suffix.lower() in VIDEO_SUFFIXES:
                         _process_video(str(path), analyzer, options, outputs, record, display)
                     else:
                         _process_image(path, analyzer, options, outputs, record, display)

@@ -61,8 +61,11 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
     return model, labels
 
 
-def load_predictor(model: str | Path | None, labels_arg: str | None = None) -> Predictor:
-    """A Predictor for a ``.keras`` file, a ``.tflite`` file or a packaged model name (None = packaged default)."""
+def load_predictor(model: str | Path | None, labels_arg: str | None = None, value_range: tuple[float, float] | None = None) -> Predictor:
+    """A Predictor for a ``.keras`` file, a ``.tflite`` file or a packaged model name (None = packaged default).
+
+    ``labels_arg`` and ``value_range`` describe third-party ``.tflite`` files without metadata.
+    """
     if model is not None and Path(model).suffix == ".keras":
         keras_model, labels = load_keras_model(Path(model), labels_arg)
         _, h, w, c = keras_model.input_shape
@@ -73,13 +76,12 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None) -> P
         return Predictor(Path(model), labels, (int(h), int(w), int(c)), predict, keras_model)
     from fer_keras.runtime import EmotionClassifier
 
-    classifier = EmotionClassifier(model)
+    classifier = EmotionClassifier(model, labels=labels_arg.split(",") if labels_arg else None, value_range=value_range)
 
     def predict_tflite(images):
         return np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
 
-    labels = tuple(labels_arg.split(",")) if labels_arg else classifier.labels
-    return Predictor(classifier.path, labels, (*classifier.input_size, classifier.channels), predict_tflite)
+    return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), predict_tflite)
 
 
 def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:
@@ -272,13 +274,14 @@ def evaluate(
     labels_arg: str | None = None,
     run_dir: Path | None = None,
     plots: bool = True,
+    value_range: tuple[float, float] | None = None,
 ) -> dict:
     """Evaluates a model on a labelled folder and writes metrics.json, the plots and report.html.
 
     Returns:
         The metrics dict.
     """
-    predictor = load_predictor(model, labels_arg)
+    predictor = load_predictor(model, labels_arg, value_range)
     dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
     images, y, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
@@ -321,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
     parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
+    parser.add_argument("--value-range", help="input range of a third-party .tflite without metadata, e.g. -1,1")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot (default: the model's folder)")
     return parser
 
@@ -328,7 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir)
+    value_range = None
+    if args.value_range:
+        try:
+            low, high = (float(v) for v in args.value_range.split(","))
+        except ValueError:
+            raise UserError(f"--value-range {args.value_range!r} must look like LOW,HIGH (e.g. -1,1)") from None
+        value_range = (low, high)
+    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir, value_range=value_range)
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
     if metrics["excluded_classes"]:
         print(f"excluded classes (not in the model): {', '.join(metrics['excluded_classes'])}")

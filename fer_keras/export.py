@@ -164,30 +164,24 @@ def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_tru
     tflite_probs = np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
     return {
         "n": int(len(images)),
-        "top1_agreement": float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()),
-        "keras_accuracy": float((keras_probs.argmax(1) == labels_true).mean()),
-        "tflite_accuracy": float((tflite_probs.argmax(1) == labels_true).mean()),
-        "max_probability_difference": float(np.abs(keras_probs - tflite_probs).max()),
+        "top1_agreement": round(float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()), 5),
+        "keras_accuracy": round(float((keras_probs.argmax(1) == labels_true).mean()), 5),
+        "tflite_accuracy": round(float((tflite_probs.argmax(1) == labels_true).mean()), 5),
+        "max_probability_difference": round(float(np.abs(keras_probs - tflite_probs).max()), 5),
         "size_kb": round(tflite_path.stat().st_size / 1024, 1),
         "latency_ms_batch1_1thread": round(latency_ms(classifier, images[0]), 4),
     }
 
 
 def run_info(model_path: Path) -> dict:
-    """Labels and data settings of the training run that produced ``model_path`` (its folder's metrics.json and config.yaml)."""
-    info: dict = {}
-    metrics, config = model_path.parent / "metrics.json", model_path.parent / "config.yaml"
-    if metrics.is_file():
-        recorded = json.loads(metrics.read_text())
-        info["labels"] = tuple(recorded.get("labels", ()))
-        info["label_set"] = recorded.get("label_set")
-    if config.is_file():
-        import yaml
+    """Data settings (``label_set``, ``data_dir``) of the training run that produced ``model_path``, from its config.yaml."""
+    config = model_path.parent / "config.yaml"
+    if not config.is_file():
+        return {}
+    import yaml
 
-        data = yaml.safe_load(config.read_text()).get("data", {})
-        info.setdefault("label_set", data.get("label_set"))
-        info["data_dir"] = data.get("data_dir")
-    return info
+    data = yaml.safe_load(config.read_text()).get("data", {})
+    return {"label_set": data.get("label_set"), "data_dir": data.get("data_dir")}
 
 
 def export(
@@ -255,20 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.model.suffix != ".keras" or not args.model.is_file():
-        raise UserError(f"{args.model}: expected an existing .keras model file")
-    import keras
-
+    if args.model.suffix != ".keras":
+        raise UserError(f"{args.model}: expected a .keras model file")
     from fer_keras.data import load_dataset
+    from fer_keras.evaluate import load_keras_model
 
-    try:
-        model = keras.saving.load_model(args.model)
-    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
-        raise UserError(f"{args.model}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    model, labels = load_keras_model(args.model, args.labels)
     info = run_info(args.model)
-    labels = tuple(args.labels.split(",")) if args.labels else info.get("labels")
-    if not labels:
-        raise UserError(f"{args.model}: no labels found (no metrics.json beside it); pass --labels a,b,c")
     label_set = args.label_set or info.get("label_set") or "folder"
     _, height, _, channels = model.input_shape
     dataset = load_dataset(label_set, args.data_dir or info.get("data_dir"), int(height), int(channels))

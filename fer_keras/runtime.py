@@ -107,6 +107,9 @@ class EmotionClassifier:
         model: A ``.tflite`` path or a packaged model name (``default``, ``fast``, ``accurate``);
             None is ``default``.
         num_threads: CPU threads for LiteRT (None lets LiteRT choose).
+        labels: Class names for a model without embedded metadata (e.g. a third-party model).
+        value_range: Input value range for such a model, e.g. (-1, 1); models exported by
+            fer_keras take raw pixels (0, 255) and say so in their metadata.
 
     Attributes:
         labels: Class names in output order.
@@ -118,7 +121,13 @@ class EmotionClassifier:
         UserError: When the file is missing or not a loadable TFLite model.
     """
 
-    def __init__(self, model: str | Path | None = None, num_threads: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        num_threads: int | None = None,
+        labels: Sequence[str] | None = None,
+        value_range: tuple[float, float] | None = None,
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = resolve_model(model)
@@ -134,7 +143,8 @@ class EmotionClassifier:
         _, height, width, self.channels = (int(d) for d in self._input["shape"])
         self.input_size = (height, width)
         num_classes = int(self._output["shape"][-1])
-        self.labels = tuple(self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
+        self.labels = tuple(labels or self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
+        self.value_range = tuple(value_range or self.metadata.get("input", {}).get("value_range") or (0, 255))
         if len(self.labels) != num_classes:
             raise UserError(f"{self.path}: metadata names {len(self.labels)} labels but the model outputs {num_classes}")
         self._batch = 1
@@ -176,8 +186,11 @@ class EmotionClassifier:
         return self.predict_preprocessed(self.preprocess(faces))
 
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels."""
+        """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels (rescaled to ``value_range``)."""
         n = len(batch)
+        low, high = self.value_range
+        if (low, high) != (0, 255):
+            batch = batch * ((high - low) / 255.0) + low
         if n != self._batch:
             self._interpreter.resize_tensor_input(self._input["index"], [n, *self.input_size, self.channels])
             self._interpreter.allocate_tensors()

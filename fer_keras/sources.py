@@ -55,27 +55,54 @@ class Video:
         return self._live_frames() if self.live else self._file_frames()
 
     def _file_frames(self) -> Iterator[Frame]:
+        """Every frame in order; decoding runs ahead on its own thread (bounded queue) so it overlaps analysis."""
+        import queue
         import time
 
-        index = 0
+        frames: queue.Queue = queue.Queue(maxsize=4)
+        stop = threading.Event()
+
+        def offer(item) -> None:
+            while not stop.is_set():
+                try:
+                    frames.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def decode() -> None:
+            index = 0
+            while not stop.is_set():
+                start = time.perf_counter()
+                if index % self.every:
+                    ok, image = self._capture.grab(), None
+                else:
+                    ok, image = self._capture.read()
+                self.decode_seconds += time.perf_counter() - start
+                if not ok:
+                    break
+                if image is not None:
+                    offer((index, image))
+                index += 1
+            offer(None)
+
+        thread = threading.Thread(target=decode, daemon=True)
+        thread.start()
         yielded = 0
-        while True:
-            start = time.perf_counter()
-            if index % self.every:
-                ok, image = self._capture.grab(), None
-            else:
-                ok, image = self._capture.read()
-            self.decode_seconds += time.perf_counter() - start
-            if not ok:
-                if index == 0:
-                    raise UserError(f"{self.source}: no frame could be decoded")
-                return
-            if image is not None:
-                yield Frame(index, index / self.fps, image)
+        try:
+            while True:
+                item = frames.get()
+                if item is None:
+                    if yielded == 0:
+                        raise UserError(f"{self.source}: no frame could be decoded")
+                    return
+                yield Frame(item[0], item[0] / self.fps, item[1])
                 yielded += 1
                 if self.max_frames and yielded >= self.max_frames:
                     return
-            index += 1
+        finally:
+            stop.set()
+            thread.join()
 
     def _live_frames(self) -> Iterator[Frame]:
         import time

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 Box = tuple[int, int, int, int]
 
@@ -54,8 +55,6 @@ class IoUTracker:
 
     def assign(self, boxes: list[Box], frame: int) -> list[int]:
         """Track ids for this frame's boxes (new ids for unmatched boxes); drops tracks unseen for ``max_age`` frames."""
-        from scipy.optimize import linear_sum_assignment
-
         live = [t for t in self.tracks.values() if frame - t.last_frame <= self.max_age]
         for track in [t for t in self.tracks.values() if t not in live]:
             self.finished.append(self.tracks.pop(track.track_id))
