@@ -186,6 +186,8 @@ def benchmark_detectors(media: Path, detectors: list[str], yunet: Path | None, o
     header = (
         f"Faces found per photo and mean faces per frame (every 5th frame, 30 frames) on {media}; known counts: "
         + ", ".join(f"{k} {v}" for k, v in PHOTO_FACES.items())
+        + ". Recall is count-based (min(found, known) per photo, so a false face can stand in for a missed one); "
+        "'extra faces' counts detections beyond the known number"
         + f". Detector time only. CPU: {cpu_name()}. Command: python -m fer_keras.benchmark detectors"
         + (f" --yunet {yunet}" if yunet else "")
     )

@@ -191,15 +191,20 @@ class EmotionClassifier:
         low, high = self.value_range
         if (low, high) != (0, 255):
             batch = batch * ((high - low) / 255.0) + low
-        if n != self._batch:
-            self._interpreter.resize_tensor_input(self._input["index"], [n, *self.input_size, self.channels])
+        # Batches are padded to a power of two, so a face count that changes every frame
+        # re-allocates the interpreter's tensors rarely instead of on every change.
+        capacity = 1 << (n - 1).bit_length()
+        if capacity != self._batch:
+            self._interpreter.resize_tensor_input(self._input["index"], [capacity, *self.input_size, self.channels])
             self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]
             self._output = self._interpreter.get_output_details()[0]
-            self._batch = n
+            self._batch = capacity
+        if capacity != n:
+            batch = np.concatenate([batch, np.zeros((capacity - n, *batch.shape[1:]), dtype=batch.dtype)])
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
+        return _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
 
 
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
