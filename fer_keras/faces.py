@@ -120,45 +120,41 @@ class BlazeFaceDetector:
             anchors.append(np.repeat(grid, repeats, axis=0))
         return np.concatenate(anchors).astype(np.float32)
 
+    def tile_count(self, height: int, width: int) -> int:
+        """Square tiles along the long side: ``tiles``, or with 0 (auto) 2 for frames of 1280 px or more at 3:2 or wider."""
+        if self.tiles:
+            return self.tiles
+        long_side, short_side = max(height, width), min(height, width)
+        return 2 if long_side >= 1280 and long_side >= 1.5 * short_side else 1
+
     def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
         import cv2
 
         height, width = frame_bgr.shape[:2]
+        tiles = self.tile_count(height, width) if width != height else 1
+        # One downscale of the whole frame; tiles are cut from the small image, so a wide frame
+        # does not waste the square input on padding and no pixel is resized twice.
+        scale = self.size / (min(height, width) if tiles > 1 else max(height, width))
+        small = _downscale(frame_bgr, scale)
+        long_small, short_small = max(small.shape[:2]), min(small.shape[:2])
         candidates: list[Face] = []
-        for x0, y0, tile in self._tiles(frame_bgr):
-            for face in self._detect_tile(tile):
-                x, y, w, h = face.box
-                moved = {k: (px + x0, py + y0) for k, (px, py) in face.keypoints.items()}
-                candidates.append(Face((x + x0, y + y0, w, h), face.score, moved))
+        for i in range(tiles):
+            offset = round(i * (long_small - short_small) / (tiles - 1)) if tiles > 1 else 0
+            tile = small[:, offset : offset + self.size] if small.shape[1] > small.shape[0] else small[offset : offset + self.size]
+            shift = (offset, 0) if small.shape[1] > small.shape[0] else (0, offset)
+            candidates += self._detect_tile(tile, shift, scale, width, height)
         if len(candidates) <= 1:
             return candidates
         keep = cv2.dnn.NMSBoxes([f.box for f in candidates], [f.score for f in candidates], self.min_score, self.nms_iou)
         return [candidates[i] for i in np.array(keep).reshape(-1)]
 
-    def _tiles(self, frame: np.ndarray):
-        """Square tiles along the long side (overlapping), so a wide frame does not waste the square input on padding."""
-        height, width = frame.shape[:2]
-        tiles = self.tiles
-        if tiles == 0:  # auto: tile only large wide frames, whose faces the square input would shrink away
-            tiles = 2 if max(height, width) >= 1280 and max(height, width) >= 1.5 * min(height, width) else 1
-        if tiles <= 1 or width == height:
-            yield 0, 0, frame
-            return
-        side = min(height, width)
-        long_side = max(height, width)
-        for i in range(tiles):
-            offset = round(i * (long_side - side) / (tiles - 1))
-            yield (offset, 0, frame[:, offset : offset + side]) if width > height else (0, offset, frame[offset : offset + side])
-
-    def _detect_tile(self, frame_bgr: np.ndarray) -> list[Face]:
+    def _detect_tile(self, tile: np.ndarray, shift: tuple[int, int], scale: float, width: int, height: int) -> list[Face]:
+        """Faces in one tile of the downscaled frame (letterboxed to the model's square input), in frame pixels."""
         import cv2
 
-        height, width = frame_bgr.shape[:2]
-        scale = self.size / max(height, width)
-        resized = cv2.resize(frame_bgr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-        pad_y, pad_x = (self.size - resized.shape[0]) // 2, (self.size - resized.shape[1]) // 2
+        pad_y, pad_x = (self.size - tile.shape[0]) // 2, (self.size - tile.shape[1]) // 2
         canvas = np.zeros((self.size, self.size, 3), dtype=np.uint8)
-        canvas[pad_y : pad_y + resized.shape[0], pad_x : pad_x + resized.shape[1]] = resized
+        canvas[pad_y : pad_y + tile.shape[0], pad_x : pad_x + tile.shape[1]] = tile
         tensor = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
         self._interpreter.set_tensor(self._input, tensor[None])
         self._interpreter.invoke()
@@ -171,8 +167,8 @@ class BlazeFaceDetector:
         points = raw[keep].copy()
         points[:, [0, *range(2, 8)]] += self._anchors[keep, None, :]
         centre, size = points[:, 0], points[:, 1]
-        # From letterboxed unit coordinates back to frame pixels.
-        to_frame = lambda p: ((p * self.size) - [pad_x, pad_y]) / scale  # noqa: E731
+        # Unit coordinates of the letterboxed tile → pixels of the downscaled frame → frame pixels.
+        to_frame = lambda p: ((p * self.size) - [pad_x, pad_y] + shift) / scale  # noqa: E731
         corners0, corners1 = to_frame(centre - size / 2), to_frame(centre + size / 2)
         rects = [(float(a[0]), float(a[1]), float(b[0] - a[0]), float(b[1] - a[1])) for a, b in zip(corners0, corners1)]
         chosen = cv2.dnn.NMSBoxes(rects, scores[keep].tolist(), self.min_score, self.nms_iou)
@@ -183,6 +179,22 @@ class BlazeFaceDetector:
                 landmarks = to_frame(points[i, 2:])
                 faces.append(Face(box, float(scores[keep][i]), {k: (float(x), float(y)) for k, (x, y) in zip(self.KEYPOINTS, landmarks)}))
         return faces
+
+
+def _downscale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resizes by ``scale``: for big reductions, bilinear to twice the target then an exact 2x area step.
+
+    Plain INTER_AREA costs about 5 ms on a 1080p frame here; bilinear alone aliases at large
+    factors. The two-step path costs well under 1 ms and keeps the area averaging of the last octave.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if scale >= 0.5:
+        return cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+    doubled = cv2.resize(image, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(doubled, target, interpolation=cv2.INTER_AREA)
 
 
 class YuNetDetector:
