@@ -42,7 +42,7 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[str, ...]) -> list[keras.callbacks.Callback]:
+def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[str, ...], stage: str = "stage1") -> list[keras.callbacks.Callback]:
     """The callbacks of one training stage, in the order their logs must flow.
 
     Loggers that add to the epoch logs come first, so CSVLogger and TensorBoard see their values.
@@ -53,6 +53,7 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         train: Training settings (schedule, patience, confusion-matrix period).
         val: The validation split (for the confusion-matrix image).
         labels: Class names.
+        stage: Training stage; each keeps its own backup so a resume restores the right optimizer.
     """
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
     if train.confusion_matrix_every > 0:
@@ -67,7 +68,7 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup")),
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage)),
     ]
     return callbacks
 

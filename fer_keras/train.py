@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,21 +168,27 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             if two_stage:
                 backbone.trainable = False
             _compile(model, make_optimizer(config.train, steps), config.train)
-        callbacks = make_callbacks(run_dir, config.train, val_split, labels)
-        model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, callbacks=callbacks, shuffle=False, verbose=2 if os.environ.get("CI") else 1)
+        verbose = 2 if os.environ.get("CI") else 1
+        stage1_weights = run_dir / "stage1.weights.h5"
+        if two_stage and stage1_weights.exists():
+            model.load_weights(stage1_weights)  # stage 1 finished before an interruption: go on with stage 2
+        else:
+            callbacks = make_callbacks(run_dir, config.train, val_split, labels)
+            model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs, callbacks=callbacks, shuffle=False, verbose=verbose)
         if two_stage:
+            model.save_weights(stage1_weights)
             with strategy.scope():
                 _unfreeze_top(backbone, config.train.fine_tune_layers)
-                total = config.train.epochs + config.train.fine_tune_epochs
-                _compile(model, make_optimizer(config.train, steps, config.train.fine_tune_learning_rate, config.train.fine_tune_epochs), config.train)
+                fine_tune = make_optimizer(config.train, steps, config.train.fine_tune_learning_rate, config.train.fine_tune_epochs)
+                _compile(model, fine_tune, config.train)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
                 initial_epoch=config.train.epochs,
+                epochs=config.train.epochs + config.train.fine_tune_epochs,
+                callbacks=make_callbacks(run_dir, config.train, val_split, labels, stage="stage2"),
                 shuffle=False,
-                epochs=total,
-                callbacks=make_callbacks(run_dir, config.train, val_split, labels),
-                verbose=2 if os.environ.get("CI") else 1,
+                verbose=verbose,
             )
         best = keras.saving.load_model(run_dir / "best.keras") if (run_dir / "best.keras").exists() else model
         metrics = {
@@ -204,6 +211,8 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
 
     import pandas as pd
 
+    if (run_dir / "backup").exists():
+        shutil.rmtree(run_dir / "backup")  # the stages' backups are empty folders once both finished
     history = pd.read_csv(run_dir / "history.csv").to_dict(orient="list")
     plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
     _write_json(run_dir / "metrics.json", metrics)

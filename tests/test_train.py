@@ -123,3 +123,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message):
 def test_cli_help():
     done = _cli("--help")
     assert done.returncode == 0 and "key=value" in done.stdout
+
+
+def test_transfer_backbone_trains_in_two_stages_with_batchnorm_frozen(face_folder, tmp_path, monkeypatch):
+    seen = {}
+    original = train._unfreeze_top
+
+    def spy(backbone, n_layers):
+        original(backbone, n_layers)
+        seen["trainable"] = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+
+    monkeypatch.setattr(train, "_unfreeze_top", spy)
+    config = _config(face_folder, tmp_path, "model.name=mobilenet_v3_small", "train.epochs=1", "train.fine_tune_epochs=1", "train.fine_tune_layers=10")
+    result = train.run_training(config)
+    assert list(pd.read_csv(result.run_dir / "history.csv")["epoch"]) == [0, 1]
+    assert (result.run_dir / "stage1.weights.h5").is_file() and not (result.run_dir / "backup").exists()
+    assert seen["trainable"] and not any(isinstance(layer, keras.layers.BatchNormalization) for layer in seen["trainable"])
