@@ -6,13 +6,13 @@ Each writes a Markdown table and a JSON file under ``experiments/benchmarks/`` a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
 from fer_keras.errors import UserError, cli_entry
+from fer_keras.files import write_atomic, write_json
 
 DEFAULT_OUT = Path("experiments/benchmarks")
 
@@ -43,10 +43,8 @@ def write_results(out_dir: Path, name: str, rows: list[dict], header: str) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows)
     text = f"# {name}\n\n{header}\n\n{table}\n"
-    for path, content in ((out_dir / f"{name}.md", text), (out_dir / f"{name}.json", json.dumps({"header": header, "rows": rows}, indent=2))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
+    write_atomic(out_dir / f"{name}.md", text)
+    write_json(out_dir / f"{name}.json", {"header": header, "rows": rows})
     print(text)
     return out_dir / f"{name}.md"
 

@@ -21,6 +21,7 @@ import numpy as np
 from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.errors import UserError, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_keras.files import write_json
 from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
@@ -85,9 +86,7 @@ class Outputs:
         self._jsonl.close()
         for name in ("detections.csv", "detections.jsonl"):
             (self.out / f"{name}.tmp").replace(self.out / name)
-        tmp = self.out / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(self.out / "summary.json")
+        write_json(self.out / "summary.json", summary)
 
 
 class Display:

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 
 
@@ -256,11 +257,7 @@ img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
 <h1>Evaluation report</h1><table>{summary}</table>
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>AUC</th><th>support</th></tr>{rows}</table>
 <h2>Figures</h2>{figures}</body></html>"""
-    path = out / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return write_atomic(out / "report.html", page)
 
 
 def evaluate(
@@ -302,14 +299,12 @@ def evaluate(
         skipped_files=[{"path": p, "reason": why} for p, why in dataset.skipped],
     )
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(out / "metrics.json")
+    write_json(out / "metrics.json", metrics)
     if plots:
         history = (run_dir or predictor.path.parent) / "history.csv"
         figures = make_plots(metrics, probabilities, y, images, predictor, history)
         for name, png in figures.items():
-            (out / name).write_bytes(png)
+            write_atomic(out / name, png)
         write_report(out, metrics, figures)
     return metrics
 

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from fer_keras import __version__  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.runtime import METADATA_NAME, EmotionClassifier  # noqa: E402
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -33,7 +34,6 @@ def as_float32(model):
     The TFLite converter cannot quantize bfloat16 graphs, so models trained under
     ``mixed_bfloat16`` are rebuilt from their config with float32 policies and given the weights.
     """
-    import keras
 
     def to_float32(node):
         if isinstance(node, dict):
@@ -138,13 +138,6 @@ def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, t
     }
 
 
-def write_atomic(path: Path, content: bytes | str) -> None:
-    """Writes through a temporary file and a rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
-    tmp.replace(path)
-
-
 def latency_ms(classifier: EmotionClassifier, image: np.ndarray, batch: int = 1, repeats: int = 50) -> float:
     """Median milliseconds per face for ``batch`` faces per invoke."""
     faces = np.repeat(image[None], batch, axis=0).astype(np.float32)
@@ -218,7 +211,7 @@ def export(
         report = {"model": target.name, "quantization": quantize, "io": metadata["input"]["dtype"]}
         if test_images is not None and len(test_images):
             report.update(parity_report(keras_model, candidate, test_images, test_labels))
-        write_atomic(out_dir / "parity.json", json.dumps(report, indent=2))
+        write_json(out_dir / "parity.json", report)
         drift = quantize == "int8" and report.get("top1_agreement", 1.0) < MIN_INT8_AGREEMENT
         if drift and not allow_drift:
             raise UserError(
@@ -227,7 +220,7 @@ def export(
             )
         write_atomic(target, flatbuffer)
     write_atomic(out_dir / "labels.txt", "".join(label + "\n" for label in labels))
-    write_atomic(out_dir / "model.json", json.dumps({**metadata, "file": target.name, "parity": report}, indent=2))
+    write_json(out_dir / "model.json", {**metadata, "file": target.name, "parity": report})
     return report
 
 

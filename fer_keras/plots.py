@@ -22,10 +22,9 @@ def figure_png(fig) -> bytes:
 
 def save_figure(fig, path: Path) -> Path:
     """Writes a figure as PNG through a temporary file (never half-written) and closes it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(figure_png(fig))
-    tmp.replace(path)
-    return path
+    from fer_keras.files import write_atomic
+
+    return write_atomic(path, figure_png(fig))
 
 
 def confusion_matrix_figure(matrix, labels, normalize: bool = False, title: str = "Confusion matrix"):

@@ -36,7 +36,7 @@ class Video:
         self.source, self.every, self.live, self.max_frames = source, max(1, every), live, max_frames
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
-            kind = "camera" if isinstance(source, int) else "video"
+            kind = "camera" if isinstance(source, int) else ("stream" if "://" in str(source) else "video")
             raise UserError(f"{source}: cannot open {kind} (missing, unreadable or not a video)")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))

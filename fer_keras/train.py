@@ -9,7 +9,6 @@ name and config from its last finished epoch.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from fer_keras.callbacks import best_val_accuracy, make_callbacks  # noqa: E402
 from fer_keras.config import ExperimentConfig, TrainConfig, load_config, save_config, to_dict  # noqa: E402
 from fer_keras.data import Dataset, load_dataset  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.files import write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 from fer_keras.models import build_model  # noqa: E402
 from fer_keras.pipeline import balanced_class_weights, make_dataset  # noqa: E402
@@ -99,12 +99,6 @@ def _unfreeze_top(backbone: keras.Model, n_layers: int) -> None:
     backbone.trainable = True
     for i, layer in enumerate(backbone.layers):
         layer.trainable = i >= len(backbone.layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
 
 
 def _report_counts(dataset: Dataset) -> dict:
@@ -215,7 +209,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
         shutil.rmtree(run_dir / "backup")  # the stages' backups are empty folders once both finished
     history = pd.read_csv(run_dir / "history.csv").to_dict(orient="list")
     plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     best_val = best_val_accuracy(run_dir / "history.csv")
     test_note = f", test accuracy {metrics['test']['accuracy']:.4f}" if "test" in metrics else ""
     print(f"run folder: {run_dir}  best val_accuracy {best_val:.4f}{test_note}")

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SYNTHETIC_CLASSES, synthetic_face
+from conftest import synthetic_face
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
-from fer_keras.errors import UserError
 from fer_keras.explain import gradcam, last_conv_layer
 from fer_keras.metrics import classification_metrics
 
