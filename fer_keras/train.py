@@ -209,6 +209,10 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
         shutil.rmtree(run_dir / "backup")  # the stages' backups are empty folders once both finished
     history = pd.read_csv(run_dir / "history.csv").to_dict(orient="list")
     plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
+    for name in ("val", "test"):
+        if name in metrics:
+            figure = plots.confusion_matrix_figure(metrics[name]["confusion_matrix"], labels, normalize=True, title=f"{name} confusion matrix")
+            plots.save_figure(figure, run_dir / f"confusion_matrix_{name}.png")
     write_json(run_dir / "metrics.json", metrics)
     best_val = best_val_accuracy(run_dir / "history.csv")
     test_note = f", test accuracy {metrics['test']['accuracy']:.4f}" if "test" in metrics else ""

@@ -34,7 +34,7 @@ def _config(face_folder, tmp_path, *extra):
 def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
     result = train.run_training(_config(face_folder, tmp_path, "train.schedule=cosine", "train.warmup_epochs=1", "data.class_weights=true"))
     run = result.run_dir
-    for name in ("config.yaml", "history.csv", "best.keras", "metrics.json", "training_curves.png", "skipped_files.txt"):
+    for name in ("config.yaml", "history.csv", "best.keras", "metrics.json", "training_curves.png", "confusion_matrix_val.png", "confusion_matrix_test.png", "skipped_files.txt"):
         assert (run / name).is_file(), name
     assert (run / "tensorboard").is_dir() and not (run / "backup").exists()
     history = pd.read_csv(run / "history.csv")
