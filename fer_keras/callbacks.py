@@ -68,7 +68,9 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage)),
+        # double_checkpoint: a SIGKILL during the backup write leaves a corrupt .h5 (seen in our test);
+        # Keras then restores the previous epoch's copy instead of failing.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage), double_checkpoint=True),
     ]
     return callbacks
 

@@ -26,7 +26,7 @@ from fer_keras.callbacks import best_val_accuracy, make_callbacks  # noqa: E402
 from fer_keras.config import ExperimentConfig, TrainConfig, load_config, save_config, to_dict  # noqa: E402
 from fer_keras.data import Dataset, load_dataset  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
-from fer_keras.files import write_json  # noqa: E402
+from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 from fer_keras.models import build_model  # noqa: E402
 from fer_keras.pipeline import balanced_class_weights, make_dataset  # noqa: E402
@@ -207,7 +207,10 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
 
     if (run_dir / "backup").exists():
         shutil.rmtree(run_dir / "backup")  # the stages' backups are empty folders once both finished
-    history = pd.read_csv(run_dir / "history.csv").to_dict(orient="list")
+    # A SIGKILL between CSVLogger's row and the epoch's backup re-runs that epoch on resume: keep its last row.
+    history_frame = pd.read_csv(run_dir / "history.csv").drop_duplicates(subset="epoch", keep="last")
+    write_atomic(run_dir / "history.csv", history_frame.to_csv(index=False))
+    history = history_frame.to_dict(orient="list")
     plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
     for name in ("val", "test"):
         if name in metrics:

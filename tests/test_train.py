@@ -86,6 +86,34 @@ def _cli(*args, env=None):
     )
 
 
+def test_sigkilled_run_resumes_when_the_same_command_runs_again(face_folder, tmp_path):
+    import signal
+    import time
+
+    args = [f"--data-dir={face_folder}", f"output_dir={tmp_path}", "name=killed", "data.label_set=folder", "model.name=tiny",
+            "train.epochs=25", "train.precision=float32", "data.batch_size=8", "train.confusion_matrix_every=0", "train.early_stopping_patience=0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "fer_keras.train", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    history = None
+    while time.time() < deadline and process.poll() is None:
+        found = list(tmp_path.glob("*-killed/history.csv"))
+        if found and len(found[0].read_text().splitlines()) >= 4:  # header + 3 epochs
+            history = found[0]
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert history is not None, "training did not reach epoch 3 in time"
+    done_before = len(history.read_text().splitlines()) - 1
+    assert done_before < 25
+    resumed = _cli(*args, env={"CI": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming run" in resumed.stdout
+    assert [p.name for p in tmp_path.iterdir()] == [history.parent.name]
+    assert list(pd.read_csv(history)["epoch"]) == list(range(25))
+
+
 def test_mirrored_strategy_trains_over_two_logical_cpus(face_folder, tmp_path):
     done = _cli(
         f"--data-dir={face_folder}",
