@@ -7,7 +7,7 @@ from fer_keras.models import build_model, list_models
 
 
 def test_registry_lists_every_family():
-    assert {"tiny", "mini_xception", "vgg", "mobilenet_v3_small", "mobilenet_v3_large"} <= set(list_models())
+    assert {"tiny", "mini_xception", "vgg", "resnet_se", "mobilenet_v3_small", "mobilenet_v3_large"} <= set(list_models())
 
 
 def test_fast_and_accurate_sizes():

@@ -67,3 +67,39 @@ def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: 
     x = layers.BatchNormalization(name="fc_bn")(x)
     x = layers.ReLU(name="fc_relu")(x)
     return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="vgg")
+
+
+def _squeeze_excite(x, channels: int, name: str, ratio: int = 16):
+    """Channel attention (Hu et al. 2018): global pooling, a bottleneck, and a sigmoid gate per channel."""
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    gate = layers.Dense(max(8, channels // ratio), activation="relu", name=f"{name}_se_reduce")(gate)
+    gate = layers.Dense(channels, activation="sigmoid", name=f"{name}_se_expand")(gate)
+    return layers.Multiply(name=f"{name}_se_scale")([x, gate])
+
+
+def _residual_se_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_short")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_short_bn")(shortcut)
+    x = _conv_bn_relu(x, filters, f"{name}_a", stride)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_b_bn")(x)
+    x = _squeeze_excite(x, filters, name)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+@register_model
+def resnet_se(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.3, width: int = 0, weights: str = "none") -> keras.Model:
+    """ResNet-18-style network with squeeze-excitation: four stages of two residual blocks; about 2.8M parameters at width 32."""
+    base = width or 32
+    inputs = raw_pixel_input(input_shape)
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = _conv_bn_relu(x, base, "stem")
+    for stage, filters in enumerate((base, 2 * base, 4 * base, 8 * base)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            x = _residual_se_block(x, filters, stride, f"stage{stage}_block{block}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="resnet_se")
