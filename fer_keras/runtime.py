@@ -21,6 +21,7 @@ from fer_keras.errors import UserError
 
 METADATA_NAME = "fer_keras"
 PACKAGED_MODELS = ("default", "fast", "accurate")
+PACKAGED_ALIASES = {"default": "accurate"}  # the accurate tier is the package default
 
 
 @contextlib.contextmanager
@@ -47,7 +48,7 @@ def packaged_model_path(name: str) -> Path:
     Raises:
         UserError: When no model of that name is packaged.
     """
-    path = Path(str(resources.files("fer_keras.resources").joinpath("models", f"{name}.tflite")))
+    path = Path(str(resources.files("fer_keras.resources").joinpath("models", f"{PACKAGED_ALIASES.get(name, name)}.tflite")))
     if not path.is_file():
         raise UserError(f"no packaged model named {name!r} (packaged: {', '.join(available_packaged_models()) or 'none'})")
     return path
@@ -56,7 +57,8 @@ def packaged_model_path(name: str) -> Path:
 def available_packaged_models() -> list[str]:
     """Names of the models shipped inside the package."""
     folder = Path(str(resources.files("fer_keras.resources").joinpath("models")))
-    return sorted(p.stem for p in folder.glob("*.tflite")) if folder.is_dir() else []
+    shipped = sorted(p.stem for p in folder.glob("*.tflite")) if folder.is_dir() else []
+    return sorted(shipped + [alias for alias, target in PACKAGED_ALIASES.items() if target in shipped])
 
 
 def resolve_model(model: str | Path | None) -> Path:

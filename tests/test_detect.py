@@ -39,7 +39,7 @@ def test_video_outputs_schema_and_consistency(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames"] == 30 and summary["faces"] == len(rows) > 0
     assert summary["detector"] == "blazeface" and summary["labels"] == LABELS
-    assert summary["model"].endswith("default.tflite")
+    assert summary["model"].endswith("accurate.tflite")  # the package default is the accurate tier
     assert summary["frames_without_faces"] == 30 - len({row["frame"] for row in rows})
     assert {"decode", "detect", "classify", "track", "annotate", "write"} <= set(summary["timings_ms_per_frame"])
     tracks = {t["track_id"]: t for t in summary["tracks"]}

@@ -109,3 +109,12 @@ def test_export_cli_reads_labels_from_the_run_folder(face_folder, tmp_path):
     assert code == 0
     assert EmotionClassifier(tmp_path / "out" / f"{run.name}_dynamic.tflite").labels == ("angry", "happy", "sad")
     assert exporter.main(["--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)]) == 2
+
+
+def test_default_is_the_packaged_accurate_tier():
+    from fer_keras.runtime import available_packaged_models, packaged_model_path
+
+    assert packaged_model_path("default") == packaged_model_path("accurate")
+    assert {"default", "accurate"} <= set(available_packaged_models())
+    with pytest.raises(UserError, match="no packaged model named 'huge'"):
+        packaged_model_path("huge")
