@@ -146,3 +146,26 @@ def test_inference_path_imports_no_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_moving_face_keeps_one_track_id_through_the_pipeline(tmp_path):
+    import cv2
+
+    photo = cv2.imread(str(DATA / "two_people.jpg"))
+    (face,) = [f for f in fer_keras.analyze(photo) if f.index == 0]
+    x, y, w, h = face.box
+    patch = photo[max(0, y - h // 2) : y + h + h // 2, max(0, x - w // 2) : x + w + w // 2]
+    clip = tmp_path / "moving.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
+    for frame_index in range(20):
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        left = 40 + 12 * frame_index
+        frame[60 : 60 + patch.shape[0], left : left + patch.shape[1]] = patch[: 300, : 640 - left]
+        writer.write(frame)
+    writer.release()
+    summary = run_detect(DetectOptions(source=str(clip), out=tmp_path / "out", progress=False))
+    rows = _rows(tmp_path / "out")
+    assert summary["frames"] == 20 and len(rows) >= 18
+    assert {row["track_id"] for row in rows} == {"1"}
+    xs = [int(row["x"]) for row in rows]
+    assert xs == sorted(xs) and xs[-1] - xs[0] > 150
