@@ -71,6 +71,7 @@ class FrameAnalyzer:
         max_faces: Keep at most this many faces per frame, largest first (0 = all).
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
         num_threads: LiteRT threads for the detector and the classifier.
+        detect_size: Long side frames are shrunk to before detection (0 = full size; None = the detector's default).
     """
 
     def __init__(
@@ -83,10 +84,11 @@ class FrameAnalyzer:
         max_faces: int = 0,
         detector_model: str | Path | None = None,
         num_threads: int | None = None,
+        detect_size: int | None = None,
     ):
         if not 0.0 < smooth <= 1.0:
             raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
-        self.detector = make_detector(detector, detector_model, num_threads) if isinstance(detector, str) else detector
+        self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads)
         self.margin, self.min_face, self.max_faces = margin, min_face, max_faces
         self.tracker = IoUTracker(alpha=smooth)

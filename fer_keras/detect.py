@@ -46,6 +46,7 @@ class DetectOptions:
     threads: int | None = None
     max_frames: int = 0
     progress: bool = True
+    detect_size: int | None = None
 
 
 @dataclass
@@ -250,7 +251,10 @@ def run_detect(options: DetectOptions) -> dict:
         raise UserError(f"--every {options.every} must be at least 1")
     kind = classify_source(options.source)
     started = time.perf_counter()
-    analyzer = FrameAnalyzer(options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces, options.detector_model, options.threads)
+    analyzer = FrameAnalyzer(
+        options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces,
+        options.detector_model, options.threads, options.detect_size,
+    )
     outputs = Outputs(options.out, analyzer.labels) if options.out else None
     record = RunRecord()
     display = Display(options.show)
@@ -307,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
+    parser.add_argument("--detect-size", type=int, metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
     parser.add_argument("--show", action="store_true", help="open a window (where a display exists)")
@@ -328,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
+        detect_size=args.detect_size,
     )
     if options.annotate and options.out is None:
         raise UserError("--annotate needs --out DIR")

@@ -73,3 +73,22 @@ def test_crop_without_landmarks_is_the_square_box_with_margin():
 def test_face_rejects_empty_boxes():
     with pytest.raises(ValueError):
         Face((0, 0, 0, 10))
+
+
+def test_downscaled_detection_maps_boxes_back_to_the_frame():
+    from fer_keras.faces import Downscaled
+
+    seen = []
+
+    class Stub:
+        name = "stub"
+
+        def __call__(self, frame):
+            seen.append(frame.shape)
+            return [Face((10, 20, 30, 40), 0.9, {"nose": (15.0, 25.0)})]
+
+    (face,) = Downscaled(Stub(), max_side=320)(np.zeros((720, 1280, 3), np.uint8))
+    assert seen == [(180, 320, 3)]
+    assert face.box == (40, 80, 120, 160) and face.keypoints["nose"] == (60.0, 100.0)
+    assert Downscaled(Stub(), max_side=2000)(np.zeros((720, 1280, 3), np.uint8))[0].box == (10, 20, 30, 40)
+    assert seen[-1] == (720, 1280, 3)  # never enlarged
