@@ -212,7 +212,8 @@ def benchmark_pipeline(clips: list[Path], detectors: list[str], yunet: Path | No
                 row.update({f"{stage} ms": summary["timings_ms_per_frame"].get(stage, 0.0) for stage in ("decode", "detect", "classify", "track", "annotate", "write")})
                 rows.append(row)
     header = (
-        "End-to-end `python -m fer_keras.detect` on each clip (every frame), FPS = analyzed frames / wall time of the frame loop; "
+        "End-to-end `python -m fer_keras.detect` on each clip (every frame), FPS = analyzed frames / wall time of the frame loop "
+        "(decode to CSV row and annotated frame; model loading and the timeline plots drawn after the loop are excluded); "
         "stage columns are milliseconds per frame (decode runs on its own thread, so stages overlap). "
         f"Model: {model or 'packaged default'}. CPU: {cpu_name()}, {os.cpu_count()} cores. "
         "Command: python -m fer_keras.benchmark pipeline " + " ".join(f"--source {c}" for c in clips)
