@@ -115,6 +115,6 @@ def test_default_is_the_packaged_accurate_tier():
     from fer_keras.runtime import available_packaged_models, packaged_model_path
 
     assert packaged_model_path("default") == packaged_model_path("accurate")
-    assert {"default", "accurate"} <= set(available_packaged_models())
+    assert {"default", "accurate", "fast"} <= set(available_packaged_models())
     with pytest.raises(UserError, match="no packaged model named 'huge'"):
         packaged_model_path("huge")
