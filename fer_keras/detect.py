@@ -21,7 +21,7 @@ import numpy as np
 from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.errors import UserError, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
-from fer_keras.files import write_json
+from fer_keras.files import write_atomic, write_json
 from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
@@ -179,7 +179,7 @@ def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, 
         if options.annotate and outputs is not None:
             start = time.perf_counter()
             (outputs.out / "annotated").mkdir(exist_ok=True)
-            cv2.imwrite(str(outputs.out / "annotated" / f"{_safe_name(str(path))}.jpg"), image)
+            write_atomic(outputs.out / "annotated" / f"{_safe_name(str(path))}.jpg", cv2.imencode(".jpg", image)[1].tobytes())
             record.seconds["write"] += time.perf_counter() - start
 
 

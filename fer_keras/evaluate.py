@@ -78,11 +78,7 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None, valu
     from fer_keras.runtime import EmotionClassifier
 
     classifier = EmotionClassifier(model, labels=labels_arg.split(",") if labels_arg else None, value_range=value_range)
-
-    def predict_tflite(images):
-        return np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
-
-    return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), predict_tflite)
+    return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), classifier.predict_many)
 
 
 def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:

@@ -154,7 +154,7 @@ def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_tru
     """Compares the TFLite file with its Keras model on labelled images: agreement, accuracies, drift, size, latency."""
     keras_probs = keras_model.predict(images, batch_size=256, verbose=0)
     classifier = EmotionClassifier(tflite_path, num_threads=1)
-    tflite_probs = np.concatenate([classifier.predict_preprocessed(images[i : i + 256].astype(np.float32)) for i in range(0, len(images), 256)])
+    tflite_probs = classifier.predict_many(images)
     return {
         "n": int(len(images)),
         "top1_agreement": round(float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()), 5),

@@ -187,6 +187,12 @@ class EmotionClassifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.predict_preprocessed(self.preprocess(faces))
 
+    def predict_many(self, images: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Probabilities for a large model-shaped batch (N, H, W, C) of 0-255 pixels, ``chunk`` images per invoke."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return np.concatenate([self.predict_preprocessed(images[i : i + chunk].astype(np.float32)) for i in range(0, len(images), chunk)])
+
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels (rescaled to ``value_range``)."""
         n = len(batch)
