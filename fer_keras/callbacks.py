@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from fer_keras import plots
 from fer_keras.config import TrainConfig
@@ -26,6 +24,8 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
 
     def __init__(self, split: Split, labels: tuple[str, ...], log_dir: Path, every: int = 1, batch_size: int = 256):
         super().__init__()
+        import tensorflow as tf  # tf.summary writes the image; imported here so the other callbacks stay TensorFlow-free
+
         self.split, self.labels, self.every, self.batch_size = split, labels, every, batch_size
         self.writer = tf.summary.create_file_writer(str(log_dir / "confusion_matrix"))
 
@@ -37,9 +37,23 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
         predicted = self.model.predict(self.split.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
         matrix = confusion_matrix(self.split.labels, predicted, labels=list(range(len(self.labels))))
         png = plots.figure_png(plots.confusion_matrix_figure(matrix, self.labels, normalize=True, title=f"epoch {epoch + 1}"))
+        import tensorflow as tf
+
         with self.writer.as_default():
             tf.summary.image("validation confusion matrix", tf.expand_dims(tf.image.decode_png(png, channels=4), 0), step=epoch)
         self.writer.flush()
+
+
+def schedule_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
+    """Learning-rate reduction on plateau and early stopping, as the config selects."""
+    callbacks: list[keras.callbacks.Callback] = []
+    if train.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1))
+    if train.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience, restore_best_weights=True, verbose=1)
+        )
+    return callbacks
 
 
 def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[str, ...], stage: str = "stage1") -> list[keras.callbacks.Callback]:
@@ -58,12 +72,7 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
     if train.confusion_matrix_every > 0:
         callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
-    if train.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1))
-    if train.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience, restore_best_weights=True, verbose=1)
-        )
+    callbacks += schedule_callbacks(train)
     callbacks += [
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -73,11 +82,3 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage), double_checkpoint=True),
     ]
     return callbacks
-
-
-def best_val_accuracy(history_csv: Path) -> float:
-    """The best validation accuracy recorded in a history.csv."""
-    import pandas as pd
-
-    history = pd.read_csv(history_csv)
-    return float(np.nanmax(history["val_accuracy"])) if "val_accuracy" in history else float("nan")

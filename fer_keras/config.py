@@ -35,6 +35,7 @@ class DataConfig:
     label_set: str = "fer2013"  # fer2013 | ferplus | folder
     data_dir: str | None = None  # else $FER_KERAS_DATA, else kagglehub when online
     val_fraction: float = 0.1  # stratified hold-out from train (fer2013, folder)
+    split_seed: int = 1337  # seed of that hold-out, apart from train.seed so re-seeded runs share one validation set
     soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
     batch_size: int = 64
     class_weights: bool = False  # balanced class weights in the loss
@@ -75,6 +76,7 @@ class TrainConfig:
     fine_tune_layers: int = 30
     fine_tune_learning_rate: float = 1e-4
     confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
+    time_budget_s: float = 0  # train_accel only: stop after the epoch that passes this many seconds (0 = no limit)
 
 
 @dataclass

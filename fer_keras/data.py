@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from fer_keras import labels as taxonomy
+from fer_keras.config import ExperimentConfig
 from fer_keras.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,15 @@ def read_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray
     return images[ok], ok, skipped
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Balanced class weights n / (k * count_c), as scikit-learn's 'balanced'; absent classes get 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
 def _one_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[indices]
 
@@ -222,6 +232,7 @@ def load_folder_dataset(
     val_fraction: float = 0.1,
     seed: int = 1337,
     max_per_class: int = 0,
+    with_test: bool = True,
 ) -> Dataset:
     """Loads a folder of class folders, or a root with ``train/`` and ``test/`` inside.
 
@@ -240,7 +251,7 @@ def load_folder_dataset(
         if val_fraction > 0:
             train, splits["val"] = _stratified_holdout(train, val_fraction, seed)
         splits = {"train": train, **splits}
-        if (root / "test").is_dir():
+        if with_test and (root / "test").is_dir():
             splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
     else:
         splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
@@ -293,7 +304,9 @@ def ferplus_targets(soft: bool) -> "object":
     return out
 
 
-def load_ferplus_dataset(root: Path, image_size: int, channels: int, soft: bool = False, max_per_class: int = 0) -> Dataset:
+def load_ferplus_dataset(
+    root: Path, image_size: int, channels: int, soft: bool = False, max_per_class: int = 0, with_test: bool = True
+) -> Dataset:
     """Loads FERPlus labels over the Kaggle FER2013 images: Training, PublicTest (val), PrivateTest (test).
 
     Raises:
@@ -304,7 +317,8 @@ def load_ferplus_dataset(root: Path, image_size: int, channels: int, soft: bool 
     table = ferplus_targets(soft)
     skipped: list[tuple[str, str]] = []
     splits = {}
-    for usage, split_name in (("Training", "train"), ("PublicTest", "val"), ("PrivateTest", "test")):
+    usages = (("Training", "train"), ("PublicTest", "val")) + ((("PrivateTest", "test"),) if with_test else ())
+    for usage, split_name in usages:
         rows = table[table["usage"] == usage]
         paths = [root / f for f in rows["file"]]
         targets = rows[list(taxonomy.FERPLUS_LABELS)].to_numpy(dtype=np.float32)
@@ -325,6 +339,7 @@ def load_dataset(
     soft_labels: bool = False,
     seed: int = 1337,
     max_per_class: int = 0,
+    with_test: bool = True,
 ) -> Dataset:
     """Locates and loads a dataset for one of the label sets.
 
@@ -337,16 +352,43 @@ def load_dataset(
         soft_labels: FERPlus vote distributions as targets.
         seed: Seed of the hold-out split.
         max_per_class: Cap of images per class and split (0 = all).
+        with_test: Also load the test split; training-only hosts leave it out (and need not hold its files).
 
     Returns:
         The dataset with its splits and the list of skipped files.
     """
     root = locate_data_dir(data_dir)
     if label_set == "ferplus":
-        dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class)
+        dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class, with_test)
     else:
         labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
-        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test)
     for path, reason in dataset.skipped:
         log.warning("skipped %s: %s", path, reason)
+    return dataset
+
+
+def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dataset:
+    """Loads the dataset an experiment config names, checking it can train (train and val splits).
+
+    Args:
+        config: The resolved experiment config.
+        with_test: Also load the test split.
+
+    Raises:
+        UserError: When the data cannot be found or has no train split with a validation hold-out.
+    """
+    dataset = load_dataset(
+        config.data.label_set,
+        config.data.data_dir,
+        config.model.image_size,
+        config.model.channels,
+        config.data.val_fraction,
+        config.data.soft_labels,
+        config.data.split_seed,
+        config.data.max_per_class,
+        with_test,
+    )
+    if "train" not in dataset.splits or "val" not in dataset.splits:
+        raise UserError(f"{config.data.data_dir}: training needs train/ with a validation hold-out (data.val_fraction > 0)")
     return dataset

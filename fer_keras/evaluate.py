@@ -48,6 +48,8 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
 
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
+    import fer_keras.models  # noqa: F401  (registers the custom layers saved models may hold)
+
     try:
         model = keras.saving.load_model(path)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files

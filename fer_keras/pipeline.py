@@ -10,45 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fer_keras.augment import augmentation_layers
 from fer_keras.config import AugmentConfig
 from fer_keras.data import Split
-
-
-def augmentation_layers(augment: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
-    """Keras preprocessing layers for the enabled augmentations, in application order.
-
-    Args:
-        augment: Which augmentations to apply and how strongly (0 disables one).
-        seed: Base seed; each layer gets its own offset.
-
-    Returns:
-        Layers that take a float batch of 0-255 images.
-    """
-    chosen: list[keras.layers.Layer] = []
-    if augment.flip:
-        chosen.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if augment.rotation > 0:
-        chosen.append(keras.layers.RandomRotation(augment.rotation, fill_mode="reflect", seed=seed + 1))
-    if augment.translation > 0:
-        chosen.append(keras.layers.RandomTranslation(augment.translation, augment.translation, fill_mode="reflect", seed=seed + 2))
-    if augment.zoom > 0:
-        chosen.append(keras.layers.RandomZoom(augment.zoom, fill_mode="reflect", seed=seed + 3))
-    if augment.brightness > 0:
-        chosen.append(keras.layers.RandomBrightness(augment.brightness, value_range=(0, 255), seed=seed + 4))
-    if augment.contrast > 0:
-        chosen.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed + 5))
-    if augment.erasing > 0:
-        chosen.append(keras.layers.RandomErasing(factor=augment.erasing, value_range=(0, 255), seed=seed + 6))
-    return chosen
-
-
-def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Balanced class weights n / (k * count_c), as scikit-learn's 'balanced'; absent classes get 0."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights.astype(np.float32)
 
 
 def make_dataset(

@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +20,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fer_keras import hardware, plots  # noqa: E402
-from fer_keras.callbacks import best_val_accuracy, make_callbacks  # noqa: E402
-from fer_keras.config import ExperimentConfig, TrainConfig, load_config, save_config, to_dict  # noqa: E402
-from fer_keras.data import Dataset, load_dataset  # noqa: E402
-from fer_keras.errors import UserError, cli_entry  # noqa: E402
-from fer_keras.files import write_atomic, write_json  # noqa: E402
-from fer_keras.metrics import classification_metrics  # noqa: E402
+from fer_keras import hardware  # noqa: E402
+from fer_keras.callbacks import make_callbacks  # noqa: E402
+from fer_keras.config import ExperimentConfig, load_config, save_config  # noqa: E402
+from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
+from fer_keras.errors import cli_entry  # noqa: E402
 from fer_keras.models import build_model  # noqa: E402
-from fer_keras.pipeline import balanced_class_weights, make_dataset  # noqa: E402
+from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
+from fer_keras.pipeline import make_dataset  # noqa: E402
+from fer_keras.records import (  # noqa: E402
+    evaluate_splits,
+    record_run,
+    report_counts,
+    resolve_run_dir,
+)
 
 log = logging.getLogger("fer_keras.train")
 
@@ -43,69 +47,11 @@ class RunResult:
     metrics: dict
 
 
-def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None):
-    """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected."""
-    learning_rate = learning_rate or train.learning_rate
-    epochs = epochs or train.epochs
-    rate = learning_rate
-    if train.schedule == "cosine":
-        warmup_steps = train.warmup_epochs * steps_per_epoch
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
-            decay_steps=max(1, (epochs - train.warmup_epochs) * steps_per_epoch),
-            warmup_target=learning_rate if warmup_steps else None,
-            warmup_steps=warmup_steps,
-            alpha=0.01,
-        )
-    if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
-    if train.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
-    return keras.optimizers.Adam(rate)
-
-
-def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
-    """The run folder: the newest unfinished run with the same name and config (resume), else a new one.
-
-    Returns:
-        The folder and whether it is a resumed run.
-    """
-    root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    wanted = to_dict(config)
-    if not new:
-        for candidate in sorted(root.glob(f"*-{config.name}"), reverse=True):
-            unfinished = (candidate / "backup").exists() and not (candidate / "metrics.json").exists()
-            if unfinished and (candidate / "config.yaml").exists():
-                import yaml
-
-                if yaml.safe_load((candidate / "config.yaml").read_text()) == wanted:
-                    return candidate, True
-    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir, False
-
-
-def _compile(model: keras.Model, optimizer, train: TrainConfig) -> None:
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-
-
 def _unfreeze_top(backbone: keras.Model, n_layers: int) -> None:
     """Unfreezes the top ``n_layers`` of a backbone, keeping BatchNorm frozen (its statistics stay ImageNet's)."""
     backbone.trainable = True
     for i, layer in enumerate(backbone.layers):
         layer.trainable = i >= len(backbone.layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
-
-
-def _report_counts(dataset: Dataset) -> dict:
-    counts = dataset.class_counts()
-    for split, per_class in counts.items():
-        print(f"{split:>5}: {sum(per_class.values()):6d} images  " + "  ".join(f"{k}={v}" for k, v in per_class.items()))
-    return counts
 
 
 def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
@@ -121,19 +67,8 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     precision = hardware.resolve_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    dataset = load_dataset(
-        config.data.label_set,
-        config.data.data_dir,
-        config.model.image_size,
-        config.model.channels,
-        config.data.val_fraction,
-        config.data.soft_labels,
-        config.train.seed,
-        config.data.max_per_class,
-    )
-    if "train" not in dataset.splits or "val" not in dataset.splits:
-        raise UserError(f"{config.data.data_dir}: training needs train/ with a validation hold-out (data.val_fraction > 0)")
-    counts = _report_counts(dataset)
+    dataset = load_for_experiment(config)
+    counts = report_counts(dataset)
     run_dir, resumed = resolve_run_dir(config, new)
     print(f"{'resuming' if resumed else 'starting'} run {run_dir} (precision {precision}, strategy {config.train.strategy})")
     save_config(config, run_dir / "config.yaml")
@@ -161,7 +96,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             two_stage = backbone is not None and config.train.fine_tune_epochs > 0
             if two_stage:
                 backbone.trainable = False
-            _compile(model, make_optimizer(config.train, steps), config.train)
+            compile_model(model, make_optimizer(config.train, steps), config.train)
         verbose = 2 if os.environ.get("CI") else 1
         stage1_weights = run_dir / "stage1.weights.h5"
         if two_stage and stage1_weights.exists():
@@ -174,7 +109,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             with strategy.scope():
                 _unfreeze_top(backbone, config.train.fine_tune_layers)
                 fine_tune = make_optimizer(config.train, steps, config.train.fine_tune_learning_rate, config.train.fine_tune_epochs)
-                _compile(model, fine_tune, config.train)
+                compile_model(model, fine_tune, config.train)
             model.fit(
                 train_ds,
                 validation_data=val_ds,
@@ -196,30 +131,13 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             "class_counts": counts,
             "skipped_files": len(dataset.skipped),
         }
-        for name, split in dataset.splits.items():
-            if name != "train":
-                probabilities = best.predict(split.images, batch_size=256, verbose=0)
-                metrics[name] = classification_metrics(split.labels, probabilities, labels)
+        metrics.update(evaluate_splits(best, dataset))
     finally:
         hardware.set_precision(previous_policy)
 
-    import pandas as pd
-
     if (run_dir / "backup").exists():
         shutil.rmtree(run_dir / "backup")  # the stages' backups are empty folders once both finished
-    # A SIGKILL between CSVLogger's row and the epoch's backup re-runs that epoch on resume: keep its last row.
-    history_frame = pd.read_csv(run_dir / "history.csv").drop_duplicates(subset="epoch", keep="last")
-    write_atomic(run_dir / "history.csv", history_frame.to_csv(index=False))
-    history = history_frame.to_dict(orient="list")
-    plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
-    for name in ("val", "test"):
-        if name in metrics:
-            figure = plots.confusion_matrix_figure(metrics[name]["confusion_matrix"], labels, normalize=True, title=f"{name} confusion matrix")
-            plots.save_figure(figure, run_dir / f"confusion_matrix_{name}.png")
-    write_json(run_dir / "metrics.json", metrics)
-    best_val = best_val_accuracy(run_dir / "history.csv")
-    test_note = f", test accuracy {metrics['test']['accuracy']:.4f}" if "test" in metrics else ""
-    print(f"run folder: {run_dir}  best val_accuracy {best_val:.4f}{test_note}")
+    best_val = record_run(run_dir, metrics, labels)
     return RunResult(run_dir, best_val, metrics)
 
 

@@ -3,7 +3,9 @@ import pytest
 
 from fer_keras.config import AugmentConfig
 from fer_keras.data import Split
-from fer_keras.pipeline import augmentation_layers, balanced_class_weights, make_dataset
+from fer_keras.augment import augmentation_layers
+from fer_keras.data import balanced_class_weights
+from fer_keras.pipeline import make_dataset
 
 
 def _split(n=20):

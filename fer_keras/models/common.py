@@ -1,4 +1,4 @@
-"""Pieces every model family shares: the raw-pixel input and the float32 softmax head."""
+"""Pieces every model family shares: the raw-pixel input, the float32 softmax head, and the mirror layer."""
 
 from __future__ import annotations
 
@@ -17,3 +17,14 @@ def classifier_head(x, num_classes: int, dropout: float = 0.0):
         x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class HorizontalMirror(layers.Layer):
+    """Mirrors images left to right: the flip view of test-time augmentation, built into a model.
+
+    A registered layer rather than a Lambda, so models holding it load without unsafe deserialization.
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)

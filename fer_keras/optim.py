@@ -1,0 +1,37 @@
+"""Optimizer, schedule and loss from the training config (TensorFlow-free: shared by every trainer)."""
+
+from __future__ import annotations
+
+import keras
+
+from fer_keras.config import TrainConfig
+
+
+def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None):
+    """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected."""
+    learning_rate = learning_rate or train.learning_rate
+    epochs = epochs or train.epochs
+    rate = learning_rate
+    if train.schedule == "cosine":
+        warmup_steps = train.warmup_epochs * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
+            decay_steps=max(1, (epochs - train.warmup_epochs) * steps_per_epoch),
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+            alpha=0.01,
+        )
+    if train.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+    if train.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
+    return keras.optimizers.Adam(rate)
+
+
+def compile_model(model: keras.Model, optimizer, train: TrainConfig) -> None:
+    """Compiles for (soft) one-hot targets: categorical cross-entropy with the configured label smoothing, and accuracy."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )

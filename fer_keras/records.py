@@ -1,0 +1,95 @@
+"""Run folders: choosing one for a training run, and the records written when it ends.
+
+TensorFlow-free, so the tf.data trainer and the accelerator trainer record runs alike:
+config.yaml, history.csv, metrics.json, training_curves.png and confusion matrices.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fer_keras import plots
+from fer_keras.config import ExperimentConfig, to_dict
+from fer_keras.data import Dataset
+from fer_keras.files import write_atomic, write_json
+from fer_keras.metrics import classification_metrics
+
+
+def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
+    """The run folder: the newest unfinished run with the same name and config (resume), else a new one.
+
+    Returns:
+        The folder and whether it is a resumed run.
+    """
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    wanted = to_dict(config)
+    if not new:
+        for candidate in sorted(root.glob(f"*-{config.name}"), reverse=True):
+            unfinished = (candidate / "backup").exists() and not (candidate / "metrics.json").exists()
+            if unfinished and (candidate / "config.yaml").exists():
+                import yaml
+
+                if yaml.safe_load((candidate / "config.yaml").read_text()) == wanted:
+                    return candidate, True
+    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir, False
+
+
+def report_counts(dataset: Dataset) -> dict:
+    """Prints the images per class of every split and returns the counts."""
+    counts = dataset.class_counts()
+    for split, per_class in counts.items():
+        print(f"{split:>5}: {sum(per_class.values()):6d} images  " + "  ".join(f"{k}={v}" for k, v in per_class.items()))
+    return counts
+
+
+def evaluate_splits(model: keras.Model, dataset: Dataset) -> dict:
+    """Classification metrics of ``model`` on every split except train, keyed by split name."""
+    return {
+        name: classification_metrics(split.labels, model.predict(split.images, batch_size=256, verbose=0), dataset.labels)
+        for name, split in dataset.splits.items()
+        if name != "train"
+    }
+
+
+def best_val_accuracy(history_csv: Path) -> float:
+    """The best validation accuracy recorded in a history.csv."""
+    import pandas as pd
+
+    history = pd.read_csv(history_csv)
+    return float(np.nanmax(history["val_accuracy"])) if "val_accuracy" in history else float("nan")
+
+
+def record_run(run_dir: Path, metrics: dict, labels: tuple[str, ...]) -> float:
+    """Writes a finished run's records: cleaned history.csv, training curves, confusion matrices, metrics.json.
+
+    Args:
+        run_dir: The run folder, holding the history.csv the CSVLogger wrote.
+        metrics: Run facts plus per-split metrics from ``evaluate_splits``.
+        labels: Class names, for the confusion-matrix axes.
+
+    Returns:
+        The best validation accuracy in the history.
+    """
+    import pandas as pd
+
+    # A SIGKILL between CSVLogger's row and the epoch's backup re-runs that epoch on resume: keep its last row.
+    history_frame = pd.read_csv(run_dir / "history.csv").drop_duplicates(subset="epoch", keep="last")
+    write_atomic(run_dir / "history.csv", history_frame.to_csv(index=False))
+    history = history_frame.to_dict(orient="list")
+    plots.save_figure(plots.training_curves_figure(history), run_dir / "training_curves.png")
+    for name in ("val", "test"):
+        if name in metrics:
+            figure = plots.confusion_matrix_figure(metrics[name]["confusion_matrix"], labels, normalize=True, title=f"{name} confusion matrix")
+            plots.save_figure(figure, run_dir / f"confusion_matrix_{name}.png")
+    write_json(run_dir / "metrics.json", metrics)
+    best_val = best_val_accuracy(run_dir / "history.csv")
+    test_note = f", test accuracy {metrics['test']['accuracy']:.4f}" if "test" in metrics else ""
+    print(f"run folder: {run_dir}  best val_accuracy {best_val:.4f}{test_note}")
+    return best_val

@@ -1,0 +1,228 @@
+"""Train on an accelerator without TensorFlow: ``KERAS_BACKEND=jax python -m fer_keras.train_accel --config CFG``.
+
+GPU machines that have JAX or PyTorch but no TensorFlow can still train our models, since
+everything except the tf.data pipeline is backend-agnostic. This trainer shares the config, data
+loading, models, augmentation settings, optimizer and run records with `fer_keras.train`; batches
+come from in-memory NumPy arrays, augmented (and mixed up) on the host by `HostAugmenter` while the
+device trains, because Keras's random affine layers are a hundred times slower than that under
+JAX on a GPU. ``train.time_budget_s`` guards a lease: training stops after the epoch that passes
+it, so the run is still recorded (choose epochs that fit; a cut run's schedule has not annealed).
+
+The run folder holds config.yaml, history.csv, metrics.json (val), training curves and best.keras,
+saved without optimizer state so it is small enough to copy back. The test split is not loaded:
+it is evaluated once per shipped candidate, with `fer_keras.evaluate`, where TensorFlow is. Runs
+do not resume, because an accelerator run is meant to finish within one lease; `fer_keras.train`
+is the resumable trainer for long CPU runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fer_keras.augment import HostAugmenter
+from fer_keras.callbacks import LearningRateLogger, schedule_callbacks
+from fer_keras.config import AugmentConfig, ExperimentConfig, load_config, save_config
+from fer_keras.data import Split, balanced_class_weights, load_for_experiment
+from fer_keras.errors import cli_entry
+from fer_keras.models import build_model
+from fer_keras.optim import compile_model, make_optimizer
+from fer_keras.records import (
+    evaluate_splits,
+    record_run,
+    report_counts,
+    resolve_run_dir,
+)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Shuffled, augmented training batches from in-memory arrays, with optional MixUp and per-sample weights.
+
+    Args:
+        split: The training split (uint8 images, float targets).
+        batch_size: Images per batch; the last partial batch is dropped so shapes stay static
+            (one compiled step, and MixUp always has a partner).
+        augment: Augmentation settings, applied by ``HostAugmenter``; MixUp uses ``augment.mixup``.
+        sample_weights: Per-image loss weights, or None.
+        seed: Seed of the shuffles, augmentations and mixing coefficients.
+        workers: Host threads preparing batches ahead of the device.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        augment: AugmentConfig,
+        sample_weights: np.ndarray | None = None,
+        seed: int = 0,
+        workers: int = 4,
+    ):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=16)
+        self.images, self.targets, self.sample_weights = split.images, split.targets, sample_weights
+        self.batch_size, self.augment, self.seed, self.epoch = batch_size, augment, seed, 0
+        self.order = np.random.default_rng(seed).permutation(len(split))
+
+    def __len__(self) -> int:
+        return len(self.order) // self.batch_size
+
+    def __getitem__(self, index: int):
+        # Each batch draws from its own seeded generator, so worker threads never share one.
+        rng_seed = (self.seed, self.epoch, index)
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        images, targets = HostAugmenter(self.augment, rng_seed)(self.images[rows]), self.targets[rows]
+        if self.augment.mixup > 0:
+            rng = np.random.default_rng(rng_seed + (1,))
+            mix = rng.beta(self.augment.mixup, self.augment.mixup, size=len(rows)).astype(np.float32)
+            partner = rng.permutation(len(rows))
+            images = mix[:, None, None, None] * images + (1 - mix[:, None, None, None]) * images[partner]
+            targets = mix[:, None] * targets + (1 - mix[:, None]) * targets[partner]
+        if self.sample_weights is None:
+            return images, targets
+        return images, targets, self.sample_weights[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.order))
+
+
+class SaveBestWeights(keras.callbacks.Callback):
+    """Saves the weights (no optimizer state) whenever val_accuracy improves, via a temp file and a rename."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.best = path, -np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy", -np.inf)
+        if accuracy > self.best:
+            self.best = accuracy
+            partial = self.path.with_name(f"partial.{self.path.name}")
+            self.model.save_weights(partial)
+            os.replace(partial, self.path)
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Stops training after the epoch that passes ``deadline`` (a time.monotonic() value), so records still get written."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() > self.deadline:
+            print(f"time budget spent after epoch {epoch + 1}: stopping")
+            self.model.stop_training = True
+
+
+def accelerator_precision(requested: str) -> str:
+    """Resolves train.precision: ``auto`` is mixed_bfloat16 when the backend sees a GPU, else float32."""
+    if requested != "auto":
+        return requested
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        has_gpu = any(device.platform == "gpu" for device in jax.devices())
+    elif backend == "torch":
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    else:
+        has_gpu = bool(keras.config.list_physical_devices("GPU")) if hasattr(keras.config, "list_physical_devices") else False
+    return "mixed_bfloat16" if has_gpu else "float32"
+
+
+def run_accelerated(config: ExperimentConfig) -> Path:
+    """Trains one experiment on in-memory arrays under the current Keras backend and records the run.
+
+    Args:
+        config: The resolved experiment config.
+
+    Returns:
+        The run folder.
+    """
+    started = time.monotonic()
+    precision = accelerator_precision(config.train.precision)
+    keras.utils.set_random_seed(config.train.seed)
+    dataset = load_for_experiment(config, with_test=False)
+    counts = report_counts(dataset)
+    run_dir, _ = resolve_run_dir(config, new=True)
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "skipped_files.txt").write_text("".join(f"{p}\t{why}\n" for p, why in dataset.skipped))
+
+    labels = dataset.labels
+    train_split, val_split = dataset.splits["train"], dataset.splits["val"]
+    weights = balanced_class_weights(train_split.labels, len(labels))[train_split.labels] if config.data.class_weights else None
+    batches = ArrayBatches(train_split, config.data.batch_size, config.data.augment, weights, config.train.seed)
+    validation = (val_split.images.astype(np.float32), val_split.targets)
+
+    def build() -> keras.Model:
+        return build_model(
+            config.model.name,
+            len(labels),
+            (config.model.image_size, config.model.image_size, config.model.channels),
+            dropout=config.model.dropout,
+            width=config.model.width,
+            weights=config.model.weights,
+        )
+
+    previous_policy = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(precision)
+    try:
+        epochs = config.train.epochs
+        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {epochs} epochs)")
+        model = build()
+        compile_model(model, make_optimizer(config.train, len(batches)), config.train)
+        weights_path = run_dir / "best.weights.h5"
+        callbacks = [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
+        if config.train.time_budget_s > 0:
+            callbacks.append(StopAtDeadline(started + config.train.time_budget_s))
+        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
+        model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=epochs, callbacks=callbacks, verbose=2)
+        best = build()  # uncompiled, so best.keras carries no optimizer state
+        best.load_weights(weights_path)
+        best.save(run_dir / "best.keras")
+        weights_path.unlink()
+        metrics = {
+            "model": config.model.name,
+            "parameters": int(best.count_params()),
+            "precision": precision,
+            "backend": keras.backend.backend(),
+            "epochs": epochs,
+            "seed": config.train.seed,
+            "label_set": config.data.label_set,
+            "labels": list(labels),
+            "class_counts": counts,
+            "skipped_files": len(dataset.skipped),
+        }
+        metrics.update(evaluate_splits(best, dataset))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    record_run(run_dir, metrics, labels)
+    return run_dir
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fer_keras.train_accel",
+        description="Train on an accelerator through Keras's JAX or PyTorch backend (no TensorFlow needed); set KERAS_BACKEND first.",
+    )
+    parser.add_argument("--config", help="experiment YAML (experiments/configs/NAME.yaml); defaults apply without it")
+    parser.add_argument("--data-dir", help="dataset root (else $FER_KERAS_DATA)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5 model.name=vgg")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides = list(args.overrides) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    run_accelerated(load_config(args.config, overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

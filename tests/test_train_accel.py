@@ -1,0 +1,95 @@
+"""The accelerator trainer (backend-agnostic; run here under the TensorFlow backend) and host augmentation."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import keras
+
+from fer_keras.augment import HostAugmenter
+from fer_keras.config import AugmentConfig, ExperimentConfig, apply_overrides
+from fer_keras.data import Split
+from fer_keras.train_accel import ArrayBatches, run_accelerated
+
+NO_AUGMENT = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0, mixup=0)
+
+
+def _images(n=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48, 1), dtype=np.uint8)
+
+
+def test_host_augmenter_disabled_is_identity_and_flip_mirrors():
+    images = _images()
+    assert np.array_equal(HostAugmenter(NO_AUGMENT, 0)(images), images.astype(np.float32))
+    flipped = HostAugmenter(AugmentConfig(flip=True, rotation=0, translation=0, zoom=0, brightness=0, contrast=0), 3)(images)
+    for out, original in zip(flipped, images.astype(np.float32)):
+        assert np.array_equal(out, original) or np.array_equal(out, original[:, ::-1])
+    assert not np.array_equal(flipped, images.astype(np.float32))  # seed 3 flips at least one of 8
+
+
+def test_host_augmenter_is_seeded_and_stays_in_range():
+    images = _images(32)
+    config = AugmentConfig(erasing=0.5)
+    first, again = HostAugmenter(config, 7)(images), HostAugmenter(config, 7)(images)
+    assert np.array_equal(first, again)
+    assert first.dtype == np.float32 and first.shape == images.shape
+    assert first.min() >= 0 and first.max() <= 255
+    assert not np.array_equal(first, HostAugmenter(config, 8)(images))
+
+
+def test_array_batches_drop_the_partial_batch_and_mix_targets():
+    targets = np.eye(3, dtype=np.float32)[np.arange(10) % 3]
+    split = Split(_images(10), targets, [str(i) for i in range(10)])
+    batches = ArrayBatches(split, 4, dataclass_replace(NO_AUGMENT, mixup=0.4), sample_weights=np.arange(10, dtype=np.float32), seed=1)
+    assert len(batches) == 2
+    images, mixed, weights = batches[0]
+    assert images.shape == (4, 48, 48, 1) and weights.shape == (4,)
+    assert np.allclose(mixed.sum(axis=1), 1.0)
+    assert (mixed.max(axis=1) < 1.0).any()  # mixed, not one-hot
+    seen = np.concatenate([batches[0][2], batches[1][2]])
+    assert len(set(seen.tolist())) == 8  # 8 distinct rows per epoch, each once
+
+
+def dataclass_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _config(face_folder, tmp_path, *extra) -> ExperimentConfig:
+    return apply_overrides(
+        ExperimentConfig(),
+        [
+            "name=accel_test",
+            f"output_dir={tmp_path / 'runs'}",
+            f"data.data_dir={face_folder}",
+            "data.label_set=folder",
+            "data.batch_size=16",
+            "data.val_fraction=0.25",
+            "model.name=tiny",
+            "train.epochs=3",
+            "train.learning_rate=0.01",
+            "train.schedule=cosine",
+            *extra,
+        ],
+    )
+
+
+def test_accelerator_run_records_a_run_without_test_or_optimizer_state(face_folder, tmp_path):
+    run = run_accelerated(_config(face_folder, tmp_path, "data.augment.mixup=0.2"))
+    for name in ("config.yaml", "history.csv", "best.keras", "metrics.json", "training_curves.png", "confusion_matrix_val.png"):
+        assert (run / name).is_file(), name
+    assert not (run / "best.weights.h5").exists()
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test" not in metrics and metrics["val"]["n"] == 30 and metrics["epochs"] == 3
+    assert metrics["precision"] == "float32"  # auto on a machine without a GPU
+    best = keras.saving.load_model(run / "best.keras")
+    assert best.name == "tiny" and getattr(best, "optimizer", None) is None
+
+
+def test_time_budget_stops_after_the_epoch_that_passes_it(face_folder, tmp_path):
+    run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=0.001"))
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
+    assert (run / "best.keras").is_file()
