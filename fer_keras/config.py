@@ -40,6 +40,8 @@ class DataConfig:
     batch_size: int = 64
     class_weights: bool = False  # balanced class weights in the loss
     max_per_class: int = 0  # cap images per class and split (0 = all): quick runs and tests
+    teacher: str | None = None  # .tflite or .keras whose probabilities are mixed into train targets (distillation)
+    teacher_weight: float = 0.5  # share of the teacher in each training target
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -76,6 +78,7 @@ class TrainConfig:
     fine_tune_layers: int = 30
     fine_tune_learning_rate: float = 1e-4
     confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
+    init_from: str | None = None  # start from this .keras model's weights (same architecture): fine-tuning, distillation
     time_budget_s: float = 0  # train_accel only: stop after the epoch that passes this many seconds (0 = no limit)
 
 
@@ -108,6 +111,8 @@ class ExperimentConfig:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise UserError(f"data.val_fraction={self.data.val_fraction} must be in [0, 1)")
+        if not 0.0 <= self.data.teacher_weight <= 1.0:
+            raise UserError(f"data.teacher_weight={self.data.teacher_weight} must be in [0, 1]")
         if self.data.soft_labels and self.data.label_set != "ferplus":
             raise UserError("data.soft_labels=true needs data.label_set=ferplus (vote distributions)")
         if self.model.image_size < 16 or self.data.batch_size < 1 or self.train.epochs < 1:

@@ -371,6 +371,8 @@ def load_dataset(
 def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dataset:
     """Loads the dataset an experiment config names, checking it can train (train and val splits).
 
+    With ``data.teacher`` set, the train targets are mixed with the teacher's probabilities.
+
     Args:
         config: The resolved experiment config.
         with_test: Also load the test split.
@@ -391,4 +393,10 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
     )
     if "train" not in dataset.splits or "val" not in dataset.splits:
         raise UserError(f"{config.data.data_dir}: training needs train/ with a validation hold-out (data.val_fraction > 0)")
+    if config.data.teacher:
+        from fer_keras.teacher import teacher_probabilities, with_teacher
+
+        train = dataset.splits["train"]
+        probabilities = teacher_probabilities(Path(config.data.teacher), train.images, dataset.labels)
+        dataset.splits["train"] = with_teacher(train, probabilities, config.data.teacher_weight)
     return dataset

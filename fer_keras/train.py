@@ -25,7 +25,7 @@ from fer_keras.callbacks import make_callbacks  # noqa: E402
 from fer_keras.config import ExperimentConfig, load_config, save_config  # noqa: E402
 from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
 from fer_keras.errors import cli_entry  # noqa: E402
-from fer_keras.models import build_model  # noqa: E402
+from fer_keras.models import build_model, initialize_from  # noqa: E402
 from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
 from fer_keras.pipeline import make_dataset  # noqa: E402
 from fer_keras.records import (  # noqa: E402
@@ -92,6 +92,8 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
                 width=config.model.width,
                 weights=config.model.weights,
             )
+            if config.train.init_from:
+                initialize_from(model, config.train.init_from)
             backbone = next((layer for layer in model.layers if layer.name == "backbone"), None)
             two_stage = backbone is not None and config.train.fine_tune_epochs > 0
             if two_stage:

@@ -31,7 +31,7 @@ from fer_keras.callbacks import LearningRateLogger, schedule_callbacks
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config, save_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.errors import cli_entry
-from fer_keras.models import build_model
+from fer_keras.models import build_model, initialize_from
 from fer_keras.optim import compile_model, make_optimizer
 from fer_keras.records import (
     evaluate_splits,
@@ -178,6 +178,8 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         epochs = config.train.epochs
         print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {epochs} epochs)")
         model = build()
+        if config.train.init_from:
+            initialize_from(model, config.train.init_from)
         compile_model(model, make_optimizer(config.train, len(batches)), config.train)
         weights_path = run_dir / "best.weights.h5"
         callbacks = [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]

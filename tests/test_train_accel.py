@@ -93,3 +93,13 @@ def test_time_budget_stops_after_the_epoch_that_passes_it(face_folder, tmp_path)
     run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=0.001"))
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
     assert (run / "best.keras").is_file()
+
+
+def test_distillation_run_starts_from_a_model_and_learns_from_its_teacher(face_folder, tmp_path):
+    first = run_accelerated(_config(face_folder, tmp_path, "train.epochs=1"))
+    student = run_accelerated(
+        _config(face_folder, tmp_path, "name=student", "train.epochs=1", f"train.init_from={first / 'best.keras'}",
+                f"data.teacher={first / 'best.keras'}", "data.teacher_weight=0.5")
+    )
+    assert json.loads((student / "metrics.json").read_text())["val"]["n"] == 30
+    assert (student / "config.yaml").read_text().count("teacher_weight: 0.5") == 1

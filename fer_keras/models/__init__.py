@@ -46,5 +46,25 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] =
     return _REGISTRY[name](num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
 
 
+def initialize_from(model: keras.Model, path: str) -> None:
+    """Copies the weights of the saved model at ``path`` into ``model`` (same architecture).
+
+    Raises:
+        UserError: When the file is missing, cannot be loaded, or its weights do not fit ``model``.
+    """
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: train.init_from model not found")
+    try:
+        source = keras.saving.load_model(path)
+    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
+        raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    shapes, wanted = [w.shape for w in source.get_weights()], [w.shape for w in model.get_weights()]
+    if shapes != wanted:
+        raise UserError(f"{path}: its weights do not fit model {model.name!r} (different architecture or width)")
+    model.set_weights(source.get_weights())
+
+
 # Importing the families registers their models.
 from fer_keras.models import cnn, mobilenet  # noqa: E402,F401

@@ -1,0 +1,42 @@
+"""Distillation targets from a teacher model, and warm starts from a saved model."""
+
+import keras
+import numpy as np
+import pytest
+
+from fer_keras.data import Split
+from fer_keras.errors import UserError
+from fer_keras.models import build_model, initialize_from
+from fer_keras.teacher import teacher_probabilities, with_teacher
+
+
+def test_with_teacher_mixes_targets_by_weight():
+    split = Split(np.zeros((2, 48, 48, 1), np.uint8), np.array([[1, 0], [0, 1]], np.float32), ["a", "b"])
+    mixed = with_teacher(split, np.array([[0.5, 0.5], [1.0, 0.0]], np.float32), 0.25)
+    assert np.allclose(mixed.targets, [[0.875, 0.125], [0.25, 0.75]])
+    assert mixed.paths == ["a", "b"] and mixed.images is split.images
+
+
+def test_keras_teacher_predicts_and_checks_labels(trained_tiny, tmp_path):
+    import json
+
+    model, labels, images, _ = trained_tiny
+    model.save(tmp_path / "best.keras")
+    (tmp_path / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
+    probabilities = teacher_probabilities(tmp_path / "best.keras", images[:4], labels)
+    assert np.allclose(probabilities, model.predict(images[:4], verbose=0), atol=1e-6)
+    with pytest.raises(UserError, match="teacher labels"):
+        teacher_probabilities(tmp_path / "best.keras", images[:4], ("x", "y", "z"))
+    with pytest.raises(UserError, match="teacher model not found"):
+        teacher_probabilities(tmp_path / "none.keras", images[:4], labels)
+
+
+def test_initialize_from_copies_weights_and_rejects_other_architectures(tmp_path):
+    keras.utils.set_random_seed(0)
+    source = build_model("tiny", 3, width=4)
+    source.save(tmp_path / "source.keras")
+    target = build_model("tiny", 3, width=4)
+    initialize_from(target, str(tmp_path / "source.keras"))
+    assert all(np.array_equal(a, b) for a, b in zip(target.get_weights(), source.get_weights()))
+    with pytest.raises(UserError, match="do not fit"):
+        initialize_from(build_model("tiny", 3, width=6), str(tmp_path / "source.keras"))
