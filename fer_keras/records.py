@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from fer_keras import plots
-from fer_keras.config import ExperimentConfig, to_dict
+from fer_keras.config import ExperimentConfig, save_config, to_dict
 from fer_keras.data import Dataset
 from fer_keras.files import write_atomic, write_json
 from fer_keras.metrics import classification_metrics
@@ -47,6 +47,27 @@ def report_counts(dataset: Dataset) -> dict:
     for split, per_class in counts.items():
         print(f"{split:>5}: {sum(per_class.values()):6d} images  " + "  ".join(f"{k}={v}" for k, v in per_class.items()))
     return counts
+
+
+def begin_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:
+    """Writes the records a run has from its start: the resolved config.yaml and skipped_files.txt."""
+    save_config(config, run_dir / "config.yaml")
+    write_atomic(run_dir / "skipped_files.txt", "".join(f"{path}\t{why}\n" for path, why in dataset.skipped))
+
+
+def run_metrics(config: ExperimentConfig, model: keras.Model, dataset: Dataset, counts: dict, **facts) -> dict:
+    """A finished run's metrics.json content: run facts (``facts`` adds the trainer's own) and per-split metrics."""
+    return {
+        "model": config.model.name,
+        "parameters": int(model.count_params()),
+        **facts,
+        "seed": config.train.seed,
+        "label_set": config.data.label_set,
+        "labels": list(dataset.labels),
+        "class_counts": counts,
+        "skipped_files": len(dataset.skipped),
+        **evaluate_splits(model, dataset),
+    }
 
 
 def evaluate_splits(model: keras.Model, dataset: Dataset) -> dict:

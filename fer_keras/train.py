@@ -22,17 +22,18 @@ import numpy as np  # noqa: E402
 
 from fer_keras import hardware  # noqa: E402
 from fer_keras.callbacks import make_callbacks  # noqa: E402
-from fer_keras.config import ExperimentConfig, load_config, save_config  # noqa: E402
+from fer_keras.config import ExperimentConfig, load_config  # noqa: E402
 from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
 from fer_keras.errors import cli_entry  # noqa: E402
-from fer_keras.models import build_model, initialize_from  # noqa: E402
+from fer_keras.models import build_from_config, initialize_from  # noqa: E402
 from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
 from fer_keras.pipeline import make_dataset  # noqa: E402
 from fer_keras.records import (  # noqa: E402
-    evaluate_splits,
+    begin_run,
     record_run,
     report_counts,
     resolve_run_dir,
+    run_metrics,
 )
 
 log = logging.getLogger("fer_keras.train")
@@ -71,8 +72,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     counts = report_counts(dataset)
     run_dir, resumed = resolve_run_dir(config, new)
     print(f"{'resuming' if resumed else 'starting'} run {run_dir} (precision {precision}, strategy {config.train.strategy})")
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "skipped_files.txt").write_text("".join(f"{p}\t{why}\n" for p, why in dataset.skipped))
+    begin_run(run_dir, config, dataset)
 
     labels = dataset.labels
     train_split, val_split = dataset.splits["train"], dataset.splits["val"]
@@ -84,14 +84,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     previous_policy = hardware.set_precision(precision)
     try:
         with strategy.scope():
-            model = build_model(
-                config.model.name,
-                len(labels),
-                (config.model.image_size, config.model.image_size, config.model.channels),
-                dropout=config.model.dropout,
-                width=config.model.width,
-                weights=config.model.weights,
-            )
+            model = build_from_config(config.model, len(labels))
             if config.train.init_from:
                 initialize_from(model, config.train.init_from)
             backbone = next((layer for layer in model.layers if layer.name == "backbone"), None)
@@ -122,18 +115,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
                 verbose=verbose,
             )
         best = keras.saving.load_model(run_dir / "best.keras") if (run_dir / "best.keras").exists() else model
-        metrics = {
-            "model": config.model.name,
-            "parameters": int(best.count_params()),
-            "precision": precision,
-            "strategy": config.train.strategy,
-            "seed": config.train.seed,
-            "label_set": config.data.label_set,
-            "labels": list(labels),
-            "class_counts": counts,
-            "skipped_files": len(dataset.skipped),
-        }
-        metrics.update(evaluate_splits(best, dataset))
+        metrics = run_metrics(config, best, dataset, counts, precision=precision, strategy=config.train.strategy)
     finally:
         hardware.set_precision(previous_policy)
 

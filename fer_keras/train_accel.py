@@ -28,16 +28,17 @@ import numpy as np
 
 from fer_keras.augment import HostAugmenter
 from fer_keras.callbacks import LearningRateLogger, schedule_callbacks
-from fer_keras.config import AugmentConfig, ExperimentConfig, load_config, save_config
+from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.errors import cli_entry
-from fer_keras.models import build_model, initialize_from
+from fer_keras.models import build_from_config, initialize_from
 from fer_keras.optim import compile_model, make_optimizer
 from fer_keras.records import (
-    evaluate_splits,
+    begin_run,
     record_run,
     report_counts,
     resolve_run_dir,
+    run_metrics,
 )
 
 
@@ -134,7 +135,9 @@ def accelerator_precision(requested: str) -> str:
 
         has_gpu = torch.cuda.is_available()
     else:
-        has_gpu = bool(keras.config.list_physical_devices("GPU")) if hasattr(keras.config, "list_physical_devices") else False
+        import tensorflow as tf
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
     return "mixed_bfloat16" if has_gpu else "float32"
 
 
@@ -153,8 +156,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     dataset = load_for_experiment(config, with_test=False)
     counts = report_counts(dataset)
     run_dir, _ = resolve_run_dir(config, new=True)
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "skipped_files.txt").write_text("".join(f"{p}\t{why}\n" for p, why in dataset.skipped))
+    begin_run(run_dir, config, dataset)
 
     labels = dataset.labels
     train_split, val_split = dataset.splits["train"], dataset.splits["val"]
@@ -162,22 +164,11 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     batches = ArrayBatches(train_split, config.data.batch_size, config.data.augment, weights, config.train.seed)
     validation = (val_split.images.astype(np.float32), val_split.targets)
 
-    def build() -> keras.Model:
-        return build_model(
-            config.model.name,
-            len(labels),
-            (config.model.image_size, config.model.image_size, config.model.channels),
-            dropout=config.model.dropout,
-            width=config.model.width,
-            weights=config.model.weights,
-        )
-
     previous_policy = keras.config.dtype_policy().name
     keras.config.set_dtype_policy(precision)
     try:
-        epochs = config.train.epochs
-        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {epochs} epochs)")
-        model = build()
+        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
+        model = build_from_config(config.model, len(labels))
         if config.train.init_from:
             initialize_from(model, config.train.init_from)
         compile_model(model, make_optimizer(config.train, len(batches)), config.train)
@@ -186,24 +177,12 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         if config.train.time_budget_s > 0:
             callbacks.append(StopAtDeadline(started + config.train.time_budget_s))
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
-        model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=epochs, callbacks=callbacks, verbose=2)
-        best = build()  # uncompiled, so best.keras carries no optimizer state
+        model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
+        best = build_from_config(config.model, len(labels))  # uncompiled, so best.keras carries no optimizer state
         best.load_weights(weights_path)
         best.save(run_dir / "best.keras")
         weights_path.unlink()
-        metrics = {
-            "model": config.model.name,
-            "parameters": int(best.count_params()),
-            "precision": precision,
-            "backend": keras.backend.backend(),
-            "epochs": epochs,
-            "seed": config.train.seed,
-            "label_set": config.data.label_set,
-            "labels": list(labels),
-            "class_counts": counts,
-            "skipped_files": len(dataset.skipped),
-        }
-        metrics.update(evaluate_splits(best, dataset))
+        metrics = run_metrics(config, best, dataset, counts, precision=precision, backend=keras.backend.backend(), epochs=config.train.epochs)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     record_run(run_dir, metrics, labels)

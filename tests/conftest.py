@@ -53,6 +53,26 @@ def face_folder(tmp_path_factory) -> Path:
     return root
 
 
+def tiny_run_config(face_folder: Path, tmp_path: Path, *extra: str):
+    """A quick experiment config for the tiny model on the synthetic folder; ``extra`` overrides come last and win."""
+    from fer_keras.config import ExperimentConfig, apply_overrides
+
+    return apply_overrides(
+        ExperimentConfig(),
+        [
+            f"output_dir={tmp_path / 'runs'}",
+            f"data.data_dir={face_folder}",
+            "data.label_set=folder",
+            "data.batch_size=16",
+            "data.val_fraction=0.25",
+            "model.name=tiny",
+            "train.epochs=3",
+            "train.learning_rate=0.01",
+            *extra,
+        ],
+    )
+
+
 BROKEN_FILES = {"zero_bytes.jpg", "notes.txt", "truncated.png", "garbage.jpg"}
 
 

@@ -42,17 +42,13 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
 def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(face_folder, tmp_path):
     import json
 
-    from fer_keras.config import ExperimentConfig, apply_overrides
+    from conftest import tiny_run_config
     from fer_keras.evaluate import load_keras_model
     from fer_keras.train_accel import run_accelerated
 
     runs = []
     for seed in (1, 2):
-        config = apply_overrides(
-            ExperimentConfig(),
-            [f"name=member{seed}", f"output_dir={tmp_path / 'runs'}", f"data.data_dir={face_folder}", "data.label_set=folder",
-             "data.batch_size=16", "data.val_fraction=0.25", "model.name=tiny", "train.epochs=1", f"train.seed={seed}"],
-        )
+        config = tiny_run_config(face_folder, tmp_path, f"name=member{seed}", "train.epochs=1", f"train.seed={seed}")
         runs.append(run_accelerated(config) / "best.keras")
     metrics = build_ensemble(runs, tmp_path / "ensemble", flip=True)
     written = json.loads((tmp_path / "ensemble" / "metrics.json").read_text())

@@ -7,28 +7,12 @@ import keras
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tiny_run_config
 from fer_keras import train
-from fer_keras.config import apply_overrides, ExperimentConfig
 
 
 def _config(face_folder, tmp_path, *extra):
-    return apply_overrides(
-        ExperimentConfig(),
-        [
-            "name=tiny_test",
-            f"output_dir={tmp_path / 'runs'}",
-            f"data.data_dir={face_folder}",
-            "data.label_set=folder",
-            "data.batch_size=16",
-            "data.val_fraction=0.25",
-            "model.name=tiny",
-            "train.epochs=3",
-            "train.learning_rate=0.01",
-            "train.precision=float32",
-            *extra,
-        ],
-    )
+    return tiny_run_config(face_folder, tmp_path, "name=tiny_test", "train.precision=float32", *extra)
 
 
 def test_training_writes_a_complete_run_folder(face_folder, tmp_path):

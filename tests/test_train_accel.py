@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import keras
 
+from conftest import tiny_run_config
+
 from fer_keras.augment import HostAugmenter
-from fer_keras.config import AugmentConfig, ExperimentConfig, apply_overrides
+from fer_keras.config import AugmentConfig, ExperimentConfig
 from fer_keras.data import Split
 from fer_keras.train_accel import ArrayBatches, run_accelerated
 
@@ -58,22 +59,7 @@ def dataclass_replace(config, **changes):
 
 
 def _config(face_folder, tmp_path, *extra) -> ExperimentConfig:
-    return apply_overrides(
-        ExperimentConfig(),
-        [
-            "name=accel_test",
-            f"output_dir={tmp_path / 'runs'}",
-            f"data.data_dir={face_folder}",
-            "data.label_set=folder",
-            "data.batch_size=16",
-            "data.val_fraction=0.25",
-            "model.name=tiny",
-            "train.epochs=3",
-            "train.learning_rate=0.01",
-            "train.schedule=cosine",
-            *extra,
-        ],
-    )
+    return tiny_run_config(face_folder, tmp_path, "name=accel_test", "train.schedule=cosine", *extra)
 
 
 def test_accelerator_run_records_a_run_without_test_or_optimizer_state(face_folder, tmp_path):

@@ -10,6 +10,7 @@ from typing import Callable
 
 import keras
 
+from fer_keras.config import ModelConfig
 from fer_keras.errors import UserError
 
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
@@ -44,6 +45,18 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] =
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _REGISTRY[name](num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
+
+
+def build_from_config(model: ModelConfig, num_classes: int) -> keras.Model:
+    """Builds the model an experiment's ``model`` section describes, with ``num_classes`` outputs."""
+    return build_model(
+        model.name,
+        num_classes,
+        (model.image_size, model.image_size, model.channels),
+        dropout=model.dropout,
+        width=model.width,
+        weights=model.weights,
+    )
 
 
 def initialize_from(model: keras.Model, path: str) -> None:
