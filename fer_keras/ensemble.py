@@ -24,6 +24,7 @@ import keras
 from fer_keras.config import load_config
 from fer_keras.data import load_for_experiment
 from fer_keras.errors import UserError, cli_entry
+from fer_keras.evaluate import load_keras_model
 from fer_keras.files import write_json
 from fer_keras.models.common import HorizontalMirror
 from fer_keras.records import evaluate_splits
@@ -72,7 +73,7 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
         The metrics written to ``out_dir/metrics.json``.
 
     Raises:
-        UserError: When a file is missing, fewer than two are given, or members' labels differ.
+        UserError: When a file is missing or unreadable, fewer than two are given, or members' labels differ.
     """
     if len(model_paths) < 2 and not flip:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
@@ -83,10 +84,11 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
     for path in model_paths[1:]:
         if _member_labels(path) != labels:
             raise UserError(f"{path}: labels {_member_labels(path)} differ from {model_paths[0]}'s {labels}")
+    # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.
+    members = [load_keras_model(path)[0] for path in model_paths]
     config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
     dataset = load_for_experiment(config, with_test=False)
     dataset.splits.pop("train")
-    members = [keras.saving.load_model(path) for path in model_paths]
     member_val = [evaluate_splits(member, dataset)["val"]["accuracy"] for member in members]
     ensemble = average_models(members, flip)
     metrics = {
