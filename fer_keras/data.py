@@ -378,8 +378,13 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
         with_test: Also load the test split.
 
     Raises:
-        UserError: When the data cannot be found or has no train split with a validation hold-out.
+        UserError: When a file the config names is missing, or the data cannot be found or has no
+            train split with a validation hold-out.
     """
+    # Both trainers start here, so a mistyped path fails before any data is read or a run folder made.
+    for key, path in (("data.teacher", config.data.teacher), ("train.init_from", config.train.init_from)):
+        if path and not Path(path).is_file():
+            raise UserError(f"{path}: {key} file not found")
     dataset = load_dataset(
         config.data.label_set,
         config.data.data_dir,

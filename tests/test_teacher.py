@@ -40,3 +40,15 @@ def test_initialize_from_copies_weights_and_rejects_other_architectures(tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(target.get_weights(), source.get_weights()))
     with pytest.raises(UserError, match="do not fit"):
         initialize_from(build_model("tiny", 3, width=6), str(tmp_path / "source.keras"))
+
+
+def test_missing_teacher_or_init_file_fails_before_data_is_read(tmp_path):
+    from fer_keras.config import ExperimentConfig, apply_overrides
+    from fer_keras.data import load_for_experiment
+
+    # The data directory does not exist either: the named file is what must be reported first.
+    base = [f"data.data_dir={tmp_path / 'no_data'}"]
+    with pytest.raises(UserError, match="data.teacher file not found"):
+        load_for_experiment(apply_overrides(ExperimentConfig(), base + [f"data.teacher={tmp_path / 'none.tflite'}"]))
+    with pytest.raises(UserError, match="train.init_from file not found"):
+        load_for_experiment(apply_overrides(ExperimentConfig(), base + [f"train.init_from={tmp_path / 'none.keras'}"]))
