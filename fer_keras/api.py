@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from fer_keras.errors import UserError
-from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, make_detector
+from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier
 from fer_keras.tracking import IoUTracker
 
@@ -66,7 +66,8 @@ class FrameAnalyzer:
         detector: A detector name (see ``fer_keras.faces.DETECTORS``) or instance.
         model: A ``.tflite`` path, packaged model name, EmotionClassifier, or None for the default.
         smooth: Weight of the newest frame in per-track exponential smoothing (1 = off).
-        margin: Crop border around the face box, as a fraction of its larger side.
+        margin: Crop border around the face box, as a fraction of its larger side; None = the
+            detector's measured margin (``fer_keras.faces.crop_margin``).
         min_face: Ignore faces whose box is smaller than this many pixels on a side.
         max_faces: Keep at most this many faces per frame, largest first (0 = all).
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
@@ -79,7 +80,7 @@ class FrameAnalyzer:
         detector: str | FaceDetector = DEFAULT_DETECTOR,
         model: str | Path | EmotionClassifier | None = None,
         smooth: float = 1.0,
-        margin: float = 0.2,
+        margin: float | None = None,
         min_face: int = 0,
         max_faces: int = 0,
         detector_model: str | Path | None = None,
@@ -90,7 +91,8 @@ class FrameAnalyzer:
             raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads)
-        self.margin, self.min_face, self.max_faces = margin, min_face, max_faces
+        self.margin = crop_margin(self.detector) if margin is None else margin
+        self.min_face, self.max_faces = min_face, max_faces
         self.tracker = IoUTracker(alpha=smooth)
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over frames
 

@@ -42,7 +42,7 @@ class DetectOptions:
     min_face: int = 0
     smooth: float = 0.5
     max_faces: int = 0
-    margin: float = 0.2
+    margin: float | None = None
     threads: int | None = None
     max_frames: int = 0
     progress: bool = True
@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-face", type=int, default=0, metavar="PX", help="ignore faces smaller than PX on a side")
     parser.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
     parser.add_argument("--max-faces", type=int, default=0, help="at most N faces per frame, largest first (0 = all)")
-    parser.add_argument("--margin", type=float, default=0.2, help="crop border as a fraction of the face box")
+    parser.add_argument("--margin", type=float, help="crop border as a fraction of the face box (default: measured per detector, 0.2 for BlazeFace)")
     parser.add_argument("--threads", type=int, help="LiteRT threads")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N analyzed frames per video (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -102,15 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     from fer_keras.evaluate import load_keras_model
-    from fer_keras.faces import crop_face, make_detector
+    from fer_keras.faces import crop_face, crop_margin, make_detector
     from fer_keras.plots import plt, save_figure
 
     model, labels = load_keras_model(args.model, args.labels)
     frame = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if frame is None:
         raise UserError(f"{args.image}: not a readable image")
-    faces = make_detector(args.detector)(frame)
-    crops = [crop_face(frame, face) for face in faces] if faces else [frame]
+    detector = make_detector(args.detector)
+    faces = detector(frame)
+    crops = [crop_face(frame, face, crop_margin(detector)) for face in faces] if faces else [frame]
     _, height, width, channels = model.input_shape
     code = cv2.COLOR_BGR2GRAY if channels == 1 else cv2.COLOR_BGR2RGB
     batch = np.stack([cv2.resize(cv2.cvtColor(c, code), (width, height), interpolation=cv2.INTER_AREA).reshape(height, width, channels) for c in crops])

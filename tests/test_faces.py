@@ -6,7 +6,7 @@ import pytest
 
 from conftest import REPO, SHARED
 from fer_keras.errors import UserError
-from fer_keras.faces import Face, crop_face, make_detector
+from fer_keras.faces import Face, crop_face, crop_margin, make_detector
 
 DATA = REPO / "tests" / "data"
 KNOWN_COUNTS = {"two_people.jpg": 2, "multiface.jpg": 6}
@@ -68,6 +68,24 @@ def test_crop_without_landmarks_is_the_square_box_with_margin():
     crop = crop_face(frame, Face((20, 30, 40, 20)), margin=0.0)
     assert crop.shape == (40, 40)
     np.testing.assert_array_equal(crop[10:30, :], frame[30:50, 20:60])
+
+
+def test_crop_margin_follows_the_detector_and_an_explicit_margin_wins():
+    from fer_keras.api import FrameAnalyzer
+
+    class NamedDetector:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, frame):
+            return []
+
+    assert crop_margin(NamedDetector("yunet")) == 0.0  # tall boxes already span FER2013's framing
+    assert crop_margin(NamedDetector("haar")) == 0.0
+    assert crop_margin(NamedDetector("blazeface")) == 0.2
+    assert crop_margin(object()) == 0.2  # a user's detector without a name gets the default
+    assert FrameAnalyzer(NamedDetector("mtcnn")).margin == 0.0
+    assert FrameAnalyzer(NamedDetector("mtcnn"), margin=0.3).margin == 0.3
 
 
 def test_face_rejects_empty_boxes():
