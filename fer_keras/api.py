@@ -73,6 +73,7 @@ class FrameAnalyzer:
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
         num_threads: LiteRT threads for the detector and the classifier.
         detect_size: Long side frames are shrunk to before detection (0 = full size; None = the detector's default).
+        balance: Class-prior correction strength, 0 to 1 (``EmotionClassifier``); ignored when ``model`` is a classifier.
     """
 
     def __init__(
@@ -86,11 +87,12 @@ class FrameAnalyzer:
         detector_model: str | Path | None = None,
         num_threads: int | None = None,
         detect_size: int | None = None,
+        balance: float = 0.0,
     ):
         if not 0.0 < smooth <= 1.0:
             raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
-        self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads)
+        self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads, balance=balance)
         self.margin = crop_margin(self.detector) if margin is None else margin
         self.min_face, self.max_faces = min_face, max_faces
         self.tracker = IoUTracker(alpha=smooth)
@@ -129,8 +131,8 @@ class FrameAnalyzer:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_analyzer(detector: str, model: str | None) -> FrameAnalyzer:
-    return FrameAnalyzer(detector, model)
+def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameAnalyzer:
+    return FrameAnalyzer(detector, model, balance=balance)
 
 
 def load_image(image) -> np.ndarray:
@@ -150,18 +152,19 @@ def load_image(image) -> np.ndarray:
     return frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None) -> list[FaceResult]:
+def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, balance: float = 0.0) -> list[FaceResult]:
     """Emotions of every face in one image.
 
     Args:
         image: A file path, a Pillow image, or a BGR uint8 array.
         detector: Face detector name.
         model: ``.tflite`` path or packaged model name (None: the packaged default).
+        balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
 
     Returns:
         One FaceResult per face, largest face first (track ids 1..N).
     """
-    analyzer = _cached_analyzer(detector, None if model is None else str(model))
+    analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance))
     analyzer.reset()
     return analyzer(load_image(image))
 
@@ -172,6 +175,7 @@ def analyze_video(
     model: str | None = None,
     every: int = 1,
     smooth: float = 0.5,
+    balance: float = 0.0,
 ) -> Iterator[FrameResult]:
     """Per-frame emotions of a video's faces, with stable track ids and smoothed probabilities.
 
@@ -181,13 +185,14 @@ def analyze_video(
         model: ``.tflite`` path or packaged model name.
         every: Analyze every Nth frame.
         smooth: Weight of the newest frame in per-track smoothing (1 = off).
+        balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
 
     Yields:
         One FrameResult per analyzed frame.
     """
     from fer_keras.sources import open_video
 
-    analyzer = FrameAnalyzer(detector, model, smooth=smooth)
+    analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance)
     with open_video(str(path), every=every) as video:
         for frame in video:
             yield FrameResult(frame.index, frame.time_s, analyzer(frame.image, frame.index))

@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): ``python -m fer_keras.benchmark {train,latency,pipeline}``.
+"""Benchmarks (not tests): ``python -m fer_keras.benchmark {train,latency,accuracy,detectors,pipeline}``.
 
 Each writes a Markdown table and a JSON file under ``experiments/benchmarks/`` and prints the table.
 """
@@ -116,7 +116,7 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
         files: list[tuple[str, str, Path]] = []
         for model_path in models:
             model, labels = load_keras_model(model_path)
-            info = run_info(model_path)
+            info = run_info(model_path.parent)
             _, height, _, channels = model.input_shape
             calibration = load_dataset(info.get("label_set") or "fer2013", data_dir or info.get("data_dir"), int(height), int(channels), max_per_class=100)
             images = calibration.splits["train"].images
@@ -137,6 +137,53 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
         "Command: python -m fer_keras.benchmark latency --models " + " ".join(str(m) for m in models) + "".join(f" --peer {p}" for p in peers)
     )
     write_results(out_dir, "latency", rows, header)
+    return rows
+
+
+# The test splits of the release table: (name, label set, argmax over the classes present only).
+# FERPlus-trained models lack no FERPlus class; on FER2013's 7 labels their contempt output is set aside.
+ACCURACY_SPLITS = (("FERPlus PrivateTest", "ferplus", False), ("FER2013 test", "fer2013", True))
+
+
+def benchmark_accuracy(models: list[str], balances: list[float], peers: list[tuple[Path, str, tuple[float, float]]], data_dir: str | None, out_dir: Path) -> list[dict]:
+    """Test accuracy of our models (at each class-prior balance) and peer models, on both test splits, in one run.
+
+    Args:
+        models: ``.tflite`` files or packaged model names.
+        balances: Class-prior correction strengths to report for each of ``models``.
+        peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
+        data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables).
+        out_dir: Where accuracy.md and accuracy.json go.
+
+    Returns:
+        One row per model, balance and split.
+    """
+    import tempfile
+
+    from fer_keras.evaluate import evaluate
+
+    candidates = [(str(m), m, None, None, b) for m in models for b in balances]
+    candidates += [(f"peer: {path.name}", path, labels, value_range, 0.0) for path, labels, value_range in peers]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for split_name, label_set, restrict in ACCURACY_SPLITS:
+            for name, model, labels, value_range, balance in candidates:
+                metrics = evaluate(model, data_dir, Path(scratch), label_set, restrict=restrict, labels_arg=labels, plots=False, value_range=value_range, balance=balance)
+                rows.append({
+                    "split": split_name, "model": name, "balance": balance, "n": metrics["n"],
+                    "accuracy %": round(100 * metrics["accuracy"], 2), "balanced accuracy %": round(100 * metrics["balanced_accuracy"], 2),
+                    "macro F1": round(metrics["macro_f1"], 3), "excluded classes": ", ".join(metrics["excluded_classes"]) or "none",
+                })
+    header = (
+        "Top-1 accuracy on the test splits, every model evaluated by fer_keras.evaluate in this one run. FERPlus: PrivateTest, "
+        "majority labels. FER2013: the Kaggle test/ folder with its original labels; FERPlus-trained models take the argmax "
+        "over the 7 labels present. balance: EmotionClassifier's class-prior correction (0 = as trained). "
+        "Balanced accuracy is the mean per-class recall: the accuracy to expect where every emotion is equally common. "
+        f"CPU: {cpu_name()}. Command: python -m fer_keras.benchmark accuracy --models {' '.join(models)} --balance {' '.join(map(str, balances))}"
+        + "".join(f" --peer {path} --peer-labels {labels} --peer-value-range={value_range[0]:g},{value_range[1]:g}" for path, labels, value_range in peers)
+        + (f" --data-dir {data_dir}" if data_dir else "")
+    )
+    write_results(out_dir, "accuracy", rows, header)
     return rows
 
 
@@ -222,6 +269,24 @@ def benchmark_pipeline(clips: list[Path], detectors: list[str], yunet: Path | No
     return rows
 
 
+def parse_peers(paths: list[Path], labels: list[str], value_ranges: list[str]) -> list[tuple[Path, str, tuple[float, float]]]:
+    """Pairs each --peer file with its --peer-labels and --peer-value-range, in order.
+
+    Raises:
+        UserError: When the counts differ, a file is missing, or a range is not LOW,HIGH.
+    """
+    from fer_keras.evaluate import parse_value_range
+
+    if not len(paths) == len(labels) == len(value_ranges):
+        raise UserError("each --peer needs its own --peer-labels and --peer-value-range")
+    peers = []
+    for path, names, text in zip(paths, labels, value_ranges):
+        if not path.is_file():
+            raise UserError(f"{path}: model file not found")
+        peers.append((path, names, parse_value_range(text, "--peer-value-range")))
+    return peers
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_keras.benchmark", description="Throughput and latency benchmarks (not tests).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
     p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
     p_latency.add_argument("--repeats", type=int, default=200)
+    p_accuracy = sub.add_parser("accuracy", help="test accuracy of our models and peers on FERPlus and FER2013, in one run")
+    p_accuracy.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite files or packaged names (default: accurate fast)")
+    p_accuracy.add_argument("--balance", nargs="+", type=float, default=[0.0], help="class-prior corrections to report per model (default: 0)")
+    p_accuracy.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite (repeatable; each with --peer-labels and --peer-value-range)")
+    p_accuracy.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
+    p_accuracy.add_argument("--peer-value-range", action="append", default=[], help="the peer's input range, e.g. -1,1")
+    p_accuracy.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA)")
     p_detectors = sub.add_parser("detectors", help="faces found and ms per image for each face detector")
     p_detectors.add_argument("--media", type=Path, default=Path("../shared/media"))
     p_detectors.add_argument("--detectors", nargs="*")
@@ -243,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_pipeline.add_argument("--detectors", nargs="*")
     p_pipeline.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
     p_pipeline.add_argument("--model", help="emotion .tflite (default: packaged)")
-    for p in (p_train, p_latency, p_detectors, p_pipeline):
+    for p in (p_train, p_latency, p_accuracy, p_detectors, p_pipeline):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the .md and .json results")
     return parser
 
@@ -264,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")
         benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out)
+    elif args.command == "accuracy":
+        benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out)
     else:
         from fer_keras.faces import DETECTORS
 

@@ -47,6 +47,7 @@ class DetectOptions:
     max_frames: int = 0
     progress: bool = True
     detect_size: int | None = None
+    balance: float = 0.0
 
 
 @dataclass
@@ -257,7 +258,7 @@ def run_detect(options: DetectOptions) -> dict:
     started = time.perf_counter()
     analyzer = FrameAnalyzer(
         options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces,
-        options.detector_model, options.threads, options.detect_size,
+        options.detector_model, options.threads, options.detect_size, options.balance,
     )
     outputs = Outputs(options.out, analyzer.labels) if options.out else None
     record = RunRecord()
@@ -296,6 +297,7 @@ def run_detect(options: DetectOptions) -> dict:
         "wall_s": round(time.perf_counter() - started, 3),
         "detector": analyzer.detector.name,
         "model": str(analyzer.classifier.path),
+        "balance": analyzer.classifier.balance,
         "labels": list(analyzer.labels),
         "timings_ms_per_frame": {k: round(1000 * v / max(record.frames, 1), 3) for k, v in sorted(stages.items())},
         "sources": record.sources,
@@ -317,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
     parser.add_argument("--detect-size", type=int, metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
+    parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
     parser.add_argument("--show", action="store_true", help="open a window (where a display exists)")
     parser.add_argument("--every", type=int, default=1, help="analyze every Nth frame")
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
-        detect_size=args.detect_size,
+        detect_size=args.detect_size, balance=args.balance,
     )
     if options.annotate and options.out is None:
         raise UserError("--annotate needs --out DIR")

@@ -64,12 +64,15 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
     return model, labels
 
 
-def load_predictor(model: str | Path | None, labels_arg: str | None = None, value_range: tuple[float, float] | None = None) -> Predictor:
+def load_predictor(model: str | Path | None, labels_arg: str | None = None, value_range: tuple[float, float] | None = None, balance: float = 0.0) -> Predictor:
     """A Predictor for a ``.keras`` file, a ``.tflite`` file or a packaged model name (None = packaged default).
 
-    ``labels_arg`` and ``value_range`` describe third-party ``.tflite`` files without metadata.
+    ``labels_arg`` and ``value_range`` describe third-party ``.tflite`` files without metadata;
+    ``balance`` is ``EmotionClassifier``'s class-prior correction (``.tflite`` files that embed a prior).
     """
     if model is not None and Path(model).suffix == ".keras":
+        if balance:
+            raise UserError(f"{model}: balance needs the class prior a .tflite export embeds; export the model first")
         keras_model, labels = load_keras_model(Path(model), labels_arg)
         _, h, w, c = keras_model.input_shape
 
@@ -79,7 +82,7 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None, valu
         return Predictor(Path(model), labels, (int(h), int(w), int(c)), predict, keras_model)
     from fer_keras.runtime import EmotionClassifier
 
-    classifier = EmotionClassifier(model, labels=labels_arg.split(",") if labels_arg else None, value_range=value_range)
+    classifier = EmotionClassifier(model, labels=labels_arg.split(",") if labels_arg else None, value_range=value_range, balance=balance)
     return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), classifier.predict_many)
 
 
@@ -240,6 +243,7 @@ def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
             ("macro F1", f"{metrics['macro_f1']:.4f}"),
             ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
             ("test-time augmentation", "horizontal flip" if metrics["tta"] else "none"),
+            ("class-prior correction (balance)", metrics["balance"]),
             ("argmax over present classes only", metrics["restrict_to_present"]),
             ("excluded classes", html.escape(", ".join(metrics["excluded_classes"]) or "none")),
             ("skipped files", len(metrics["skipped_files"])),
@@ -270,13 +274,14 @@ def evaluate(
     run_dir: Path | None = None,
     plots: bool = True,
     value_range: tuple[float, float] | None = None,
+    balance: float = 0.0,
 ) -> dict:
     """Evaluates a model on a labelled folder and writes metrics.json, the plots and report.html.
 
     Returns:
         The metrics dict.
     """
-    predictor = load_predictor(model, labels_arg, value_range)
+    predictor = load_predictor(model, labels_arg, value_range, balance)
     dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
     images, y, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
@@ -292,6 +297,7 @@ def evaluate(
         label_set=label_set,
         split=split,
         tta=tta,
+        balance=balance,
         restrict_to_present=restrict,
         excluded_classes=excluded,
         skipped_files=[{"path": p, "reason": why} for p, why in dataset.skipped],
@@ -307,6 +313,19 @@ def evaluate(
     return metrics
 
 
+def parse_value_range(text: str, flag: str) -> tuple[float, float]:
+    """A ``LOW,HIGH`` input range from the command line.
+
+    Raises:
+        UserError: When ``text`` is not two comma-separated numbers.
+    """
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. -1,1)") from None
+    return low, high
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
     parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
@@ -316,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("test", "val"), help="ignored for a plain folder of class folders")
     parser.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
+    parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
     parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
     parser.add_argument("--value-range", help="input range of a third-party .tflite without metadata, e.g. -1,1")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot (default: the model's folder)")
@@ -325,14 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    value_range = None
-    if args.value_range:
-        try:
-            low, high = (float(v) for v in args.value_range.split(","))
-        except ValueError:
-            raise UserError(f"--value-range {args.value_range!r} must look like LOW,HIGH (e.g. -1,1)") from None
-        value_range = (low, high)
-    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir, value_range=value_range)
+    value_range = parse_value_range(args.value_range, "--value-range") if args.value_range else None
+    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir, value_range=value_range, balance=args.balance)
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
     if metrics["excluded_classes"]:
         print(f"excluded classes (not in the model): {', '.join(metrics['excluded_classes'])}")

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from fer_keras import __version__  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
-from fer_keras.runtime import METADATA_NAME, EmotionClassifier  # noqa: E402
+from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  # noqa: E402
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("uint8", "int8", "float32")
@@ -96,24 +96,50 @@ def convert(model, quantize: str, io_type: str = "float32", representative_image
 
 
 def embed_metadata(tflite_model: bytes, metadata: dict) -> bytes:
-    """Adds a JSON ``fer_keras`` entry to the flatbuffer's metadata table (preserved by stock TFLite tools)."""
+    """Sets the JSON ``fer_keras`` entry of the flatbuffer's metadata table (preserved by stock TFLite tools).
+
+    An existing entry's buffer is overwritten, so re-stamping a model does not leave the old JSON behind.
+    """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_model, 0))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
+    data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+    existing = [m for m in (model.metadata or []) if m.name in (METADATA_NAME, METADATA_NAME.encode())]
+    if existing:
+        model.buffers[existing[0].buffer].data = data
+    else:
+        buffer = schema.BufferT()
+        buffer.data = data
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = METADATA_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = (model.metadata or []) + [entry]
     builder = flatbuffers.Builder(len(tflite_model) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, training_data: str, name: str) -> dict:
+def training_class_prior(train) -> list[float]:
+    """The mean training target per class (vote shares for soft labels, frequencies otherwise), rounded to 6 places.
+
+    That is the class prior the trained model's probabilities reflect; ``EmotionClassifier(balance=...)``
+    divides it out (``fer_keras.runtime.rebalance``).
+    """
+    prior = np.asarray(train.targets, dtype=np.float64).mean(axis=0)
+    return [round(float(v), 6) for v in prior / prior.sum()]
+
+
+def class_prior_metadata(class_prior: list[float]) -> dict:
+    """The metadata entries that carry the class prior and say how to use it."""
+    return {
+        "class_prior": class_prior,
+        "class_prior_meaning": "mean training target per label; multiply the output by class_prior ** -b and renormalise (0 < b <= 1) where emotions are more evenly spread than in the training data",
+    }
+
+
+def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, training_data: str, name: str, class_prior: list[float] | None = None) -> dict:
     """What a mobile developer needs to use the model, embedded in the file."""
     _, height, width, channels = model.input_shape
     return {
@@ -135,7 +161,36 @@ def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, t
         "quantization": quantize,
         "training_data": training_data,
         "source": "fer_keras",
+        **(class_prior_metadata(class_prior) if class_prior is not None else {}),
     }
+
+
+def restamp(tflite_path: Path, class_prior: list[float]) -> dict:
+    """Adds (or replaces) the class prior in an exported ``.tflite``'s metadata, and in ``model.json`` beside it.
+
+    For models exported before the prior was embedded; the network itself is untouched. Both files
+    are replaced atomically.
+
+    Returns:
+        The new metadata.
+
+    Raises:
+        UserError: When the file carries no fer_keras metadata or its label count differs.
+    """
+    flatbuffer = tflite_path.read_bytes()
+    metadata = read_metadata(flatbuffer)
+    if not metadata.get("labels"):
+        raise UserError(f"{tflite_path}: no fer_keras metadata to update (export it with python -m fer_keras.export)")
+    if len(metadata["labels"]) != len(class_prior):
+        raise UserError(f"{tflite_path}: the model has {len(metadata['labels'])} labels but the data has {len(class_prior)} classes")
+    metadata.update(class_prior_metadata(class_prior))
+    write_atomic(tflite_path, embed_metadata(flatbuffer, metadata))
+    sidecar = tflite_path.parent / "model.json"
+    if sidecar.is_file():
+        described = json.loads(sidecar.read_text())
+        if described.get("file") == tflite_path.name:
+            write_json(sidecar, {**described, **class_prior_metadata(class_prior)})
+    return metadata
 
 
 def latency_ms(classifier: EmotionClassifier, image: np.ndarray, batch: int = 1, repeats: int = 50) -> float:
@@ -166,15 +221,15 @@ def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_tru
     }
 
 
-def run_info(model_path: Path) -> dict:
-    """Data settings (``label_set``, ``data_dir``) of the training run that produced ``model_path``, from its config.yaml."""
-    config = model_path.parent / "config.yaml"
+def run_info(run_dir: Path) -> dict:
+    """Data settings (``label_set``, ``data_dir``, ``soft_labels``) of a training run folder, from its config.yaml."""
+    config = run_dir / "config.yaml"
     if not config.is_file():
         return {}
     import yaml
 
     data = yaml.safe_load(config.read_text()).get("data", {})
-    return {"label_set": data.get("label_set"), "data_dir": data.get("data_dir")}
+    return {"label_set": data.get("label_set"), "data_dir": data.get("data_dir"), "soft_labels": bool(data.get("soft_labels"))}
 
 
 def export(
@@ -189,8 +244,11 @@ def export(
     name: str,
     training_data: str,
     allow_drift: bool = False,
+    class_prior: list[float] | None = None,
 ) -> dict:
     """Converts, embeds metadata, checks parity and writes the hand-off files.
+
+    ``class_prior`` (see ``training_class_prior``) is embedded so runtimes can rebalance the output.
 
     Returns:
         The parity report (also written to ``parity.json``).
@@ -202,7 +260,7 @@ def export(
     if len(labels) != keras_model.output_shape[-1]:
         raise UserError(f"{len(labels)} labels given but the model outputs {keras_model.output_shape[-1]} classes")
     out_dir.mkdir(parents=True, exist_ok=True)
-    metadata = make_metadata(keras_model, labels, quantize, io_type, training_data, name)
+    metadata = make_metadata(keras_model, labels, quantize, io_type, training_data, name, class_prior)
     flatbuffer = embed_metadata(convert(keras_model, quantize, io_type, representative_images), metadata)
     target = out_dir / f"{name}_{quantize}.tflite"
     with tempfile.TemporaryDirectory() as scratch:
@@ -226,14 +284,16 @@ def export(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
-    parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json)")
+    parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json); with --restamp, an exported .tflite")
+    parser.add_argument("--restamp", action="store_true", help="only add the training data's class prior to an exported .tflite's metadata (and its model.json)")
     parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)
     parser.add_argument("--io", default="uint8", choices=IO_TYPES, help="int8 models' input/output type (default uint8: raw pixels)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", type=Path, help="output folder (required unless --restamp)")
     parser.add_argument("--name", help="file stem (default: the model file's folder name)")
     parser.add_argument("--labels", help="comma-separated labels, when the model has no run folder")
     parser.add_argument("--data-dir", help="dataset root for calibration and parity (default: the run's, $FER_KERAS_DATA, kagglehub)")
     parser.add_argument("--label-set", choices=("fer2013", "ferplus", "folder"), help="default: the run's")
+    parser.add_argument("--run-dir", type=Path, help="training run folder whose config.yaml describes the data (default: the model's folder)")
     parser.add_argument("--calibration-images", type=int, default=500, help="representative images from the training split (>= 300 advised)")
     parser.add_argument("--allow-drift", action="store_true", help="write an int8 model even under 98%% top-1 agreement")
     return parser
@@ -242,16 +302,31 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.model.suffix != ".keras":
-        raise UserError(f"{args.model}: expected a .keras model file")
     from fer_keras.data import load_dataset
+
+    if args.restamp != (args.model.suffix == ".tflite"):
+        raise UserError(f"{args.model}: --restamp takes an exported .tflite; export takes a .keras model")
+    if not args.model.is_file():
+        raise UserError(f"{args.model}: model file not found")
+    info = run_info(args.run_dir or args.model.parent)
+    label_set = args.label_set or info.get("label_set") or "folder"
+    data_dir = args.data_dir or info.get("data_dir")
+    soft_labels = info.get("soft_labels", False) and label_set == "ferplus"
+    if args.restamp:
+        labels = read_metadata(args.model).get("labels") or []
+        dataset = load_dataset(label_set, data_dir, soft_labels=soft_labels)
+        if tuple(dataset.labels) != tuple(labels):
+            raise UserError(f"{args.model}: its labels {','.join(labels)} differ from the data's {','.join(dataset.labels)}")
+        metadata = restamp(args.model, training_class_prior(dataset.splits["train"]))
+        print(f"{args.model}: class_prior " + " ".join(f"{k}={v:.4f}" for k, v in zip(labels, metadata["class_prior"])))
+        return 0
+    if args.out is None:
+        raise UserError("--out DIR is required")
     from fer_keras.evaluate import load_keras_model
 
     model, labels = load_keras_model(args.model, args.labels)
-    info = run_info(args.model)
-    label_set = args.label_set or info.get("label_set") or "folder"
     _, height, _, channels = model.input_shape
-    dataset = load_dataset(label_set, args.data_dir or info.get("data_dir"), int(height), int(channels))
+    dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels)
     rng = np.random.default_rng(0)
     train = dataset.splits.get("train") or dataset.splits["test"]
     calibration = train.images[rng.choice(len(train), size=min(args.calibration_images, len(train)), replace=False)]
@@ -260,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     report = export(
         model, labels, args.out, args.quantize, args.io, calibration, test.images, test.labels, name,
         training_data=f"{label_set} ({len(train)} training images)", allow_drift=args.allow_drift,
+        class_prior=training_class_prior(train),
     )
     from fer_keras.benchmark import markdown_table
 

@@ -113,6 +113,10 @@ class EmotionClassifier:
         labels: Class names for a model without embedded metadata (e.g. a third-party model).
         value_range: Input value range for such a model, e.g. (-1, 1); models exported by
             fer_keras take raw pixels (0, 255) and say so in their metadata.
+        balance: Strength of the class-prior correction, 0 to 1 (see ``rebalance``). 0 keeps
+            the training data's class frequencies (FERPlus is a third neutral, 1.4% disgust);
+            1 assumes every emotion is equally likely, as in posed datasets. Needs the
+            ``class_prior`` that ``fer_keras.export`` embeds.
 
     Attributes:
         labels: Class names in output order.
@@ -130,6 +134,7 @@ class EmotionClassifier:
         num_threads: int | None = None,
         labels: Sequence[str] | None = None,
         value_range: tuple[float, float] | None = None,
+        balance: float = 0.0,
     ):
         from ai_edge_litert.interpreter import Interpreter
 
@@ -151,6 +156,8 @@ class EmotionClassifier:
         self.value_range = tuple(value_range or self.metadata.get("input", {}).get("value_range") or (0, 255))
         if len(self.labels) != num_classes:
             raise UserError(f"{self.path}: metadata names {len(self.labels)} labels but the model outputs {num_classes}")
+        self.balance = float(balance)
+        self._prior_weights = class_prior_weights(self.metadata, num_classes, self.balance, self.path)
         self._batch = 1
 
     def preprocess(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -214,7 +221,44 @@ class EmotionClassifier:
             batch = np.concatenate([batch, np.zeros((capacity - n, *batch.shape[1:]), dtype=batch.dtype)])
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
-        return _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
+        probabilities = _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
+        return probabilities if self._prior_weights is None else rebalance(probabilities, self._prior_weights)
+
+
+def class_prior_weights(metadata: dict, num_classes: int, balance: float, name: str | Path) -> np.ndarray | None:
+    """Per-class weights ``prior ** -balance`` from a model's embedded ``class_prior``; None when ``balance`` is 0.
+
+    Raises:
+        UserError: When ``balance`` is outside [0, 1], or is set for a model without a usable class prior.
+    """
+    if not 0.0 <= balance <= 1.0:
+        raise UserError(f"balance {balance} must be in [0, 1] (0 = training frequencies, 1 = all emotions equally likely)")
+    if balance == 0.0:
+        return None
+    prior = np.asarray(metadata.get("class_prior") or [], dtype=np.float64)
+    if prior.shape != (num_classes,) or (prior <= 0).any():
+        raise UserError(f"{name}: no class_prior for its {num_classes} classes in the model's metadata, so balance cannot be applied (re-export it, or add one with python -m fer_keras.export --restamp)")
+    return (prior / prior.sum()) ** -balance
+
+
+def rebalance(probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Moves probabilities to another class prior: ``p * weights``, renormalised per row.
+
+    A classifier trained on data with class prior ``q`` estimates ``p(y|x)`` under ``q``. Under a
+    prior ``r`` the posterior is proportional to ``p(y|x) * r / q`` (Saerens et al., 2002), so
+    ``weights = q ** -balance`` moves it part of the way (``balance`` < 1) or all the way
+    (``balance`` = 1) to equal class frequencies. Rows that are all zero stay zero.
+
+    Args:
+        probabilities: (N, C) probabilities.
+        weights: (C,) non-negative weights per class.
+
+    Returns:
+        (N, C) float32 probabilities.
+    """
+    adjusted = probabilities.astype(np.float64) * weights
+    totals = adjusted.sum(axis=1, keepdims=True)
+    return np.divide(adjusted, totals, out=np.zeros_like(adjusted), where=totals > 0).astype(np.float32)
 
 
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
