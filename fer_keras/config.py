@@ -79,7 +79,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
     init_from: str | None = None  # start from this .keras model's weights (same architecture): fine-tuning, distillation
-    time_budget_s: float = 0  # train_accel only: stop after the epoch that passes this many seconds (0 = no limit)
+    time_budget_s: float = 0  # train_accel only: stop before an epoch would end past this many seconds, cosine annealed within it (0 = no limit)
 
 
 @dataclass

@@ -6,20 +6,25 @@ import keras
 
 from fer_keras.config import TrainConfig
 
+COSINE_FLOOR = 0.01  # the cosine schedule ends at this fraction of the peak learning rate
 
-def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None):
-    """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected."""
+
+def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None, scheduled: bool = True):
+    """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected.
+
+    ``scheduled=False`` gives a plain learning rate for a callback to set (a time-budgeted cosine).
+    """
     learning_rate = learning_rate or train.learning_rate
     epochs = epochs or train.epochs
     rate = learning_rate
-    if train.schedule == "cosine":
+    if train.schedule == "cosine" and scheduled:
         warmup_steps = train.warmup_epochs * steps_per_epoch
         rate = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
             decay_steps=max(1, (epochs - train.warmup_epochs) * steps_per_epoch),
             warmup_target=learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
-            alpha=0.01,
+            alpha=COSINE_FLOOR,
         )
     if train.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)

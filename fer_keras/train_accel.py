@@ -5,8 +5,9 @@ everything except the tf.data pipeline is backend-agnostic. This trainer shares 
 loading, models, augmentation settings, optimizer and run records with `fer_keras.train`; batches
 come from in-memory NumPy arrays, augmented (and mixed up) on the host by `HostAugmenter` while the
 device trains, because Keras's random affine layers are a hundred times slower than that under
-JAX on a GPU. ``train.time_budget_s`` guards a lease: training stops after the epoch that passes
-it, so the run is still recorded (choose epochs that fit; a cut run's schedule has not annealed).
+JAX on a GPU. ``train.time_budget_s`` guards a lease: training stops before an epoch that would
+end past it, so the run is still recorded, and a cosine schedule anneals within the budget
+(``TimeBudget``); ``train.epochs`` is then an upper bound.
 
 The run folder holds config.yaml, history.csv, metrics.json (val), training curves and best.keras,
 saved without optimizer state so it is small enough to copy back. The test split is not loaded:
@@ -32,7 +33,7 @@ from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.errors import cli_entry
 from fer_keras.models import build_from_config, initialize_from
-from fer_keras.optim import compile_model, make_optimizer
+from fer_keras.optim import COSINE_FLOOR, compile_model, make_optimizer
 from fer_keras.records import (
     begin_run,
     record_run,
@@ -108,16 +109,56 @@ class SaveBestWeights(keras.callbacks.Callback):
             os.replace(partial, self.path)
 
 
-class StopAtDeadline(keras.callbacks.Callback):
-    """Stops training after the epoch that passes ``deadline`` (a time.monotonic() value), so records still get written."""
+class TimeBudget(keras.callbacks.Callback):
+    """Fits training into a time budget: stops before an epoch that would overrun it and, for cosine, anneals by then.
 
-    def __init__(self, deadline: float):
+    A run cut by its budget half-way down a cosine over ``train.epochs`` keeps a high learning rate
+    and loses accuracy: on the H100 a ResNet-SE stopped unannealed at epoch 42 of 90 scored 84.84% on
+    validation, against 86.81% for the same model annealed over 48. So with ``cosine`` the learning
+    rate follows the progress expected at the end of each epoch, the larger of the epoch fraction
+    and the time fraction, and the last epoch that fits the budget runs at the floor of the cosine.
+    The schedule is set per epoch from the host, which every Keras backend honours (the learning rate
+    is an optimizer variable, not a compiled schedule).
+
+    Args:
+        deadline: ``time.monotonic()`` value by which training must have stopped.
+        epochs: The configured number of epochs (an upper bound).
+        base_rate: Peak learning rate; None leaves the learning rate alone (other schedules).
+        warmup_epochs: Linear warm-up from a tenth of ``base_rate``.
+        floor: Final learning rate as a fraction of ``base_rate`` (as ``make_optimizer``'s cosine).
+        clock: Time source (tests pass a fake one).
+    """
+
+    def __init__(self, deadline: float, epochs: int, base_rate: float | None = None, warmup_epochs: int = 0, floor: float = 0.01, clock=time.monotonic):
         super().__init__()
-        self.deadline = deadline
+        self.deadline, self.epochs, self.base_rate = deadline, epochs, base_rate
+        self.warmup_epochs, self.floor, self.clock = warmup_epochs, floor, clock
+        self.started = self.epoch_started = self.last_duration = None
+
+    def rate(self, epoch: int) -> float:
+        """The learning rate for ``epoch`` (0-based), from the progress expected when it ends."""
+        if epoch < self.warmup_epochs:
+            return self.base_rate * (0.1 + 0.9 * epoch / self.warmup_epochs)
+        now = self.clock()
+        span = max(self.deadline - self.started, 1e-9)
+        time_progress = (now + (self.last_duration or 0.0) - self.started) / span
+        epoch_progress = (epoch + 1 - self.warmup_epochs) / max(self.epochs - self.warmup_epochs, 1)
+        progress = min(max(time_progress, epoch_progress), 1.0)
+        return self.base_rate * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * progress)))
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = self.clock()
+        if self.base_rate is not None:
+            self.model.optimizer.learning_rate = self.rate(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        if time.monotonic() > self.deadline:
-            print(f"time budget spent after epoch {epoch + 1}: stopping")
+        now = self.clock()
+        self.last_duration = now - self.epoch_started
+        if now + self.last_duration > self.deadline and epoch + 1 < self.epochs:
+            print(f"time budget: stopping after epoch {epoch + 1}, another would end past it")
             self.model.stop_training = True
 
 
@@ -171,11 +212,14 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         model = build_from_config(config.model, len(labels))
         if config.train.init_from:
             initialize_from(model, config.train.init_from)
-        compile_model(model, make_optimizer(config.train, len(batches)), config.train)
+        budget = config.train.time_budget_s > 0
+        timed_cosine = budget and config.train.schedule == "cosine"
+        # With a budget, TimeBudget drives the cosine, so the optimizer starts from a plain rate.
+        compile_model(model, make_optimizer(config.train, len(batches), scheduled=not timed_cosine), config.train)
         weights_path = run_dir / "best.weights.h5"
-        callbacks = [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
-        if config.train.time_budget_s > 0:
-            callbacks.append(StopAtDeadline(started + config.train.time_budget_s))
+        base_rate = config.train.learning_rate if timed_cosine else None
+        callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs, COSINE_FLOOR)] if budget else []
+        callbacks += [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
         model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
         best = build_from_config(config.model, len(labels))  # uncompiled, so best.keras carries no optimizer state

@@ -2,16 +2,17 @@
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
-import keras
+import pytest
 
 from conftest import tiny_run_config
 
 from fer_keras.augment import HostAugmenter
 from fer_keras.config import AugmentConfig, ExperimentConfig
 from fer_keras.data import Split
-from fer_keras.train_accel import ArrayBatches, run_accelerated
+from fer_keras.train_accel import ArrayBatches, TimeBudget, run_accelerated
 
 NO_AUGMENT = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0, mixup=0)
 
@@ -79,6 +80,46 @@ def test_time_budget_stops_after_the_epoch_that_passes_it(face_folder, tmp_path)
     run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=0.001"))
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
     assert (run / "best.keras").is_file()
+
+
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_time_budget_anneals_the_cosine_by_the_deadline_and_stops_before_overrunning():
+    from types import SimpleNamespace
+
+    clock = _FakeClock()
+    budget = TimeBudget(deadline=100.0, epochs=50, base_rate=1.0, warmup_epochs=1, floor=0.01, clock=clock)
+    model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=None), stop_training=False)
+    budget.set_model(model)
+    budget.on_train_begin()
+    rates = []
+    for epoch in range(50):
+        budget.on_epoch_begin(epoch)
+        rates.append(model.optimizer.learning_rate)
+        clock.now += 10.0  # every epoch takes 10 s
+        budget.on_epoch_end(epoch)
+        if model.stop_training:
+            break
+    # Ten 10-second epochs fit in 100 s; an eleventh would end at 110 s.
+    assert len(rates) == 10
+    assert rates[0] == pytest.approx(0.1)  # warm-up starts at a tenth of the peak
+    # Epoch 2 starts at 10 s and is expected to end at 20 s: the cosine at 20% progress.
+    assert rates[1] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.2)))
+    assert all(a > b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] == pytest.approx(0.01)  # the last epoch that fits runs at the floor
+
+
+def test_time_budget_follows_the_epochs_when_they_run_out_first(face_folder, tmp_path):
+    run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=600", "train.learning_rate=0.01"))
+    rates = list(pd.read_csv(run / "history.csv")["learning_rate"])
+    assert len(rates) == 3
+    assert rates[0] > rates[1] > rates[2] and rates[2] == pytest.approx(0.01 * 0.01, rel=1e-3)
 
 
 def test_distillation_run_starts_from_a_model_and_learns_from_its_teacher(face_folder, tmp_path):
