@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One device call for the next release round (a lent GPU with JAX, no TensorFlow; 15 minutes of
+# device time per task, one command at most 10 minutes): teachers trained in parallel, their flip
+# ensemble built on the device, then students distilled from it in parallel. Every run anneals its
+# cosine within its time budget (fer_keras.train_accel's TimeBudget), and each run folder comes back
+# as a .tgz in $OUT (at most 8 files), to be ensembled, exported and tested on the CPU.
+#
+# On the device (carry .whl and .devdata; see README.md):
+#   bash experiments/accelerator/distill_round.sh
+# Smoke test on a CPU with JAX installed (capped data, seconds-long budgets):
+#   PYTHON=/tmp/jaxenv/bin/python DATA=../shared/datasets/fer2013 RUNS=/tmp/round OUT=/tmp/round_out \
+#     TEACHER_BUDGET=40 STUDENT_BUDGET=30 EXTRA="data.max_per_class=40" bash experiments/accelerator/distill_round.sh
+set -uo pipefail
+PYTHON=${PYTHON:-python3}
+DATA=${DATA:-/tmp/fer2013}
+RUNS=${RUNS:-/tmp/runs}
+OUT=${OUT:?OUT must name the folder the run archives go to}
+TEACHER_BUDGET=${TEACHER_BUDGET:-290}   # seconds per teacher run, data loading and compilation included
+STUDENT_BUDGET=${STUDENT_BUDGET:-170}
+EXTRA=${EXTRA:-}                         # overrides appended to every run
+CONFIGS=experiments/configs
+export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+if [ -d .whl ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+if [ ! -d "$DATA/train" ]; then
+    "$PYTHON" experiments/accelerator/pack_images.py unpack .devdata/fer2013_trainval.npz "$DATA" || exit 1
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+mkdir -p "$RUNS/logs" "$OUT"
+
+# train NAME BUDGET ARGS...: one train_accel run named NAME; train.epochs is only an upper bound under a budget.
+train() {
+    local name=$1 budget=$2
+    shift 2
+    # shellcheck disable=SC2086  # EXTRA is a word list of overrides
+    "$PYTHON" -m fer_keras.train_accel --data-dir "$DATA" "$@" name="$name" output_dir="$RUNS" \
+        train.time_budget_s="$budget" train.epochs=400 train.early_stopping_patience=0 $EXTRA >"$RUNS/logs/$name.log" 2>&1
+    echo "$name: exit $?, $(grep -o 'best val_accuracy [0-9.]*' "$RUNS/logs/$name.log" || tail -1 "$RUNS/logs/$name.log")"
+}
+run_dir() { ls -d "$RUNS"/*-"$1" 2>/dev/null | tail -1; }
+
+# Teachers: the two strongest architectures of the H100 round, two seeds each, one with MixUp.
+TEACHERS=(t_resnet_a t_resnet_b t_vgg48_a t_vgg48_b)
+train t_resnet_a "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=1337 &
+train t_resnet_b "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=2 data.augment.mixup=0.2 &
+train t_vgg48_a "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_vgg48_accel.yaml" train.seed=1337 &
+train t_vgg48_b "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_vgg48_accel.yaml" train.seed=2 &
+wait
+
+members=()
+for name in "${TEACHERS[@]}"; do
+    dir=$(run_dir "$name")
+    [ -n "$dir" ] && [ -f "$dir/best.keras" ] && members+=(--model "$dir/best.keras")
+done
+teacher="$RUNS/teacher_ensemble_flip"
+"$PYTHON" -m fer_keras.ensemble "${members[@]}" --flip --data-dir "$DATA" --out "$teacher" 2>&1 | tail -6
+
+# Students, distilled from the teacher ensemble: the fast tier's VGG (two seeds) and a ResNet-SE
+# warm-started from a teacher, for the accurate tier's pair (ResNet-SE + VGG with flip fits 3 ms).
+if [ -f "$teacher/best.keras" ]; then
+    distill=(data.teacher="$teacher/best.keras" data.teacher_weight=0.7 data.batch_size=128 train.precision=float32)
+    train s_vgg "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${distill[@]}" &
+    train s_vgg_b "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${distill[@]}" train.seed=2 data.augment.mixup=0.2 &
+    train s_resnet "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" "${distill[@]}" \
+        train.learning_rate=0.0005 train.warmup_epochs=0 train.init_from="$(run_dir t_resnet_a)/best.keras" &
+    wait
+fi
+
+# At most 8 files and 64 MiB come back: five run folders with their models (ResNet-SE and VGG-48
+# about 11 MB each, VGG 5 MB), and one archive of the logs and the other runs' records.
+cp "$teacher/metrics.json" "$RUNS/logs/teacher_ensemble_metrics.json" 2>/dev/null
+for name in t_resnet_a t_vgg48_a s_vgg s_vgg_b s_resnet; do
+    dir=$(run_dir "$name")
+    [ -n "$dir" ] && tar czf "$OUT/$(basename "$dir").tgz" -C "$RUNS" "$(basename "$dir")"
+done
+records=(logs)
+for name in t_resnet_b t_vgg48_b; do
+    dir=$(run_dir "$name")
+    [ -n "$dir" ] && records+=("$(basename "$dir")")
+done
+tar czf "$OUT/records.tgz" --exclude='*.keras' -C "$RUNS" "${records[@]}"
+ls -la "$OUT"
