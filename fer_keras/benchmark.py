@@ -103,13 +103,14 @@ def time_classifier(path: Path, batch: int, threads: int, repeats: int, labels=N
     return latency_ms(classifier, face, batch=batch, repeats=repeats)
 
 
-def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | None, repeats: int, out_dir: Path) -> list[dict]:
-    """Classifier latency of every quantization of each .keras model (exported on the fly), beside peer .tflite files."""
+def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | None, repeats: int, out_dir: Path, exported: list[Path] = (), result_name: str = "latency") -> list[dict]:
+    """Classifier latency of every quantization of each .keras model (exported on the fly), beside exported and peer .tflite files."""
     import tempfile
 
     from fer_keras.data import load_dataset
     from fer_keras.evaluate import load_keras_model
     from fer_keras.export import QUANTIZATIONS, export, run_info
+    from fer_keras.runtime import read_metadata
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,6 +124,8 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
             for mode in QUANTIZATIONS:
                 export(model, labels, Path(scratch) / mode, mode, "uint8", images, None, None, model_path.parent.name, "benchmark")
                 files.append((model_path.parent.name, mode, Path(scratch) / mode / f"{model_path.parent.name}_{mode}.tflite"))
+        for path in exported:
+            files.append((str(path), read_metadata(path).get("quantization", "as shipped"), path))
         for peer in peers:
             files.append((f"peer: {peer.name}", "as shipped", peer))
         for name, mode, path in files:
@@ -134,9 +137,10 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
     header = (
         f"Median milliseconds per face through EmotionClassifier (LiteRT, XNNPACK), {repeats} timed invokes after one warm-up, "
         f"at batch 1 and 16 with 1 and 2 threads. CPU: {cpu_name()}. "
-        "Command: python -m fer_keras.benchmark latency --models " + " ".join(str(m) for m in models) + "".join(f" --peer {p}" for p in peers)
+        "Command: python -m fer_keras.benchmark latency" + (" --models " + " ".join(map(str, models)) if models else "")
+        + "".join(f" --tflite {p}" for p in exported) + "".join(f" --peer {p}" for p in peers) + f" --repeats {repeats} --name {result_name}"
     )
-    write_results(out_dir, "latency", rows, header)
+    write_results(out_dir, result_name, rows, header)
     return rows
 
 
@@ -295,10 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--batch-size", type=int, default=128)
     p_train.add_argument("--steps", type=int, default=10)
     p_latency = sub.add_parser("latency", help="ms/face of each quantization of .keras models, beside peer .tflite files")
-    p_latency.add_argument("--models", nargs="+", type=Path, required=True, help=".keras files (labels and data from their run folders)")
+    p_latency.add_argument("--models", nargs="+", type=Path, default=[], help=".keras files, exported in every quantization (labels and data from their run folders)")
+    p_latency.add_argument("--tflite", action="append", type=Path, default=[], help="an exported .tflite of ours, timed as it is (repeatable)")
     p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
     p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
     p_latency.add_argument("--repeats", type=int, default=200)
+    p_latency.add_argument("--name", default="latency", help="result file stem under --out (default latency)")
     p_accuracy = sub.add_parser("accuracy", help="test accuracy of our models and peers on FERPlus and FER2013, in one run")
     p_accuracy.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite files or packaged names (default: accurate fast)")
     p_accuracy.add_argument("--balance", nargs="+", type=float, default=[0.0], help="class-prior corrections to report per model (default: 0)")
@@ -332,10 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
         benchmark_train(models, args.batch_size, args.steps, args.out)
     elif args.command == "latency":
-        for path in [*args.models, *args.peer]:
+        if not (args.models or args.tflite or args.peer):
+            raise UserError("nothing to time: give --models, --tflite or --peer")
+        for path in [*args.models, *args.tflite, *args.peer]:
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")
-        benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out)
+        benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out, args.tflite, args.name)
     elif args.command == "accuracy":
         benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out)
     else:

@@ -101,16 +101,3 @@ def test_detect_cli_rejects_an_out_of_range_balance(tmp_path):
     )
     assert done.returncode == 2 and "balance 2.0 must be in [0, 1]" in done.stderr and "Traceback" not in done.stderr
 
-
-def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, exported_with_prior):
-    from fer_keras import benchmark
-    from fer_keras.evaluate import parse_value_range
-
-    peer = str(exported_with_prior)
-    assert parse_value_range("-1,1", "--x") == (-1.0, 1.0)
-    assert benchmark.parse_peers([exported_with_prior], ["a,b,c"], ["0,255"]) == [(exported_with_prior, "a,b,c", (0.0, 255.0))]
-    out = ["--out", str(tmp_path)]
-    assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", *out]) == 2
-    assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", "--peer-value-range", "minus one", *out]) == 2
-    assert benchmark.main(["accuracy", "--peer", str(tmp_path / "none.tflite"), "--peer-labels", "a", "--peer-value-range", "0,1", *out]) == 2
-    assert not list(tmp_path.iterdir()), "nothing is written for bad input"

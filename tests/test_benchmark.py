@@ -1,0 +1,41 @@
+"""Benchmark command lines (the benchmarks themselves are recorded runs, not tests)."""
+
+import json
+
+import pytest
+
+from fer_keras import benchmark
+from fer_keras import export as exporter
+from fer_keras.evaluate import parse_value_range
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(trained_tiny, tmp_path_factory):
+    model, labels, _, _ = trained_tiny
+    out = tmp_path_factory.mktemp("bench")
+    exporter.export(model, labels, out, "float32", "float32", None, None, None, "tiny", "synthetic")
+    return out / "tiny_float32.tflite"
+
+
+def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, tiny_tflite):
+    from fer_keras import benchmark
+    from fer_keras.evaluate import parse_value_range
+
+    peer = str(tiny_tflite)
+    assert parse_value_range("-1,1", "--x") == (-1.0, 1.0)
+    assert benchmark.parse_peers([tiny_tflite], ["a,b,c"], ["0,255"]) == [(tiny_tflite, "a,b,c", (0.0, 255.0))]
+    out = ["--out", str(tmp_path)]
+    assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", *out]) == 2
+    assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", "--peer-value-range", "minus one", *out]) == 2
+    assert benchmark.main(["accuracy", "--peer", str(tmp_path / "none.tflite"), "--peer-labels", "a", "--peer-value-range", "0,1", *out]) == 2
+    assert not list(tmp_path.iterdir()), "nothing is written for bad input"
+
+
+def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
+    assert benchmark.main(["latency", "--tflite", str(tiny_tflite), "--repeats", "3", "--name", "shipped", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "shipped.json").read_text())["rows"]
+    assert [(row["model"], row["quantization"]) for row in rows] == [(str(tiny_tflite), "float32")]
+    assert all(row[f"ms/face b{b} t{t}"] > 0 for row in rows for b in (1, 16) for t in (1, 2))
+    assert "--tflite" in (tmp_path / "shipped.md").read_text()
+    assert benchmark.main(["latency", "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
