@@ -100,6 +100,43 @@ def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape
     return dataset, dataset.splits[name]
 
 
+def with_face_crops(split: Split, detector_name: str, detector_model: str | None, shape: tuple[int, int, int]) -> tuple[Split, list[tuple[str, str]]]:
+    """The split with each image replaced by the largest detected face, cut out as ``fer_keras.detect`` does.
+
+    For datasets of whole photos or loosely framed faces: the models expect FER2013's tight,
+    square framing, which ``crop_face`` reproduces for each detector (experiments/framing/).
+
+    Args:
+        split: Images with their source files (the originals are read again at full size).
+        detector_name: A detector of ``fer_keras.faces.DETECTORS``.
+        detector_model: The detector's model file, where it needs one (YuNet).
+        shape: The model's (height, width, channels).
+
+    Returns:
+        The split of the images where a face was found, and (path, "no face found") for the rest.
+    """
+    import cv2
+
+    from fer_keras.faces import crop_face, crop_margin, make_detector
+    from fer_keras.runtime import to_model_input
+
+    detector = make_detector(detector_name, detector_model)
+    margin = crop_margin(detector)
+    crops, found, missed = [], np.zeros(len(split), dtype=bool), []
+    for i, path in enumerate(split.paths):
+        frame = cv2.imread(path, cv2.IMREAD_COLOR)
+        faces = detector(frame) if frame is not None else []
+        if not faces:
+            missed.append((path, "no face found"))
+            continue
+        largest = max(faces, key=lambda face: face.box[2] * face.box[3])
+        crops.append(crop_face(frame, largest, margin))
+        found[i] = True
+    height, width, channels = shape
+    images = to_model_input(crops, (height, width), channels).astype(np.uint8)
+    return Split(images, split.targets[found], [p for p, ok in zip(split.paths, found) if ok]), missed
+
+
 def map_to_model_labels(split: Split, data_labels: tuple[str, ...], model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images and model-label indices for the samples whose class the model knows; the rest's class names.
 
@@ -244,6 +281,7 @@ def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
             ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
             ("test-time augmentation", "horizontal flip" if metrics["tta"] else "none"),
             ("class-prior correction (balance)", metrics["balance"]),
+            ("faces cut out by", html.escape(f"{metrics['crop_faces']} ({len(metrics['no_face_files'])} images without a face left out)") if metrics["crop_faces"] else "none: images used as they are"),
             ("argmax over present classes only", metrics["restrict_to_present"]),
             ("excluded classes", html.escape(", ".join(metrics["excluded_classes"]) or "none")),
             ("skipped files", len(metrics["skipped_files"])),
@@ -275,14 +313,24 @@ def evaluate(
     plots: bool = True,
     value_range: tuple[float, float] | None = None,
     balance: float = 0.0,
+    crop_faces: str | None = None,
+    detector_model: str | None = None,
 ) -> dict:
     """Evaluates a model on a labelled folder and writes metrics.json, the plots and report.html.
+
+    With ``crop_faces`` (a detector name) every image is replaced by its largest detected face,
+    framed as ``fer_keras.detect`` frames it; images without a face are left out and listed.
 
     Returns:
         The metrics dict.
     """
     predictor = load_predictor(model, labels_arg, value_range, balance)
     dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
+    no_face: list[tuple[str, str]] = []
+    if crop_faces:
+        chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
+        if len(chosen) == 0:
+            raise UserError(f"{locate_data_dir(data_dir)}: the {crop_faces} detector found no face in any image")
     images, y, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
     if len(y) == 0:
@@ -298,6 +346,8 @@ def evaluate(
         split=split,
         tta=tta,
         balance=balance,
+        crop_faces=crop_faces,
+        no_face_files=[path for path, _ in no_face],
         restrict_to_present=restrict,
         excluded_classes=excluded,
         skipped_files=[{"path": p, "reason": why} for p, why in dataset.skipped],
@@ -335,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("test", "val"), help="ignored for a plain folder of class folders")
     parser.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
+    parser.add_argument("--crop-faces", nargs="?", const="blazeface", metavar="DETECTOR", help="detect the largest face in each image and cut it out as detect does (whole photos; default detector blazeface)")
+    parser.add_argument("--detector-model", help="model file for a detector that needs one (yunet: its .onnx)")
     parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
     parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
     parser.add_argument("--value-range", help="input range of a third-party .tflite without metadata, e.g. -1,1")
@@ -346,8 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     value_range = parse_value_range(args.value_range, "--value-range") if args.value_range else None
-    metrics = evaluate(args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir, value_range=value_range, balance=args.balance)
+    metrics = evaluate(
+        args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir,
+        value_range=value_range, balance=args.balance, crop_faces=args.crop_faces, detector_model=args.detector_model,
+    )
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
+    if metrics["no_face_files"]:
+        print(f"no face found in {len(metrics['no_face_files'])} images (left out; listed in metrics.json)")
     if metrics["excluded_classes"]:
         print(f"excluded classes (not in the model): {', '.join(metrics['excluded_classes'])}")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.html'}")

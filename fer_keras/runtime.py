@@ -162,26 +162,7 @@ class EmotionClassifier:
 
     def preprocess(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Converts face crops (any size; gray, BGR or BGRA uint8) to the model's input batch (N, H, W, C) float32 0-255."""
-        import cv2
-
-        height, width = self.input_size
-        batch = np.empty((len(faces), height, width, self.channels), dtype=np.float32)
-        for i, face in enumerate(faces):
-            face = np.asarray(face)
-            if face.ndim == 3 and face.shape[2] == 1:
-                face = face[..., 0]
-            if face.dtype != np.uint8:
-                face = np.clip(face, 0, 255).astype(np.uint8)
-            if self.channels == 1 and face.ndim == 3:
-                face = cv2.cvtColor(face, cv2.COLOR_BGRA2GRAY if face.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-            elif self.channels == 3:
-                code = cv2.COLOR_GRAY2RGB if face.ndim == 2 else (cv2.COLOR_BGRA2RGB if face.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-                face = cv2.cvtColor(face, code)
-            if face.shape[:2] != (height, width):
-                shrinking = face.shape[0] > height
-                face = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            batch[i] = face.reshape(height, width, self.channels)
-        return batch
+        return to_model_input(faces, self.input_size, self.channels)
 
     def predict(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Emotion probabilities for a batch of faces, all in one invoke.
@@ -223,6 +204,33 @@ class EmotionClassifier:
         self._interpreter.invoke()
         probabilities = _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
         return probabilities if self._prior_weights is None else rebalance(probabilities, self._prior_weights)
+
+
+def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
+    """Face crops (any size; gray, BGR or BGRA uint8) as a model input batch (N, height, width, channels) float32 0-255.
+
+    Colour crops are taken as OpenCV's BGR order; shrinking uses area averaging, enlarging bilinear.
+    """
+    import cv2
+
+    height, width = size
+    batch = np.empty((len(faces), height, width, channels), dtype=np.float32)
+    for i, face in enumerate(faces):
+        face = np.asarray(face)
+        if face.ndim == 3 and face.shape[2] == 1:
+            face = face[..., 0]
+        if face.dtype != np.uint8:
+            face = np.clip(face, 0, 255).astype(np.uint8)
+        if channels == 1 and face.ndim == 3:
+            face = cv2.cvtColor(face, cv2.COLOR_BGRA2GRAY if face.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+        elif channels == 3:
+            code = cv2.COLOR_GRAY2RGB if face.ndim == 2 else (cv2.COLOR_BGRA2RGB if face.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+            face = cv2.cvtColor(face, code)
+        if face.shape[:2] != (height, width):
+            shrinking = face.shape[0] > height
+            face = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        batch[i] = face.reshape(height, width, channels)
+    return batch
 
 
 def class_prior_weights(metadata: dict, num_classes: int, balance: float, name: str | Path) -> np.ndarray | None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_face
+from conftest import REPO, synthetic_face
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
 from fer_keras.explain import gradcam, last_conv_layer
@@ -135,3 +135,24 @@ def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):
     assert code == 0
     assert (tmp_path / "cam" / "face_face1_gradcam.png").stat().st_size > 1000
     assert explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--class", "bored", "--out", str(tmp_path)]) == 2
+
+
+def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):
+    import shutil
+
+    import fer_keras
+
+    photo = REPO / "tests" / "data" / "two_people.jpg"
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "sad").mkdir()
+    shutil.copy(photo, tmp_path / "happy" / "two_people.jpg")
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(tmp_path / "sad" / "blank.png")
+    metrics = ev.evaluate("fast", str(tmp_path), tmp_path / "out", crop_faces="blazeface", plots=False)
+    assert metrics["n"] == 1 and metrics["crop_faces"] == "blazeface"
+    assert [p.rsplit("/", 1)[-1] for p in metrics["no_face_files"]] == ["blank.png"]
+    # The largest face, cut out as the detect pipeline cuts it, gets the pipeline's answer.
+    expected = fer_keras.analyze(photo, model="fast")[0].emotion
+    row = metrics["confusion_matrix"][metrics["labels"].index("happy")]
+    assert metrics["labels"][int(np.argmax(row))] == expected
+    (tmp_path / "happy" / "two_people.jpg").unlink()
+    assert ev.main(["--model", "fast", "--data-dir", str(tmp_path), "--out", str(tmp_path / "none"), "--crop-faces"]) == 2
