@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# One device call for the next release round (a lent GPU with JAX, no TensorFlow; 15 minutes of
+# device time per task, one command at most 10 minutes). Two plans (ROUND):
+#   long     (default) six tier candidates trained in parallel for the whole call;
+#   distill  teachers in parallel, their flip ensemble built on the device, then students distilled
+#            from it, with an undistilled control.
+# Every run anneals its cosine within its time budget (fer_keras.train_accel's TimeBudget), and each
+# run folder comes back as a .tgz in $OUT (at most 8 files, 64 MiB), to be ensembled, exported and
+# tested on the CPU.
+#
+# On the device (carry .whl and .devdata; see README.md):
+#   bash experiments/accelerator/gpu_round.sh            # or ROUND=distill bash ...
+# Smoke test on a CPU with JAX installed (capped data, seconds-long budgets):
+#   PYTHON=/tmp/jaxenv/bin/python DATA=../shared/datasets/fer2013 RUNS=/tmp/round OUT=/tmp/round_out \
+#     BUDGET=40 TEACHER_BUDGET=40 STUDENT_BUDGET=30 EXTRA="data.max_per_class=40" ROUND=long bash experiments/accelerator/gpu_round.sh
+set -uo pipefail
+PYTHON=${PYTHON:-python3}
+DATA=${DATA:-/tmp/fer2013}
+RUNS=${RUNS:-/tmp/runs}
+OUT=${OUT:?OUT must name the folder the run archives go to}
+ROUND=${ROUND:-long}
+BUDGET=${BUDGET:-510}                   # long: seconds per run, data loading and compilation included
+TEACHER_BUDGET=${TEACHER_BUDGET:-290}   # distill: seconds per teacher, then per student
+STUDENT_BUDGET=${STUDENT_BUDGET:-170}
+EXTRA=${EXTRA:-}                         # overrides appended to every run
+CONFIGS=experiments/configs
+case "$ROUND" in long | distill) ;; *) echo "ROUND=$ROUND: choose long or distill" >&2; exit 2 ;; esac
+export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+if [ -d .whl ]; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+if [ ! -d "$DATA/train" ]; then
+    "$PYTHON" experiments/accelerator/pack_images.py unpack .devdata/fer2013_trainval.npz "$DATA" || exit 1
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+mkdir -p "$RUNS/logs" "$OUT"
+
+# train NAME BUDGET ARGS...: one train_accel run named NAME; train.epochs is only an upper bound under a budget.
+train() {
+    local name=$1 budget=$2
+    shift 2
+    # shellcheck disable=SC2086  # EXTRA is a word list of overrides
+    "$PYTHON" -m fer_keras.train_accel --data-dir "$DATA" "$@" name="$name" output_dir="$RUNS" \
+        train.time_budget_s="$budget" train.epochs=400 train.early_stopping_patience=0 $EXTRA >"$RUNS/logs/$name.log" 2>&1
+    echo "$name: exit $?, $(grep -o 'best val_accuracy [0-9.]*' "$RUNS/logs/$name.log" || tail -1 "$RUNS/logs/$name.log")"
+}
+run_dir() { ls -d "$RUNS"/*-"$1" 2>/dev/null | tail -1; }
+
+# pack FULL... -- RECORDS...: FULL run folders come back whole, RECORDS without their models, with the logs.
+pack() {
+    local name dir records=(logs)
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        dir=$(run_dir "$1")
+        [ -n "$dir" ] && tar czf "$OUT/$(basename "$dir").tgz" -C "$RUNS" "$(basename "$dir")"
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    for name in "$@"; do
+        dir=$(run_dir "$name")
+        [ -n "$dir" ] && records+=("$(basename "$dir")")
+    done
+    tar czf "$OUT/records.tgz" --exclude='*.keras' -C "$RUNS" "${records[@]}"
+    ls -la "$OUT"
+}
+
+# long: the shipped tiers' architectures trained about twice as long as in the H100 round, where
+# the fast tier's VGG gained with epochs (110 epochs: 86.30% validation). Fast-tier VGGs (1.24M,
+# 0.28 ms) and accurate-tier ResNet-SEs (2.8M); a ResNet-SE + VGG pair with flip fits 3 ms.
+# Six models, about 48 MB, come back whole.
+long_round() {
+    local plain=(data.batch_size=128 train.precision=float32)
+    train f_vgg_a "$BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${plain[@]}" train.seed=1337 &
+    train f_vgg_b "$BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${plain[@]}" train.seed=2 &
+    train f_vgg_mix "$BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${plain[@]}" train.seed=3 data.augment.mixup=0.2 &
+    train a_resnet_a "$BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=1337 &
+    train a_resnet_b "$BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=2 &
+    train a_resnet_mix "$BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=3 data.augment.mixup=0.2 &
+    wait
+    pack f_vgg_a f_vgg_b f_vgg_mix a_resnet_a a_resnet_b a_resnet_mix
+}
+
+# distill: four teachers (the H100 round's two strongest architectures, two seeds each, one with
+# MixUp), their flip ensemble, then students. Five models (about 41 MB) come back whole.
+distill_round() {
+    local teachers=(t_resnet_a t_resnet_b t_vgg48_a t_vgg48_b) members=() name dir teacher="$RUNS/teacher_ensemble_flip" plain distill
+    train t_resnet_a "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=1337 &
+    train t_resnet_b "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.seed=2 data.augment.mixup=0.2 &
+    train t_vgg48_a "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_vgg48_accel.yaml" train.seed=1337 &
+    train t_vgg48_b "$TEACHER_BUDGET" --config "$CONFIGS/ferplus_vgg48_accel.yaml" train.seed=2 &
+    wait
+
+    for name in "${teachers[@]}"; do
+        dir=$(run_dir "$name")
+        [ -n "$dir" ] && [ -f "$dir/best.keras" ] && members+=(--model "$dir/best.keras")
+    done
+    "$PYTHON" -m fer_keras.ensemble "${members[@]}" --flip --data-dir "$DATA" --out "$teacher" 2>&1 | tail -6
+
+    # Students, distilled from the teacher ensemble: the fast tier's VGG, with an undistilled twin as
+    # the control (on the CPU, 60 epochs distilled from the int8 accurate tier gained nothing:
+    # experiments/configs/ferplus_vgg_distill_scratch.yaml), and a ResNet-SE warm-started from a
+    # teacher, for the accurate tier's pair (ResNet-SE + VGG with flip fits 3 ms).
+    if [ -f "$teacher/best.keras" ]; then
+        plain=(data.batch_size=128 train.precision=float32)
+        distill=(data.teacher="$teacher/best.keras" data.teacher_weight=0.7 "${plain[@]}")
+        train s_vgg "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${distill[@]}" &
+        train s_vgg_plain "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${plain[@]}" &
+        train s_resnet "$STUDENT_BUDGET" --config "$CONFIGS/ferplus_resnet_se_accel.yaml" "${distill[@]}" \
+            train.learning_rate=0.0005 train.warmup_epochs=0 train.init_from="$(run_dir t_resnet_a)/best.keras" &
+        wait
+    fi
+    cp "$teacher/metrics.json" "$RUNS/logs/teacher_ensemble_metrics.json" 2>/dev/null
+    pack t_resnet_a t_vgg48_a s_vgg s_vgg_plain s_resnet -- t_resnet_b t_vgg48_b
+}
+
+"${ROUND}_round"
