@@ -100,7 +100,7 @@ def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape
     return dataset, dataset.splits[name]
 
 
-def with_face_crops(split: Split, detector_name: str, detector_model: str | None, shape: tuple[int, int, int]) -> tuple[Split, list[tuple[str, str]]]:
+def with_face_crops(split: Split, detector_name: str, detector_model: str | None, shape: tuple[int, int, int]) -> tuple[Split, list[str]]:
     """The split with each image replaced by the largest detected face, cut out as ``fer_keras.detect`` does.
 
     For datasets of whole photos or loosely framed faces: the models expect FER2013's tight,
@@ -113,7 +113,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
         shape: The model's (height, width, channels).
 
     Returns:
-        The split of the images where a face was found, and (path, "no face found") for the rest.
+        The split of the images where a face was found, and the files where none was.
     """
     import cv2
 
@@ -127,7 +127,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
         frame = cv2.imread(path, cv2.IMREAD_COLOR)
         faces = detector(frame) if frame is not None else []
         if not faces:
-            missed.append((path, "no face found"))
+            missed.append(path)
             continue
         largest = max(faces, key=lambda face: face.box[2] * face.box[3])
         crops.append(crop_face(frame, largest, margin))
@@ -326,7 +326,7 @@ def evaluate(
     """
     predictor = load_predictor(model, labels_arg, value_range, balance)
     dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
-    no_face: list[tuple[str, str]] = []
+    no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
         if len(chosen) == 0:
@@ -347,7 +347,7 @@ def evaluate(
         tta=tta,
         balance=balance,
         crop_faces=crop_faces,
-        no_face_files=[path for path, _ in no_face],
+        no_face_files=no_face,
         restrict_to_present=restrict,
         excluded_classes=excluded,
         skipped_files=[{"path": p, "reason": why} for p, why in dataset.skipped],

@@ -165,24 +165,29 @@ def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, t
     }
 
 
-def restamp(tflite_path: Path, class_prior: list[float]) -> dict:
+def restamp(tflite_path: Path, class_prior: list[float], labels: tuple[str, ...]) -> dict:
     """Adds (or replaces) the class prior in an exported ``.tflite``'s metadata, and in ``model.json`` beside it.
 
     For models exported before the prior was embedded; the network itself is untouched. Both files
     are replaced atomically.
 
+    Args:
+        tflite_path: The exported model.
+        class_prior: The training data's prior (``training_class_prior``).
+        labels: The training data's class names, which must be the model's, in its order.
+
     Returns:
         The new metadata.
 
     Raises:
-        UserError: When the file carries no fer_keras metadata or its label count differs.
+        UserError: When the file carries no fer_keras metadata or its labels differ from ``labels``.
     """
     flatbuffer = tflite_path.read_bytes()
     metadata = read_metadata(flatbuffer)
     if not metadata.get("labels"):
         raise UserError(f"{tflite_path}: no fer_keras metadata to update (export it with python -m fer_keras.export)")
-    if len(metadata["labels"]) != len(class_prior):
-        raise UserError(f"{tflite_path}: the model has {len(metadata['labels'])} labels but the data has {len(class_prior)} classes")
+    if tuple(metadata["labels"]) != tuple(labels):
+        raise UserError(f"{tflite_path}: its labels {','.join(metadata['labels'])} differ from the data's {','.join(labels)}")
     metadata.update(class_prior_metadata(class_prior))
     write_atomic(tflite_path, embed_metadata(flatbuffer, metadata))
     sidecar = tflite_path.parent / "model.json"
@@ -313,12 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or info.get("data_dir")
     soft_labels = info.get("soft_labels", False) and label_set == "ferplus"
     if args.restamp:
-        labels = read_metadata(args.model).get("labels") or []
         dataset = load_dataset(label_set, data_dir, soft_labels=soft_labels)
-        if tuple(dataset.labels) != tuple(labels):
-            raise UserError(f"{args.model}: its labels {','.join(labels)} differ from the data's {','.join(dataset.labels)}")
-        metadata = restamp(args.model, training_class_prior(dataset.splits["train"]))
-        print(f"{args.model}: class_prior " + " ".join(f"{k}={v:.4f}" for k, v in zip(labels, metadata["class_prior"])))
+        metadata = restamp(args.model, training_class_prior(dataset.splits["train"]), dataset.labels)
+        print(f"{args.model}: class_prior " + " ".join(f"{k}={v:.4f}" for k, v in zip(metadata["labels"], metadata["class_prior"])))
         return 0
     if args.out is None:
         raise UserError("--out DIR is required")

@@ -129,7 +129,7 @@ class TimeBudget(keras.callbacks.Callback):
         clock: Time source (tests pass a fake one).
     """
 
-    def __init__(self, deadline: float, epochs: int, base_rate: float | None = None, warmup_epochs: int = 0, floor: float = 0.01, clock=time.monotonic):
+    def __init__(self, deadline: float, epochs: int, base_rate: float | None = None, warmup_epochs: int = 0, floor: float = COSINE_FLOOR, clock=time.monotonic):
         super().__init__()
         self.deadline, self.epochs, self.base_rate = deadline, epochs, base_rate
         self.warmup_epochs, self.floor, self.clock = warmup_epochs, floor, clock
@@ -218,7 +218,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         compile_model(model, make_optimizer(config.train, len(batches), scheduled=not timed_cosine), config.train)
         weights_path = run_dir / "best.weights.h5"
         base_rate = config.train.learning_rate if timed_cosine else None
-        callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs, COSINE_FLOOR)] if budget else []
+        callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs)] if budget else []
         callbacks += [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
         model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
