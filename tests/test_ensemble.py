@@ -57,3 +57,55 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(face_folder, tmp
     assert len(written["member_val_accuracy"]) == 2
     model, labels = load_keras_model(tmp_path / "ensemble" / "best.keras")
     assert labels == ("angry", "happy", "sad") and model.output_shape == (None, 3)
+
+
+def test_flip_ensemble_exports_and_batches_like_keras(tmp_path):
+    """The stacked mirror views survive TFLite conversion at any batch size the runtime resizes to."""
+    from fer_keras import export as exporter
+    from fer_keras.runtime import EmotionClassifier
+
+    images = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    ensemble = average_models(_members(), flip=True)
+    exporter.export(ensemble, ("angry", "happy", "sad"), tmp_path, "float32", "uint8", images, images, np.zeros(4, int), "flip", "synthetic")
+    classifier = EmotionClassifier(tmp_path / "flip_float32.tflite")
+    expected = ensemble.predict(images, verbose=0)
+    np.testing.assert_allclose(classifier.predict(images), expected, atol=1e-5)
+    np.testing.assert_allclose(classifier.predict(images[2:3]), expected[2:3], atol=1e-5)
+
+
+def test_select_members_keeps_the_most_accurate_subset_that_fits():
+    from fer_keras.ensemble import select_members
+
+    y = np.array([0, 1, 2, 0])
+    # Alone, candidate 0 gets 3/4 and candidates 1 and 2 get 2/4; 0 with 1 and 0 with 2 get all four.
+    probabilities = [
+        np.array([[0.9, 0.1, 0], [0.2, 0.8, 0], [0.6, 0, 0.4], [0.7, 0.3, 0]]),
+        np.array([[0.2, 0.8, 0], [0.1, 0.9, 0], [0, 0, 1.0], [0.45, 0.55, 0]]),
+        np.array([[0.4, 0.6, 0], [0.4, 0.6, 0], [0, 0.1, 0.9], [0.4, 0.6, 0]]),
+    ]
+    assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=2.0) == (0, 2)  # tie with (0, 1): the cheaper wins
+    assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=1.2) == (0,)
+    assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=0.6) == (2,)
+    with pytest.raises(UserError, match="cheapest costs 0.500 ms"):
+        select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=0.4)
+
+
+def test_budget_selects_members_and_records_the_choice(face_folder, tmp_path):
+    import json
+
+    from conftest import tiny_run_config
+    from fer_keras.train_accel import run_accelerated
+
+    runs = []
+    for seed in (1, 2):
+        config = tiny_run_config(face_folder, tmp_path, f"name=member{seed}", "train.epochs=1", f"train.seed={seed}")
+        runs.append(run_accelerated(config) / "best.keras")
+    metrics = build_ensemble(runs, tmp_path / "chosen", flip=True, budget_ms=60.0)
+    selection = metrics["selection"]
+    assert [c["model"] for c in selection["candidates"]] == [str(r) for r in runs]
+    assert all(c["cost_ms"] > 0 for c in selection["candidates"]) and selection["estimated_ms"] <= 60.0
+    chosen = [c for c in selection["candidates"] if c["model"] in metrics["members"]]
+    assert selection["estimated_ms"] == pytest.approx(sum(c["cost_ms"] for c in chosen), abs=1e-3)
+    assert json.loads((tmp_path / "chosen" / "metrics.json").read_text())["selection"] == selection
+    with pytest.raises(UserError, match="no candidate fits"):
+        build_ensemble(runs, tmp_path / "none", flip=True, budget_ms=1e-6)
