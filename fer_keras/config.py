@@ -79,6 +79,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
     init_from: str | None = None  # start from this .keras model's weights (same architecture): fine-tuning, distillation
+    freeze_batch_norm: bool = False  # with init_from: batch norm keeps its statistics (inference mode); for members rebuilt by fer_keras.recover, whose batch norm is folded
     time_budget_s: float = 0  # train_accel only: stop before an epoch would end past this many seconds, cosine annealed within it (0 = no limit)
 
 

@@ -8,7 +8,7 @@ their run folders' config.yaml), with each folded batch norm set to the identity
 bias. The members come back as run folders that ``fer_keras.ensemble``, ``evaluate`` and ``export``
 take, so a tier can be rebuilt in a new graph layout or with more members, and a teacher used
 again. They are inference-equivalent, not the training checkpoints: the batch-norm statistics are
-folded away, so fine-tune them with those layers frozen.
+folded away, so fine-tune them with ``train.freeze_batch_norm=true`` beside ``train.init_from``.
 
     python -m fer_keras.recover --tflite tflite/accurate/fer_keras_accurate_int8.tflite \\
         --run experiments/runs/RESNET_RUN --run experiments/runs/VGG_RUN --out experiments/runs/recovered

@@ -211,7 +211,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
         model = build_from_config(config.model, len(labels))
         if config.train.init_from:
-            initialize_from(model, config.train.init_from)
+            initialize_from(model, config.train.init_from, config.train.freeze_batch_norm)
         budget = config.train.time_budget_s > 0
         timed_cosine = budget and config.train.schedule == "cosine"
         # With a budget, TimeBudget drives the cosine, so the optimizer starts from a plain rate.

@@ -52,3 +52,23 @@ def test_local_backbone_weights_file_is_loaded(tmp_path):
     np.testing.assert_array_equal(model.get_layer("backbone").get_weights()[0], donor.get_weights()[0])
     with pytest.raises(UserError, match="weights file not found"):
         build_model("mobilenet_v3_small", 7, weights=str(tmp_path / "missing.h5"))
+
+
+def test_frozen_batch_norm_keeps_loaded_statistics_while_the_rest_trains(tmp_path):
+    from fer_keras.models import initialize_from
+
+    keras.utils.set_random_seed(0)
+    source = build_model("vgg", 3, width=4)
+    source.save(tmp_path / "source.keras")
+    model = build_model("vgg", 3, width=4)
+    initialize_from(model, str(tmp_path / "source.keras"), freeze_batch_norm=True)
+    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms and not any(layer.trainable for layer in batch_norms)
+    before = [layer.moving_mean.numpy().copy() for layer in batch_norms]
+    kernel_before = model.get_layer("block0a_conv").kernel.numpy().copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48, 1)).astype(np.float32)
+    model.fit(images, np.eye(3)[np.arange(8) % 3], epochs=1, verbose=0)
+    for layer, mean in zip(batch_norms, before):
+        np.testing.assert_array_equal(layer.moving_mean.numpy(), mean)
+    assert not np.allclose(model.get_layer("block0a_conv").kernel.numpy(), kernel_before)

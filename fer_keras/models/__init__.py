@@ -59,8 +59,12 @@ def build_from_config(model: ModelConfig, num_classes: int) -> keras.Model:
     )
 
 
-def initialize_from(model: keras.Model, path: str) -> None:
+def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = False) -> None:
     """Copies the weights of the saved model at ``path`` into ``model`` (same architecture).
+
+    With ``freeze_batch_norm``, every batch-norm layer is made untrainable, which in Keras 3 also
+    keeps it in inference mode during training: its statistics stay as loaded. Members rebuilt by
+    ``fer_keras.recover`` need that, since their batch norm holds folded biases, not statistics.
 
     Raises:
         UserError: When the file is missing, cannot be loaded, or its weights do not fit ``model``.
@@ -77,6 +81,10 @@ def initialize_from(model: keras.Model, path: str) -> None:
     if shapes != wanted:
         raise UserError(f"{path}: its weights do not fit model {model.name!r} (different architecture or width)")
     model.set_weights(source.get_weights())
+    if freeze_batch_norm:
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
 
 
 # Importing the families registers their models.
