@@ -1,57 +1,27 @@
-"""Training-time augmentation as Keras preprocessing layers, built from the config.
+"""Training-time augmentation in NumPy and OpenCV, for both trainers.
 
-TensorFlow-free, so both the tf.data pipeline (CPU training) and the array trainer on
-Keras's JAX backend (accelerators) apply the same augmentations. Neither puts them in
-the exported model.
+The tf.data pipeline (CPU training) calls it on each batch, and the array trainer on Keras's
+JAX backend (accelerators) in its worker threads. Neither puts it in the exported model.
 """
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from fer_keras.config import AugmentConfig
 
 
-def augmentation_layers(augment: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
-    """Keras preprocessing layers for the enabled augmentations, in application order.
-
-    Args:
-        augment: Which augmentations to apply and how strongly (0 disables one).
-        seed: Base seed; each layer gets its own offset.
-
-    Returns:
-        Layers that take a float batch of 0-255 images.
-    """
-    chosen: list[keras.layers.Layer] = []
-    if augment.flip:
-        chosen.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if augment.rotation > 0:
-        chosen.append(keras.layers.RandomRotation(augment.rotation, fill_mode="reflect", seed=seed + 1))
-    if augment.translation > 0:
-        chosen.append(keras.layers.RandomTranslation(augment.translation, augment.translation, fill_mode="reflect", seed=seed + 2))
-    if augment.zoom > 0:
-        chosen.append(keras.layers.RandomZoom(augment.zoom, fill_mode="reflect", seed=seed + 3))
-    if augment.brightness > 0:
-        chosen.append(keras.layers.RandomBrightness(augment.brightness, value_range=(0, 255), seed=seed + 4))
-    if augment.contrast > 0:
-        chosen.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed + 5))
-    if augment.erasing > 0:
-        chosen.append(keras.layers.RandomErasing(factor=augment.erasing, value_range=(0, 255), seed=seed + 6))
-    return chosen
-
-
 class HostAugmenter:
-    """The same augmentations on the host in NumPy and OpenCV, for trainers fed from arrays.
+    """Random flips, one affine warp (rotation, translation and zoom together), brightness, contrast and erasing.
 
-    Keras's random affine layers are very slow under the JAX backend on a GPU: measured on an
-    H100, a VGG step took 3.5 ms without them and over 350 ms with them. Augmenting the uint8
-    batch on the host while the device trains is cheap: 128 images at 48x48 took 2.6 ms on the
-    2-core dev machine (5.4 ms while a training run shared it), and worker threads overlap it
-    with the device step.
-    The ranges match ``augmentation_layers``: rotation is a fraction of a full turn, translation
-    a fraction of the size, zoom a scale change, brightness a fraction of the 0-255 range, and
-    contrast a factor around each image's mean. Erasing fills one rectangle with noise.
+    Rotation, translation and zoom are composed into a single warp, so each face is resampled
+    once; Keras's separate random layers resampled it three times and blurred it. On the host,
+    it is also cheap where Keras's affine layers were slow (under JAX on an H100 a VGG step took
+    3.5 ms without them and over 350 ms with them): 128 images at 48x48 take 2.6 ms on the 2-core
+    dev machine, overlapped with the training step.
+    Rotation is a fraction of a full turn, translation a fraction of the size, zoom a scale
+    change, brightness a fraction of the 0-255 range, and contrast a factor around each image's
+    mean. Erasing fills one rectangle with noise.
 
     Args:
         augment: Which augmentations to apply and how strongly.

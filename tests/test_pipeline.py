@@ -3,7 +3,7 @@ import pytest
 
 from fer_keras.config import AugmentConfig
 from fer_keras.data import Split
-from fer_keras.augment import augmentation_layers
+from fer_keras.augment import HostAugmenter
 from fer_keras.data import balanced_class_weights
 from fer_keras.pipeline import make_dataset
 
@@ -39,10 +39,15 @@ def test_balanced_class_weights_known_values():
     np.testing.assert_allclose(weights, [2 / 3, 2.0, 0.0], rtol=1e-6)
 
 
-def test_disabled_augmentations_build_no_layers():
-    none = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0)
-    assert augmentation_layers(none, seed=0) == []
-    assert len(augmentation_layers(AugmentConfig(erasing=0.3), seed=0)) == 7
+def test_training_pipeline_warps_each_face_once_with_the_host_augmenter():
+    """The CPU pipeline gives exactly HostAugmenter's faces (one warp each, as the accelerator trainer gets)."""
+    n = 8
+    images = np.random.default_rng(0).integers(0, 256, size=(n, 48, 48, 1), dtype=np.uint8)
+    split = Split(images, np.eye(n, dtype=np.float32), [f"f{i}" for i in range(n)])
+    augment = AugmentConfig(erasing=0.5)
+    x, y = next(iter(make_dataset(split, batch_size=n, training=True, augment=augment, seed=5)))
+    order = y.numpy().argmax(axis=1)  # the shuffle's order: each image has its own one-hot target
+    np.testing.assert_array_equal(x.numpy(), HostAugmenter(augment, 5)(images[order]))
 
 
 @pytest.mark.parametrize("flags, expected", [("flags : avx512f avx512_bf16 fma", True), ("flags : avx2 fma", False)])
