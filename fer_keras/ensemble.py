@@ -39,7 +39,7 @@ from fer_keras.evaluate import load_keras_model
 from fer_keras.export import convert
 from fer_keras.files import write_json
 from fer_keras.models.common import MirroredBatch, ViewMean
-from fer_keras.records import evaluate_splits
+from fer_keras.metrics import classification_metrics
 
 # Subsets are searched exhaustively: 2**12 - 1 candidate ensembles at most.
 MAX_CANDIDATES = 12
@@ -158,8 +158,7 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
     members = [load_keras_model(path)[0] for path in model_paths]
     config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
     dataset = load_for_experiment(config, with_test=False)
-    train = dataset.splits.pop("train")
-    val = dataset.splits["val"]
+    train, val = dataset.splits["train"], dataset.splits["val"]
     member_probabilities = [view_averaged_probabilities(member, val.images, flip) for member in members]
     member_val = [float((p.argmax(axis=1) == val.labels).mean()) for p in member_probabilities]
     selection = None
@@ -174,7 +173,9 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
         }
         for path, accuracy, cost in zip(model_paths, member_val, costs):
             print(f"candidate val accuracy {accuracy:.4f}  {cost:.3f} ms{' (with flip)' if flip else ''}  {path}")
-        model_paths, members, member_val = ([items[i] for i in chosen] for items in (model_paths, members, member_val))
+        model_paths, members, member_val, member_probabilities = (
+            [items[i] for i in chosen] for items in (model_paths, members, member_val, member_probabilities)
+        )
     ensemble = average_models(members, flip)
     metrics = {
         "model": "ensemble",
@@ -185,7 +186,8 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
         "parameters": int(ensemble.count_params()),
         "label_set": config.data.label_set,
         "labels": labels,
-        **evaluate_splits(ensemble, dataset),
+        # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
+        "val": classification_metrics(val.labels, np.mean(member_probabilities, axis=0), dataset.labels),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     ensemble.save(out_dir / "best.keras")
