@@ -203,7 +203,9 @@ class EmotionClassifier:
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
         probabilities = _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
-        return probabilities if self._prior_weights is None else rebalance(probabilities, self._prior_weights)
+        # A uint8 output holds each probability in steps of 1/256, and an ensemble's averaging inside the
+        # graph rounds again, so a row can sum to 1 ± 0.02: every row is renormalised to sum to 1.
+        return rebalance(probabilities, np.ones(probabilities.shape[1]) if self._prior_weights is None else self._prior_weights)
 
 
 def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:

@@ -33,7 +33,7 @@ def test_every_mode_agrees_with_keras_and_describes_itself(exported, trained_tin
     agreement = (probabilities.argmax(1) == model.predict(images, verbose=0).argmax(1)).mean()
     assert agreement >= 0.97
     assert report["top1_agreement"] == pytest.approx(agreement)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.02)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)  # renormalised after dequantization
     sidecar = path.parent
     assert (sidecar / "labels.txt").read_text().split() == list(labels)
     assert json.loads((sidecar / "model.json").read_text())["labels"] == list(labels)
