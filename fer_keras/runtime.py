@@ -157,7 +157,11 @@ class EmotionClassifier:
         if len(self.labels) != num_classes:
             raise UserError(f"{self.path}: metadata names {len(self.labels)} labels but the model outputs {num_classes}")
         self.balance = float(balance)
-        self._prior_weights = class_prior_weights(self.metadata, num_classes, self.balance, self.path)
+        prior_weights = class_prior_weights(self.metadata, num_classes, self.balance, self.path)
+        # Every row is renormalised to sum to 1, with or without the prior correction: a uint8 output
+        # holds each probability in steps of 1/256, and an ensemble's averaging inside the graph rounds
+        # again, so a row can sum to 1 ± 0.02.
+        self._row_weights = np.ones(num_classes) if prior_weights is None else prior_weights
         self._batch = 1
 
     def preprocess(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -203,9 +207,7 @@ class EmotionClassifier:
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
         probabilities = _dequantize(self._interpreter.get_tensor(self._output["index"])[:n], self._output)
-        # A uint8 output holds each probability in steps of 1/256, and an ensemble's averaging inside the
-        # graph rounds again, so a row can sum to 1 ± 0.02: every row is renormalised to sum to 1.
-        return rebalance(probabilities, np.ones(probabilities.shape[1]) if self._prior_weights is None else self._prior_weights)
+        return rebalance(probabilities, self._row_weights)
 
 
 def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
