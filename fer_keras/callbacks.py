@@ -56,11 +56,21 @@ def schedule_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
+def weight_averaging(train: TrainConfig) -> list[keras.callbacks.Callback]:
+    """With ``train.ema_momentum``: puts the averaged weights in the model for validation and for the callbacks after it.
+
+    Callbacks listed after it at epoch end (checkpoints, early stopping, confusion matrices) see
+    the averaged weights; the live ones come back at the next epoch's start.
+    """
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train.ema_momentum > 0 else []
+
+
 def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[str, ...], stage: str = "stage1") -> list[keras.callbacks.Callback]:
     """The callbacks of one training stage, in the order their logs must flow.
 
     Loggers that add to the epoch logs come first, so CSVLogger and TensorBoard see their values.
-    BackupAndRestore makes a SIGKILLed run resume from its last finished epoch.
+    BackupAndRestore makes a SIGKILLed run resume from its last finished epoch; it saves before the
+    averaged weights are swapped in, so a resumed run goes on from the live weights.
 
     Args:
         run_dir: The run folder.
@@ -69,7 +79,13 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         labels: Class names.
         stage: Training stage; each keeps its own backup so a resume restores the right optimizer.
     """
-    callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
+    callbacks: list[keras.callbacks.Callback] = [
+        LearningRateLogger(),
+        # double_checkpoint: a SIGKILL during the backup write leaves a corrupt .h5 (seen in our test);
+        # Keras then restores the previous epoch's copy instead of failing.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage), double_checkpoint=True),
+        *weight_averaging(train),
+    ]
     if train.confusion_matrix_every > 0:
         callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
     callbacks += schedule_callbacks(train)
@@ -77,8 +93,5 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
-        # double_checkpoint: a SIGKILL during the backup write leaves a corrupt .h5 (seen in our test);
-        # Keras then restores the previous epoch's copy instead of failing.
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / "backup" / stage), double_checkpoint=True),
     ]
     return callbacks

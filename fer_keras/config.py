@@ -69,6 +69,7 @@ class TrainConfig:
     schedule: str = "plateau"  # plateau | cosine
     warmup_epochs: int = 0  # cosine only
     label_smoothing: float = 0.0
+    ema_momentum: float = 0.0  # 0 disables; else validation, checkpoints and the model use an exponential moving average of the weights, updated every step (0.999: about the last 1,000 steps)
     early_stopping_patience: int = 10  # 0 disables early stopping
     seed: int = 1337
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
@@ -112,6 +113,8 @@ class ExperimentConfig:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise UserError(f"data.val_fraction={self.data.val_fraction} must be in [0, 1)")
+        if not 0.0 <= self.train.ema_momentum < 1.0:
+            raise UserError(f"train.ema_momentum={self.train.ema_momentum} must be in [0, 1)")
         if not 0.0 <= self.data.teacher_weight <= 1.0:
             raise UserError(f"data.teacher_weight={self.data.teacher_weight} must be in [0, 1]")
         if self.data.soft_labels and self.data.label_set != "ferplus":

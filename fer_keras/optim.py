@@ -13,6 +13,8 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: floa
     """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected.
 
     ``scheduled=False`` gives a plain learning rate for a callback to set (a time-budgeted cosine).
+    With ``train.ema_momentum`` the optimizer also keeps a moving average of the weights, which
+    ``callbacks.weight_averaging`` swaps in for validation and checkpoints.
     """
     learning_rate = learning_rate or train.learning_rate
     epochs = epochs or train.epochs
@@ -26,11 +28,12 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: floa
             warmup_steps=warmup_steps,
             alpha=COSINE_FLOOR,
         )
+    averaging = {"use_ema": True, "ema_momentum": train.ema_momentum} if train.ema_momentum > 0 else {}
     if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay)
+        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **averaging)
     if train.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True)
-    return keras.optimizers.Adam(rate)
+        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True, **averaging)
+    return keras.optimizers.Adam(rate, **averaging)
 
 
 def compile_model(model: keras.Model, optimizer, train: TrainConfig) -> None:

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from fer_keras.augment import HostAugmenter
-from fer_keras.callbacks import LearningRateLogger, schedule_callbacks
+from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_averaging
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.errors import cli_entry
@@ -219,7 +219,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         weights_path = run_dir / "best.weights.h5"
         base_rate = config.train.learning_rate if timed_cosine else None
         callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs)] if budget else []
-        callbacks += [LearningRateLogger(), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
+        callbacks += [LearningRateLogger(), *weight_averaging(config.train), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
         model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
         best = build_from_config(config.model, len(labels))  # uncompiled, so best.keras carries no optimizer state

@@ -22,6 +22,8 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["train.epochs=many"])
     with pytest.raises(UserError, match="train.optimizer='rmsprop' is not one of adam, adamw, sgd"):
         apply_overrides(ExperimentConfig(), ["train.optimizer=rmsprop"])
+    with pytest.raises(UserError, match=r"train.ema_momentum=1.0 must be in \[0, 1\)"):
+        apply_overrides(ExperimentConfig(), ["train.ema_momentum=1"])
     with pytest.raises(UserError, match="must look like key=value"):
         apply_overrides(ExperimentConfig(), ["epochs"])
     with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):

@@ -35,6 +35,31 @@ def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
     assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
 
 
+def test_weight_averaging_validates_and_checkpoints_the_averaged_weights(face_folder, tmp_path):
+    import numpy as np
+
+    from fer_keras.models import build_from_config
+
+    config = _config(face_folder, tmp_path)
+    start = build_from_config(config.model, 3)
+    start.save(tmp_path / "start.keras")
+    initial = [np.asarray(w) for w in start.trainable_weights]
+
+    def trained(momentum):
+        run = train.run_training(_config(face_folder, tmp_path, f"train.init_from={tmp_path / 'start.keras'}", f"train.ema_momentum={momentum}", "train.early_stopping_patience=0"))
+        weights = [np.asarray(w) for w in keras.saving.load_model(run.run_dir / "best.keras").trainable_weights]
+        return max(np.abs(w - w0).max() for w, w0 in zip(weights, initial)), pd.read_csv(run.run_dir / "history.csv")["val_loss"]
+
+    # Keras starts the average at the weights after the first step (one Adam step moves each weight
+    # by at most the learning rate, 0.01); an average that barely moves after that (momentum
+    # 1 - 1e-7) stays there, so every validation sees the same weights and the checkpoint holds them.
+    averaged_shift, averaged_val_loss = trained(1 - 1e-7)
+    assert averaged_shift <= 0.01 * 1.001
+    assert averaged_val_loss.tolist() == pytest.approx([averaged_val_loss[0]] * 3, abs=1e-6)
+    live_shift, live_val_loss = trained(0)
+    assert live_shift > 0.02 and live_val_loss.nunique() == 3
+
+
 class _Crash(Exception):
     pass
 
