@@ -76,6 +76,14 @@ def test_accelerator_run_records_a_run_without_test_or_optimizer_state(face_fold
     assert best.name == "tiny" and getattr(best, "optimizer", None) is None
 
 
+def test_weight_averaging_validates_the_averaged_weights(face_folder, tmp_path):
+    # An average that barely moves after the first step (momentum 1 - 1e-7): every validation sees
+    # the same weights. (Under KERAS_BACKEND=jax too: checked by hand with JAX on the CPU, 2026-11-28.)
+    run = run_accelerated(_config(face_folder, tmp_path, "train.ema_momentum=0.9999999", "train.early_stopping_patience=0"))
+    val_loss = pd.read_csv(run / "history.csv")["val_loss"]
+    assert val_loss.tolist() == pytest.approx([val_loss[0]] * 3, abs=1e-6)
+
+
 def test_time_budget_stops_after_the_epoch_that_passes_it(face_folder, tmp_path):
     run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=0.001"))
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
