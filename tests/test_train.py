@@ -64,8 +64,9 @@ class _Crash(Exception):
     pass
 
 
-def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, monkeypatch):
-    config = _config(face_folder, tmp_path, "train.epochs=4")
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
+def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, monkeypatch, ema_momentum):
+    config = _config(face_folder, tmp_path, "train.epochs=4", f"train.ema_momentum={ema_momentum}")
     original = train.make_callbacks
 
     class CrashAfterSecondEpoch(keras.callbacks.Callback):
