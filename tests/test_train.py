@@ -4,11 +4,13 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import REPO, tiny_run_config
 from fer_keras import train
+from fer_keras.models import build_from_config
 
 
 def _config(face_folder, tmp_path, *extra):
@@ -36,10 +38,6 @@ def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
 
 
 def test_weight_averaging_validates_and_checkpoints_the_averaged_weights(face_folder, tmp_path):
-    import numpy as np
-
-    from fer_keras.models import build_from_config
-
     config = _config(face_folder, tmp_path)
     start = build_from_config(config.model, 3)
     start.save(tmp_path / "start.keras")

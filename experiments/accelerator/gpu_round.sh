@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the next release round (a lent GPU with JAX, no TensorFlow; 15 minutes of
-# device time per task, one command at most 10 minutes). Two plans (ROUND):
+# device time per task, one command at most 10 minutes). Three plans (ROUND):
 #   long     (default) six tier candidates trained in parallel for the whole call;
 #   distill  teachers in parallel, their flip ensemble built on the device, then students distilled
 #            from it, with an undistilled control;
