@@ -90,6 +90,20 @@ def test_select_members_keeps_the_most_accurate_subset_that_fits():
         select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=0.4)
 
 
+def test_select_members_searches_a_large_round_within_the_budget():
+    from fer_keras.ensemble import MAX_AFFORDABLE_SUBSETS, select_members
+
+    y = np.array([0, 1, 2, 0])
+    wrong = np.array([[0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0], [0, 0, 1.0]])  # 0/4
+    # 24 candidates, as many as a GPU round and the shipped members give: only 17 and 20 together are right on all four.
+    probabilities = [wrong] * 24
+    probabilities[17] = np.array([[0.7, 0.3, 0], [0, 0.6, 0.4], [0.4, 0, 0.6], [0.4, 0.6, 0]])  # 3/4
+    probabilities[20] = np.array([[0.45, 0.55, 0], [0.4, 0.6, 0], [0, 0.4, 0.6], [0.7, 0.3, 0]])  # 3/4
+    assert select_members(probabilities, y, [1.0] * 24, budget_ms=2.5) == (17, 20)
+    with pytest.raises(UserError, match=f"more than {MAX_AFFORDABLE_SUBSETS} ensembles of the 17 candidates"):
+        select_members([wrong] * 17, y, [0.01] * 17, budget_ms=1.0)
+
+
 def test_budget_selects_members_and_records_the_choice(face_folder, tmp_path):
     import json
 
