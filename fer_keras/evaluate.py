@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -229,7 +230,13 @@ def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: 
         plots["confident_mistakes.png"] = _png(fig)
 
     if predictor.keras_model is not None:
-        plots["gradcam_grid.png"] = _png(gradcam_grid(predictor, images, y, predicted, present))
+        from fer_keras.explain import find_last_conv_layer
+
+        if find_last_conv_layer(predictor.keras_model) is not None:
+            plots["gradcam_grid.png"] = _png(gradcam_grid(predictor, images, y, predicted, present))
+        else:
+            # An ensemble nests its members, so no single layer explains it: the report goes without the grid.
+            print(f"{predictor.path}: no conv layer in the outer graph, so the report has no Grad-CAM grid", file=sys.stderr)
     if history_csv is not None and history_csv.is_file():
         import pandas as pd
 

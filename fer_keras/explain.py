@@ -17,21 +17,33 @@ import numpy as np  # noqa: E402
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
 
 
-def last_conv_layer(model) -> str:
-    """Name of the last layer with a spatial (4-D) output after the preprocessing layers.
+def find_last_conv_layer(model) -> str | None:
+    """Name of the last layer with a spatial (4-D) output after the preprocessing layers, or None.
 
-    Raises:
-        UserError: When the model has none reachable (e.g. a nested backbone: pass ``layer``).
+    None when no such layer is reachable from the outer graph: a nested backbone, or an ensemble,
+    whose members are nested models.
     """
     import keras
 
     skip = (keras.layers.InputLayer, keras.layers.Rescaling, keras.layers.Resizing, keras.layers.Concatenate)
     for layer in reversed(model.layers):
         if isinstance(layer, keras.Model):
-            break  # a nested backbone hides its conv layers from the outer graph
+            return None  # a nested backbone hides its conv layers from the outer graph
         if len(getattr(layer.output, "shape", ())) == 4 and not isinstance(layer, skip):
             return layer.name
-    raise UserError(f"{model.name}: no conv layer found in the outer graph for Grad-CAM; name one with --layer")
+    return None
+
+
+def last_conv_layer(model) -> str:
+    """``find_last_conv_layer``, required.
+
+    Raises:
+        UserError: When the model has none reachable (e.g. a nested backbone: pass ``layer``).
+    """
+    name = find_last_conv_layer(model)
+    if name is None:
+        raise UserError(f"{model.name}: no conv layer found in the outer graph for Grad-CAM; name one with --layer")
+    return name
 
 
 def gradcam(model, images: np.ndarray, class_index: int | np.ndarray | None = None, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:

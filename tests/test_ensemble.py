@@ -43,7 +43,7 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(face_folder, tmp
     import json
 
     from conftest import tiny_run_config
-    from fer_keras.evaluate import load_keras_model
+    from fer_keras.evaluate import evaluate, load_keras_model
     from fer_keras.train_accel import run_accelerated
 
     runs = []
@@ -57,6 +57,10 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(face_folder, tmp
     assert len(written["member_val_accuracy"]) == 2
     model, labels = load_keras_model(tmp_path / "ensemble" / "best.keras")
     assert labels == ("angry", "happy", "sad") and model.output_shape == (None, 3)
+    # Its members are nested models, so the report has every plot but the Grad-CAM grid.
+    evaluated = evaluate(tmp_path / "ensemble" / "best.keras", str(face_folder), tmp_path / "report")
+    assert evaluated["n"] == 36  # test/: 12 faces in each of the three classes
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file() and not (tmp_path / "report" / "gradcam_grid.png").exists()
 
 
 def test_flip_ensemble_exports_and_batches_like_keras(tmp_path):
