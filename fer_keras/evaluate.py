@@ -232,8 +232,9 @@ def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: 
     if predictor.keras_model is not None:
         from fer_keras.explain import find_last_conv_layer
 
-        if find_last_conv_layer(predictor.keras_model) is not None:
-            plots["gradcam_grid.png"] = _png(gradcam_grid(predictor, images, y, predicted, present))
+        layer = find_last_conv_layer(predictor.keras_model)
+        if layer is not None:
+            plots["gradcam_grid.png"] = _png(gradcam_grid(predictor, images, y, predicted, present, layer))
         else:
             # An ensemble nests its members, so no single layer explains it: the report goes without the grid.
             print(f"{predictor.path}: no conv layer in the outer graph, so the report has no Grad-CAM grid", file=sys.stderr)
@@ -244,8 +245,8 @@ def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: 
     return plots
 
 
-def gradcam_grid(predictor: Predictor, images: np.ndarray, y: np.ndarray, predicted: np.ndarray, present: list[int], per_kind: int = 2):
-    """Grad-CAM overlays: for each present class, ``per_kind`` correct and ``per_kind`` wrong examples."""
+def gradcam_grid(predictor: Predictor, images: np.ndarray, y: np.ndarray, predicted: np.ndarray, present: list[int], layer: str, per_kind: int = 2):
+    """Grad-CAM overlays of ``layer``: for each present class, ``per_kind`` correct and ``per_kind`` wrong examples."""
     from fer_keras.explain import gradcam, overlay
     from fer_keras.plots import plt
 
@@ -256,7 +257,7 @@ def gradcam_grid(predictor: Predictor, images: np.ndarray, y: np.ndarray, predic
         for col_offset, mask, kind in ((0, (y == k) & (predicted == k), "right"), (per_kind, (y == k) & (predicted != k), "wrong")):
             chosen = rng.permutation(np.flatnonzero(mask))[:per_kind]
             if len(chosen):
-                heatmaps, _ = gradcam(predictor.keras_model, images[chosen].astype(np.float32), predicted[chosen])
+                heatmaps, _ = gradcam(predictor.keras_model, images[chosen].astype(np.float32), predicted[chosen], layer)
             for j in range(per_kind):
                 ax = row[col_offset + j]
                 ax.axis("off")
