@@ -23,7 +23,6 @@ and evaluate), and metrics.json with the labels, the members, the selection and 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +38,7 @@ from fer_keras.export import convert
 from fer_keras.files import write_json
 from fer_keras.models.common import MirroredBatch, ViewMean
 from fer_keras.metrics import classification_metrics
+from fer_keras.records import recorded_labels
 
 # Every affordable subset is scored (a mean and an argmax over the validation set each, about 0.05 ms
 # for three members on FERPlus PublicTest), so this bound is a few seconds; a latency budget keeps a
@@ -133,11 +133,11 @@ def select_members(probabilities: list[np.ndarray], y_true: np.ndarray, costs_ms
     return best_subset
 
 
-def _member_labels(path: Path) -> list[str]:
-    metrics = path.parent / "metrics.json"
-    if not metrics.is_file():
+def _member_labels(path: Path) -> tuple[str, ...]:
+    labels = recorded_labels(path)
+    if labels is None:
         raise UserError(f"{path}: no metrics.json beside it, so its labels are unknown")
-    return json.loads(metrics.read_text())["labels"]
+    return labels
 
 
 def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, data_dir: str | None = None, budget_ms: float | None = None) -> dict:

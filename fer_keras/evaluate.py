@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, 
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
+from fer_keras.records import recorded_labels  # noqa: E402
 
 
 @dataclass
@@ -55,9 +55,7 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
         model = keras.saving.load_model(path)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
         raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
-    labels = tuple(labels_arg.split(",")) if labels_arg else None
-    if labels is None and (path.parent / "metrics.json").is_file():
-        labels = tuple(json.loads((path.parent / "metrics.json").read_text()).get("labels", ())) or None
+    labels = tuple(labels_arg.split(",")) if labels_arg else recorded_labels(path)
     if labels is None:
         raise UserError(f"{path}: no labels found (no metrics.json beside it); pass --labels a,b,c")
     if len(labels) != model.output_shape[-1]:

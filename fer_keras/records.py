@@ -6,6 +6,7 @@ config.yaml, history.csv, metrics.json, training_curves.png and confusion matric
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -77,6 +78,14 @@ def evaluate_splits(model: keras.Model, dataset: Dataset) -> dict:
         for name, split in dataset.splits.items()
         if name != "train"
     }
+
+
+def recorded_labels(model_path: Path | str) -> tuple[str, ...] | None:
+    """The labels in the metrics.json beside a run's model file, in output order; None when it has none."""
+    metrics = Path(model_path).parent / "metrics.json"
+    if not metrics.is_file():
+        return None
+    return tuple(json.loads(metrics.read_text()).get("labels", ())) or None
 
 
 def best_val_accuracy(history_csv: Path) -> float:

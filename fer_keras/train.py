@@ -86,7 +86,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
         with strategy.scope():
             model = build_from_config(config.model, len(labels))
             if config.train.init_from:
-                initialize_from(model, config.train.init_from, config.train.freeze_batch_norm)
+                initialize_from(model, config.train.init_from, config.train.freeze_batch_norm, labels)
             backbone = next((layer for layer in model.layers if layer.name == "backbone"), None)
             two_stage = backbone is not None and config.train.fine_tune_epochs > 0
             if two_stage:

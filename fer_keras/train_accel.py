@@ -211,7 +211,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
         model = build_from_config(config.model, len(labels))
         if config.train.init_from:
-            initialize_from(model, config.train.init_from, config.train.freeze_batch_norm)
+            initialize_from(model, config.train.init_from, config.train.freeze_batch_norm, labels)
         budget = config.train.time_budget_s > 0
         timed_cosine = budget and config.train.schedule == "cosine"
         # With a budget, TimeBudget drives the cosine, so the optimizer starts from a plain rate.
@@ -221,12 +221,13 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs)] if budget else []
         callbacks += [LearningRateLogger(), *weight_averaging(config.train), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
-        model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
+        history = model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
         best = build_from_config(config.model, len(labels))  # uncompiled, so best.keras carries no optimizer state
         best.load_weights(weights_path)
         best.save(run_dir / "best.keras")
         weights_path.unlink()
-        metrics = run_metrics(config, best, dataset, counts, precision=precision, backend=keras.backend.backend(), epochs=config.train.epochs)
+        metrics = run_metrics(config, best, dataset, counts, precision=precision, backend=keras.backend.backend(),
+                              epochs=len(history.epoch), epochs_planned=config.train.epochs)  # a time budget may stop it early
     finally:
         keras.config.set_dtype_policy(previous_policy)
     record_run(run_dir, metrics, labels)

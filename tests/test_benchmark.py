@@ -18,9 +18,6 @@ def tiny_tflite(trained_tiny, tmp_path_factory):
 
 
 def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, tiny_tflite):
-    from fer_keras import benchmark
-    from fer_keras.evaluate import parse_value_range
-
     peer = str(tiny_tflite)
     assert parse_value_range("-1,1", "--x") == (-1.0, 1.0)
     assert benchmark.parse_peers([tiny_tflite], ["a,b,c"], ["0,255"]) == [(tiny_tflite, "a,b,c", (0.0, 255.0))]

@@ -1,5 +1,7 @@
 """Distillation targets from a teacher model, and warm starts from a saved model."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -52,3 +54,25 @@ def test_missing_teacher_or_init_file_fails_before_data_is_read(tmp_path):
         load_for_experiment(apply_overrides(ExperimentConfig(), base + [f"data.teacher={tmp_path / 'none.tflite'}"]))
     with pytest.raises(UserError, match="train.init_from file not found"):
         load_for_experiment(apply_overrides(ExperimentConfig(), base + [f"train.init_from={tmp_path / 'none.keras'}"]))
+
+
+def test_initialize_from_maps_the_classifier_onto_other_labels(tmp_path):
+    # A FERPlus-ordered source fine-tuned on FER2013-ordered labels plus a custom class it lacks.
+    keras.utils.set_random_seed(0)
+    source = build_model("tiny", 3, width=4)
+    source.save(tmp_path / "source.keras")
+    (tmp_path / "metrics.json").write_text(json.dumps({"labels": ["neutral", "happy", "contempt"]}))
+    target = build_model("tiny", 3, width=4)
+    fresh_kernel = target.get_layer("logits").get_weights()[0].copy()
+    carried = initialize_from(target, str(tmp_path / "source.keras"), labels=("happiness", "pain", "neutral"))
+    assert carried == ("happiness", "neutral")
+    kernel, bias = target.get_layer("logits").get_weights()
+    source_kernel, source_bias = source.get_layer("logits").get_weights()
+    np.testing.assert_array_equal(kernel[:, [0, 2]], source_kernel[:, [1, 0]])
+    np.testing.assert_array_equal(bias[[0, 2]], source_bias[[1, 0]])
+    np.testing.assert_array_equal(kernel[:, 1], fresh_kernel[:, 1])  # "pain" keeps its fresh initialisation
+    np.testing.assert_array_equal(target.get_layer("conv").get_weights()[0], source.get_layer("conv").get_weights()[0])
+    # A different number of classes maps too; a different backbone still does not fit.
+    assert initialize_from(build_model("tiny", 2, width=4), str(tmp_path / "source.keras"), labels=("contempt", "sad")) == ("contempt",)
+    with pytest.raises(UserError, match="do not fit"):
+        initialize_from(build_model("tiny", 2, width=6), str(tmp_path / "source.keras"), labels=("contempt", "sad"))

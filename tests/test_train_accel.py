@@ -130,6 +130,14 @@ def test_time_budget_follows_the_epochs_when_they_run_out_first(face_folder, tmp
     assert rates[0] > rates[1] > rates[2] and rates[2] == pytest.approx(0.01 * 0.01, rel=1e-3)
 
 
+def test_a_run_cut_by_its_time_budget_records_the_epochs_it_ran(face_folder, tmp_path):
+    # A budget shorter than one epoch stops the run after its first epoch.
+    run = run_accelerated(_config(face_folder, tmp_path, "train.time_budget_s=0.001"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(pd.read_csv(run / "history.csv")) == 1
+    assert (metrics["epochs"], metrics["epochs_planned"]) == (1, 3)
+
+
 def test_distillation_run_starts_from_a_model_and_learns_from_its_teacher(face_folder, tmp_path):
     first = run_accelerated(_config(face_folder, tmp_path, "train.epochs=1"))
     student = run_accelerated(

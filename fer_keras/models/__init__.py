@@ -59,17 +59,34 @@ def build_from_config(model: ModelConfig, num_classes: int) -> keras.Model:
     )
 
 
-def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = False) -> None:
+def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = False, labels: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Copies the weights of the saved model at ``path`` into ``model`` (same architecture).
+
+    When ``labels`` differ from the source's (read from the metrics.json beside ``path``), the
+    backbone is copied whole and the ``logits`` layer row by row: each label the source also has,
+    matched through the aliases, keeps its learned weights; the others keep their fresh
+    initialisation. That fine-tunes a FERPlus model on FER2013's seven labels or on a custom set.
 
     With ``freeze_batch_norm``, every batch-norm layer is made untrainable, which in Keras 3 also
     keeps it in inference mode during training: its statistics stay as loaded. Members rebuilt by
     ``fer_keras.recover`` need that, since their batch norm holds folded biases, not statistics.
 
+    Args:
+        model: The freshly built model to initialise.
+        path: A ``.keras`` file.
+        freeze_batch_norm: Keep batch norm in inference mode (see above).
+        labels: ``model``'s labels in output order; None means the same as the source's.
+
+    Returns:
+        The labels whose classifier weights came from the source (all of them without relabelling).
+
     Raises:
         UserError: When the file is missing, cannot be loaded, or its weights do not fit ``model``.
     """
     from pathlib import Path
+
+    from fer_keras.labels import canonical
+    from fer_keras.records import recorded_labels
 
     if not Path(path).is_file():
         raise UserError(f"{path}: train.init_from model not found")
@@ -77,14 +94,39 @@ def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = Fal
         source = keras.saving.load_model(path)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
         raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
-    shapes, wanted = [w.shape for w in source.get_weights()], [w.shape for w in model.get_weights()]
-    if shapes != wanted:
-        raise UserError(f"{path}: its weights do not fit model {model.name!r} (different architecture or width)")
-    model.set_weights(source.get_weights())
+    source_labels = recorded_labels(path)
+    relabel = labels is not None and source_labels is not None and tuple(labels) != source_labels
+    # Same architecture means the same weighted layers in the same order (names may carry counters).
+    targets, sources = [layer for layer in model.layers if layer.weights], [layer for layer in source.layers if layer.weights]
+
+    def fits(layer: keras.layers.Layer, other: keras.layers.Layer) -> bool:
+        shapes, wanted = [w.shape for w in other.get_weights()], [w.shape for w in layer.get_weights()]
+        if relabel and layer.name == "logits":  # the same inputs; the outputs are mapped by label
+            return shapes[0][0] == wanted[0][0]
+        return shapes == wanted
+
+    if len(targets) != len(sources) or not all(fits(layer, other) for layer, other in zip(targets, sources)):
+        raise UserError(f"{path}: its weights do not fit model {model.name!r} (different architecture, width or classes)")
+    carried = tuple(labels if labels is not None else source_labels or ())
+    for layer, other in zip(targets, sources):
+        if relabel and layer.name == "logits":
+            source_row = {canonical(name) or name: i for i, name in enumerate(source_labels)}
+            kernel, bias = layer.get_weights()
+            source_kernel, source_bias = other.get_weights()
+            carried = tuple(name for name in labels if (canonical(name) or name) in source_row)
+            for i, name in enumerate(labels):
+                j = source_row.get(canonical(name) or name)
+                if j is not None:
+                    kernel[:, i], bias[i] = source_kernel[:, j], source_bias[j]
+            layer.set_weights([kernel, bias])
+            print(f"init_from: the classifier keeps its learned weights for {len(carried)} of {len(labels)} labels ({', '.join(carried) or 'none'})")
+        else:
+            layer.set_weights(other.get_weights())
     if freeze_batch_norm:
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    return carried
 
 
 # Importing the families registers their models.
