@@ -108,18 +108,18 @@ def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = Fal
     if len(targets) != len(sources) or not all(fits(layer, other) for layer, other in zip(targets, sources)):
         raise UserError(f"{path}: its weights do not fit model {model.name!r} (different architecture, width or classes)")
     carried = tuple(labels if labels is not None else source_labels or ())
+    if relabel:
+        source_row = {canonical(name) or name: i for i, name in enumerate(source_labels)}
+        rows = {i: source_row.get(canonical(name) or name) for i, name in enumerate(labels)}
+        carried = tuple(name for i, name in enumerate(labels) if rows[i] is not None)
+        print(f"init_from: the classifier keeps its learned weights for {len(carried)} of {len(labels)} labels ({', '.join(carried) or 'none'})")
     for layer, other in zip(targets, sources):
         if relabel and layer.name == "logits":
-            source_row = {canonical(name) or name: i for i, name in enumerate(source_labels)}
-            kernel, bias = layer.get_weights()
-            source_kernel, source_bias = other.get_weights()
-            carried = tuple(name for name in labels if (canonical(name) or name) in source_row)
-            for i, name in enumerate(labels):
-                j = source_row.get(canonical(name) or name)
+            (kernel, bias), (source_kernel, source_bias) = layer.get_weights(), other.get_weights()
+            for i, j in rows.items():
                 if j is not None:
                     kernel[:, i], bias[i] = source_kernel[:, j], source_bias[j]
             layer.set_weights([kernel, bias])
-            print(f"init_from: the classifier keeps its learned weights for {len(carried)} of {len(labels)} labels ({', '.join(carried) or 'none'})")
         else:
             layer.set_weights(other.get_weights())
     if freeze_batch_norm:
