@@ -25,7 +25,6 @@ from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, 
 from fer_keras.errors import UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
-from fer_keras.records import recorded_labels  # noqa: E402
 
 
 @dataclass
@@ -50,6 +49,7 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
     if not path.is_file():
         raise UserError(f"{path}: model file not found")
     import fer_keras.models  # noqa: F401  (registers the custom layers saved models may hold)
+    from fer_keras.records import recorded_labels  # imports Keras: only when a .keras model is loaded
 
     try:
         model = keras.saving.load_model(path)

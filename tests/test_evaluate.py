@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -156,3 +158,10 @@ def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):
     assert metrics["labels"][int(np.argmax(row))] == expected
     (tmp_path / "happy" / "two_people.jpg").unlink()
     assert ev.main(["--model", "fast", "--data-dir", str(tmp_path), "--out", str(tmp_path / "none"), "--crop-faces"]) == 2
+
+
+def test_importing_evaluate_leaves_keras_for_keras_models():
+    # .tflite evaluation and the benchmark CLI import this module; Keras (and TensorFlow) load only for a .keras model.
+    code = "import sys, fer_keras.evaluate\nassert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), 'Keras was imported'\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
