@@ -94,7 +94,24 @@ def test_tta_on_flip_symmetric_data_changes_nothing(trained_tiny):
     model, labels, images, y = trained_tiny
     predictor = ev.Predictor(None, labels, (48, 48, 1), lambda x: model.predict(x, verbose=0), model)
     symmetric = np.concatenate([images[:4], images[:4, :, ::-1]], axis=2)[:, :, 24:72]
-    np.testing.assert_allclose(ev.predict_probabilities(predictor, symmetric, tta=True).sum(1), 1, atol=1e-5)
+    plain = ev.predict_probabilities(predictor, symmetric, tta=None)
+    np.testing.assert_allclose(ev.predict_probabilities(predictor, symmetric, tta="flip"), plain, atol=1e-5)
+
+
+def test_ten_crop_views_cut_the_corners_and_the_centre():
+    images = np.zeros((2, 48, 48, 1), np.uint8)
+    images[:, 46:, 46:] = 255  # a bright 2x2 block in the bottom-right corner: the centre crop (rows and columns 2-45) misses it too
+    top_left, top_right, bottom_left, bottom_right, centre = ev.ten_crop_views(images)
+    for view in (top_left, top_right, bottom_left, centre):
+        assert view.shape == images.shape and view.dtype == np.uint8 and view.max() == 0
+    assert bottom_right[:, -2:, -2:].min() == 255 and bottom_right[:, :-3].max() == 0  # the 44-px crop (rows 4-47) blown back up to 48 px
+
+
+def test_ten_crop_of_a_uniform_face_matches_the_plain_prediction(trained_tiny):
+    model, labels, images, y = trained_tiny
+    predictor = ev.Predictor(None, labels, (48, 48, 1), lambda x: model.predict(x, verbose=0), model)
+    uniform = np.full((3, 48, 48, 1), 128, np.uint8)
+    np.testing.assert_allclose(ev.predict_probabilities(predictor, uniform, tta="ten-crop"), ev.predict_probabilities(predictor, uniform, tta=None), atol=1e-5)
 
 
 def _bright_patch_model():
