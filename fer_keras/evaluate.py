@@ -150,8 +150,8 @@ def map_to_model_labels(split: Split, data_labels: tuple[str, ...], model_labels
     return split.images[keep], y[keep], [name for name in excluded if name in present]
 
 
-TTA_MODES = ("flip", "ten-crop")
 TTA_DESCRIPTIONS = {"flip": "horizontal flip", "ten-crop": "ten crops: four corners and centre, 11/12 of each side, each with its mirror"}
+TTA_MODES = tuple(TTA_DESCRIPTIONS)
 # Ten-crop keeps 11/12 of each side (44 of 48 px), the usual choice on FER2013, and so stays within
 # the trainers' random translation and zoom (10%): every crop looks like a training view.
 TEN_CROP_SIDE = 11 / 12
@@ -168,7 +168,7 @@ def ten_crop_views(images: np.ndarray) -> list[np.ndarray]:
     for top, left in corners + [((height - crop_height) // 2, (width - crop_width) // 2)]:
         crops = images[:, top : top + crop_height, left : left + crop_width]
         resized = [cv2.resize(np.ascontiguousarray(crop), (width, height), interpolation=cv2.INTER_LINEAR) for crop in crops]
-        views.append(np.stack(resized).reshape(images.shape).astype(images.dtype))
+        views.append(np.stack(resized).reshape(images.shape))  # cv2.resize keeps the dtype
     return views
 
 
