@@ -33,7 +33,7 @@ import numpy as np
 from fer_keras.config import load_config
 from fer_keras.data import load_for_experiment
 from fer_keras.errors import UserError, cli_entry
-from fer_keras.evaluate import load_keras_model
+from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
 from fer_keras.files import write_json
 from fer_keras.models.common import MirroredBatch, ViewMean
@@ -70,14 +70,6 @@ def average_models(members: list[keras.Model], flip: bool = False, name: str = "
     averaged = keras.layers.Average(name="member_mean")(outputs) if len(outputs) > 1 else outputs[0]
     probabilities = ViewMean(2, name="probabilities")(averaged) if flip else keras.layers.Identity(name="probabilities")(averaged)
     return keras.Model(inputs, probabilities, name=name)
-
-
-def view_averaged_probabilities(model: keras.Model, images: np.ndarray, flip: bool) -> np.ndarray:
-    """The model's probabilities on ``images``, averaged with those on their mirror images when ``flip``."""
-    probabilities = model.predict(images, batch_size=256, verbose=0)
-    if flip:
-        probabilities = (probabilities + model.predict(images[:, :, ::-1], batch_size=256, verbose=0)) / 2
-    return probabilities
 
 
 def int8_latency_ms(model: keras.Model, calibration_images: np.ndarray, repeats: int = 100) -> float:
@@ -172,7 +164,10 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
     config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
     dataset = load_for_experiment(config, with_test=False)
     train, val = dataset.splits["train"], dataset.splits["val"]
-    member_probabilities = [view_averaged_probabilities(member, val.images, flip) for member in members]
+    member_probabilities = [
+        predict_probabilities(lambda batch, member=member: member.predict(batch, batch_size=256, verbose=0), val.images, "flip" if flip else None)
+        for member in members
+    ]
     member_val = [float((p.argmax(axis=1) == val.labels).mean()) for p in member_probabilities]
     selection = None
     if budget_ms is not None:

@@ -172,16 +172,17 @@ def ten_crop_views(images: np.ndarray) -> list[np.ndarray]:
     return views
 
 
-def predict_probabilities(predictor: Predictor, images: np.ndarray, tta: str | None) -> np.ndarray:
-    """Probabilities, averaged over test-time views when ``tta`` names a mode of ``TTA_MODES``.
+def predict_probabilities(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, tta: str | None) -> np.ndarray:
+    """Probabilities from ``predict`` (raw-pixel batch → probabilities), averaged over test-time views.
 
-    "flip" adds each face's mirror image; "ten-crop" averages the four corner crops and the centre
-    crop (see ``TEN_CROP_SIDE``) and their mirrors, ten views in all.
+    ``tta`` names a mode of ``TTA_MODES`` or is None: "flip" adds each face's mirror image;
+    "ten-crop" averages the four corner crops and the centre crop (see ``TEN_CROP_SIDE``) and
+    their mirrors, ten views in all.
     """
     views = ten_crop_views(images) if tta == "ten-crop" else [images]
     if tta:
         views += [view[:, :, ::-1] for view in views]
-    return np.mean([predictor.predict(view) for view in views], axis=0)
+    return np.mean([predict(view) for view in views], axis=0)
 
 
 def restrict_to_present(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -367,7 +368,7 @@ def evaluate(
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
     if len(y) == 0:
         raise UserError(f"{data_dir}: no images of any class the model knows ({', '.join(predictor.labels)})")
-    probabilities = predict_probabilities(predictor, images, tta)
+    probabilities = predict_probabilities(predictor.predict, images, tta)
     if restrict:
         probabilities = restrict_to_present(probabilities, y)
     metrics = classification_metrics(y, probabilities, predictor.labels)
