@@ -5,13 +5,12 @@ Each writes a Markdown table and a JSON file under ``experiments/benchmarks/`` a
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 from pathlib import Path
 
-from fer_keras.errors import UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.files import write_atomic, write_json
 
 DEFAULT_OUT = Path("experiments/benchmarks")
@@ -291,8 +290,8 @@ def parse_peers(paths: list[Path], labels: list[str], value_ranges: list[str]) -
     return peers
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.benchmark", description="Throughput and latency benchmarks (not tests).")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.benchmark", description="Throughput and latency benchmarks (not tests).")
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="training images/s per model, float32 vs bf16")
     p_train.add_argument("--models", nargs="*", help="models to time (default: all registered)")

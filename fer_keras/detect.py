@@ -7,7 +7,6 @@ PNG per video track, and with ``--annotate`` the annotated video or images. Impo
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.api import FaceResult, FrameAnalyzer
-from fer_keras.errors import UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
 from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
@@ -311,8 +310,8 @@ def run_detect(options: DetectOptions) -> dict:
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.detect", description="Emotions of every face in a camera, video, image, folder or stream.")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.detect", description="Emotions of every face in a camera, video, image, folder or stream.")
     parser.add_argument("--source", required=True, help="camera index (0), video file, image file, folder, or stream URL")
     parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))

@@ -22,7 +22,6 @@ and evaluate), and metrics.json with the labels, the members, the selection and 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 
 from fer_keras.config import load_config
 from fer_keras.data import load_for_experiment
-from fer_keras.errors import UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
 from fer_keras.files import write_json
@@ -210,7 +209,7 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.ensemble", description="Average trained models into one .keras model.")
+    parser = ArgumentParser(prog="python -m fer_keras.ensemble", description="Average trained models into one .keras model.")
     parser.add_argument("--model", action="append", required=True, type=Path, help="a member's best.keras (repeat; one is enough with --flip)")
     parser.add_argument("--out", required=True, type=Path, help="the ensemble's run folder")
     parser.add_argument("--flip", action="store_true", help="also average each member on the mirrored face (flip TTA in the graph)")

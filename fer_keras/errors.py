@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable
@@ -9,6 +10,17 @@ from typing import Callable
 
 class UserError(Exception):
     """Bad input from the user (a missing file, a wrong key, a corrupt model): reported without a traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a bad argument raises UserError: one line and exit 2 under ``cli_entry``.
+
+    argparse itself prints the whole usage block before its error; the error line alone names the
+    problem, and ``--help`` still prints the usage.
+    """
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see --help)")
 
 
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:

@@ -7,7 +7,6 @@ classes the model lacks are excluded and listed.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import os
@@ -22,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir  # noqa: E402
-from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 
@@ -409,8 +408,8 @@ def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     return low, high
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
     parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
     parser.add_argument("--data-dir", help="labelled folder (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)

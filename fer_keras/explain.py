@@ -6,7 +6,6 @@ score's gradients, averaged over space, weight the chosen conv layer's channels.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
 
 
 def find_last_conv_layer(model) -> str | None:
@@ -96,8 +95,8 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.45) -> n
     return np.clip((1 - strength) * rgb.astype(np.float32) + strength * colours, 0, 255).astype(np.uint8)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.explain", description="Grad-CAM heatmaps of a .keras emotion model.")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.explain", description="Grad-CAM heatmaps of a .keras emotion model.")
     parser.add_argument("--model", required=True, type=Path, help=".keras model")
     parser.add_argument("--image", required=True, type=Path, help="a face crop, or a photo: each detected face is explained")
     parser.add_argument("--class", dest="class_name", help="label to explain (default: the predicted one)")

@@ -6,7 +6,6 @@ Writes ``DIR/<name>_<quantize>.tflite`` (labels and input format embedded in its
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -19,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import __version__  # noqa: E402
-from fer_keras.errors import UserError, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  # noqa: E402
 
@@ -287,8 +286,8 @@ def export(
     return report
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json); with --restamp, an exported .tflite")
     parser.add_argument("--restamp", action="store_true", help="only add the training data's class prior to an exported .tflite's metadata (and its model.json)")
     parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)

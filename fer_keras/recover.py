@@ -20,7 +20,6 @@ validation faces, and nothing is written unless their top-1 predictions agree.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import numpy as np
 
 from fer_keras.config import load_config
 from fer_keras.data import load_dataset
-from fer_keras.errors import UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.files import write_json
 from fer_keras.models import build_from_config
 from fer_keras.runtime import EmotionClassifier
@@ -240,7 +239,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.recover", description="Rebuild float Keras members from a .tflite exported by fer_keras.")
+    parser = ArgumentParser(prog="python -m fer_keras.recover", description="Rebuild float Keras members from a .tflite exported by fer_keras.")
     parser.add_argument("--tflite", required=True, type=Path, help="the exported model")
     parser.add_argument("--run", action="append", required=True, type=Path, help="a member's training run folder (repeat, in member order)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the rebuilt members' run folders")

@@ -8,7 +8,6 @@ name and config from its last finished epoch.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ from fer_keras import hardware  # noqa: E402
 from fer_keras.callbacks import make_callbacks  # noqa: E402
 from fer_keras.config import ExperimentConfig, load_config  # noqa: E402
 from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
-from fer_keras.errors import cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, cli_entry  # noqa: E402
 from fer_keras.models import build_from_config, initialize_from  # noqa: E402
 from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
 from fer_keras.pipeline import make_dataset  # noqa: E402
@@ -125,8 +124,8 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     return RunResult(run_dir, best_val, metrics)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer_keras.train", description="Train a facial-emotion model and record the run.")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m fer_keras.train", description="Train a facial-emotion model and record the run.")
     parser.add_argument("--config", help="experiment YAML (experiments/configs/NAME.yaml); defaults apply without it")
     parser.add_argument("--data-dir", help="dataset root (else $FER_KERAS_DATA, else kagglehub download)")
     parser.add_argument("--new", action="store_true", help="start a new run even if an unfinished one of this config exists")

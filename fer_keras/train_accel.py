@@ -18,7 +18,6 @@ is the resumable trainer for long CPU runs.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -31,7 +30,7 @@ from fer_keras.augment import HostAugmenter
 from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_averaging
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
-from fer_keras.errors import cli_entry
+from fer_keras.errors import ArgumentParser, cli_entry
 from fer_keras.models import build_from_config, initialize_from
 from fer_keras.optim import COSINE_FLOOR, compile_model, make_optimizer
 from fer_keras.records import (
@@ -236,7 +235,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m fer_keras.train_accel",
         description="Train on an accelerator through Keras's JAX or PyTorch backend (no TensorFlow needed); set KERAS_BACKEND first.",
     )

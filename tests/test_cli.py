@@ -7,3 +7,12 @@ def test_console_script_lists_commands_and_dispatches(capsys):
     assert cli.main(["frobnicate"]) == 2
     assert cli.main(["detect", "--source", "/no/such/file.mp4"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_bad_arguments_give_one_error_line_and_exit_2(capsys):
+    assert cli.main(["evaluate", "--tta", "bogus", "--out", "unused"]) == 2
+    assert capsys.readouterr().err == (
+        "error: python -m fer_keras.evaluate: argument --tta: invalid choice: 'bogus' (choose from 'flip', 'ten-crop') (see --help)\n"
+    )
+    assert cli.main(["benchmark", "latency", "--no-such-flag"]) == 2
+    assert capsys.readouterr().err == "error: python -m fer_keras.benchmark: unrecognized arguments: --no-such-flag (see --help)\n"
