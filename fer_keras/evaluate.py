@@ -43,17 +43,13 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
     Raises:
         UserError: When the file cannot be loaded or no labels can be found.
     """
-    import keras
-
-    if not path.is_file():
+    if not path.is_file():  # checked before importing Keras, so a typo fails fast
         raise UserError(f"{path}: model file not found")
-    import fer_keras.models  # noqa: F401  (registers the custom layers saved models may hold)
-    from fer_keras.records import recorded_labels  # imports Keras: only when a .keras model is loaded
+    # Both import Keras, so only when a .keras model is loaded; fer_keras.models also registers the custom layers.
+    from fer_keras.models import load_saved_model
+    from fer_keras.records import recorded_labels
 
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
-        raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    model = load_saved_model(path)
     labels = tuple(labels_arg.split(",")) if labels_arg else recorded_labels(path)
     if labels is None:
         raise UserError(f"{path}: no labels found (no metrics.json beside it); pass --labels a,b,c")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fer_keras.errors import UserError
-from fer_keras.models import build_model, list_models
+from fer_keras.models import build_model, list_models, load_saved_model
 
 
 def test_registry_lists_every_family():
@@ -52,6 +52,16 @@ def test_local_backbone_weights_file_is_loaded(tmp_path):
     np.testing.assert_array_equal(model.get_layer("backbone").get_weights()[0], donor.get_weights()[0])
     with pytest.raises(UserError, match="weights file not found"):
         build_model("mobilenet_v3_small", 7, weights=str(tmp_path / "missing.h5"))
+
+
+def test_missing_or_unreadable_keras_file_is_one_line_user_error(tmp_path):
+    with pytest.raises(UserError, match=r"none\.keras: train\.init_from model not found"):
+        load_saved_model(tmp_path / "none.keras", "train.init_from model")
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip archive")
+    with pytest.raises(UserError, match=r"garbage\.keras: cannot load Keras model \(") as raised:
+        load_saved_model(garbage)
+    assert "\n" not in str(raised.value)
 
 
 def test_frozen_batch_norm_keeps_loaded_statistics_while_the_rest_trains(tmp_path):

@@ -6,6 +6,7 @@ Models use keras.layers / keras.ops only, so they build under any Keras backend.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -59,6 +60,24 @@ def build_from_config(model: ModelConfig, num_classes: int) -> keras.Model:
     )
 
 
+def load_saved_model(path: str | Path, role: str = "model file") -> keras.Model:
+    """Loads a ``.keras`` file, turning a missing or unreadable file into a one-line UserError.
+
+    Args:
+        path: A ``.keras`` file.
+        role: What the file is to the caller, for the not-found message (e.g. "train.init_from model").
+
+    Raises:
+        UserError: When the file is missing or Keras cannot load it.
+    """
+    if not Path(path).is_file():
+        raise UserError(f"{path}: {role} not found")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
+        raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+
+
 def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = False, labels: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """Copies the weights of the saved model at ``path`` into ``model`` (same architecture).
 
@@ -83,17 +102,10 @@ def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = Fal
     Raises:
         UserError: When the file is missing, cannot be loaded, or its weights do not fit ``model``.
     """
-    from pathlib import Path
-
     from fer_keras.labels import canonical
     from fer_keras.records import recorded_labels
 
-    if not Path(path).is_file():
-        raise UserError(f"{path}: train.init_from model not found")
-    try:
-        source = keras.saving.load_model(path)
-    except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
-        raise UserError(f"{path}: cannot load Keras model ({str(err).splitlines()[0][:150]})") from None
+    source = load_saved_model(path, "train.init_from model")
     source_labels = recorded_labels(path)
     relabel = labels is not None and source_labels is not None and tuple(labels) != source_labels
     # Same architecture means the same weighted layers in the same order (names may carry counters).
