@@ -69,9 +69,6 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     keras.utils.set_random_seed(config.train.seed)
     dataset = load_for_experiment(config)
     counts = report_counts(dataset)
-    run_dir, resumed = resolve_run_dir(config, new)
-    print(f"{'resuming' if resumed else 'starting'} run {run_dir} (precision {precision}, strategy {config.train.strategy})")
-    begin_run(run_dir, config, dataset)
 
     labels = dataset.labels
     train_split, val_split = dataset.splits["train"], dataset.splits["val"]
@@ -91,6 +88,10 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             if two_stage:
                 backbone.trainable = False
             compile_model(model, make_optimizer(config.train, steps), config.train)
+        # The run folder is made only now, so a bad train.init_from leaves no half-begun run behind.
+        run_dir, resumed = resolve_run_dir(config, new)
+        print(f"{'resuming' if resumed else 'starting'} run {run_dir} (precision {precision}, strategy {config.train.strategy})")
+        begin_run(run_dir, config, dataset)
         verbose = 2 if os.environ.get("CI") else 1
         stage1_weights = run_dir / "stage1.weights.h5"
         if two_stage and stage1_weights.exists():

@@ -195,8 +195,6 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     keras.utils.set_random_seed(config.train.seed)
     dataset = load_for_experiment(config, with_test=False)
     counts = report_counts(dataset)
-    run_dir, _ = resolve_run_dir(config, new=True)
-    begin_run(run_dir, config, dataset)
 
     labels = dataset.labels
     train_split, val_split = dataset.splits["train"], dataset.splits["val"]
@@ -207,10 +205,13 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     previous_policy = keras.config.dtype_policy().name
     keras.config.set_dtype_policy(precision)
     try:
-        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
         model = build_from_config(config.model, len(labels))
         if config.train.init_from:
             initialize_from(model, config.train.init_from, config.train.freeze_batch_norm, labels)
+        # The run folder is made only now, so a bad train.init_from leaves no half-begun run behind.
+        run_dir, _ = resolve_run_dir(config, new=True)
+        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
+        begin_run(run_dir, config, dataset)
         budget = config.train.time_budget_s > 0
         timed_cosine = budget and config.train.schedule == "cosine"
         # With a budget, TimeBudget drives the cosine, so the optimizer starts from a plain rate.

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, tiny_run_config
-from fer_keras import train
+from fer_keras import train, train_accel
+from fer_keras.errors import UserError
 from fer_keras.models import build_from_config
 
 
@@ -35,6 +36,15 @@ def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
     assert metrics["test"]["n"] == 36
     assert len((run / "skipped_files.txt").read_text().splitlines()) == 4
     assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
+
+
+@pytest.mark.parametrize("run", [train.run_training, train_accel.run_accelerated], ids=["train", "train_accel"])
+def test_init_from_a_model_that_does_not_fit_fails_before_a_run_folder_is_made(run, face_folder, tmp_path):
+    other = build_from_config(_config(face_folder, tmp_path, "model.name=mini_xception").model, 3)
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(UserError, match="other.keras: its weights do not fit model"):
+        run(_config(face_folder, tmp_path, f"train.init_from={tmp_path / 'other.keras'}"))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_weight_averaging_validates_and_checkpoints_the_averaged_weights(face_folder, tmp_path):
