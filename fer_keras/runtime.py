@@ -42,6 +42,27 @@ def quiet_native_stderr():
         os.close(saved)
 
 
+def open_interpreter(path: Path, **options):
+    """A LiteRT interpreter for the ``.tflite`` at ``path``, tensors allocated, native INFO lines silenced.
+
+    Args:
+        path: The model file.
+        **options: Passed to ``ai_edge_litert.interpreter.Interpreter`` (``num_threads``, an op resolver).
+
+    Raises:
+        UserError: When LiteRT cannot read the file as a model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with quiet_native_stderr():
+            interpreter = Interpreter(model_path=str(path), **options)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+    return interpreter
+
+
 def packaged_model_path(name: str) -> Path:
     """The file of a model shipped inside the package (``default``, ``fast``, ``accurate``).
 
@@ -136,17 +157,10 @@ class EmotionClassifier:
         value_range: tuple[float, float] | None = None,
         balance: float = 0.0,
     ):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = resolve_model(model)
         self.metadata = read_metadata(self.path)
-        try:
-            with quiet_native_stderr():
-                threads = num_threads if num_threads is not None else min(2, os.cpu_count() or 1)
-                self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-                self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise UserError(f"{self.path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+        threads = num_threads if num_threads is not None else min(2, os.cpu_count() or 1)
+        self._interpreter = open_interpreter(self.path, num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         _, height, width, self.channels = (int(d) for d in self._input["shape"])

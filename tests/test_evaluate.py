@@ -90,16 +90,15 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, p
         assert f"alt='{image}' src='data:image/png;base64," in report
 
 
-def _tiny_predictor(model, labels):
-    return ev.Predictor(None, labels, (48, 48, 1), lambda x: model.predict(x, verbose=0), model)
+def _predict(model):
+    return lambda x: model.predict(x, verbose=0)
 
 
 def test_tta_on_flip_symmetric_data_changes_nothing(trained_tiny):
     model, labels, images, y = trained_tiny
-    predictor = _tiny_predictor(model, labels)
     symmetric = np.concatenate([images[:4], images[:4, :, ::-1]], axis=2)[:, :, 24:72]
-    plain = ev.predict_probabilities(predictor.predict, symmetric, tta=None)
-    np.testing.assert_allclose(ev.predict_probabilities(predictor.predict, symmetric, tta="flip"), plain, atol=1e-5)
+    plain = ev.predict_probabilities(_predict(model), symmetric, tta=None)
+    np.testing.assert_allclose(ev.predict_probabilities(_predict(model), symmetric, tta="flip"), plain, atol=1e-5)
 
 
 def test_ten_crop_views_cut_the_corners_and_the_centre():
@@ -113,9 +112,8 @@ def test_ten_crop_views_cut_the_corners_and_the_centre():
 
 def test_ten_crop_of_a_uniform_face_matches_the_plain_prediction(trained_tiny):
     model, labels, images, y = trained_tiny
-    predictor = _tiny_predictor(model, labels)
     uniform = np.full((3, 48, 48, 1), 128, np.uint8)
-    np.testing.assert_allclose(ev.predict_probabilities(predictor.predict, uniform, tta="ten-crop"), ev.predict_probabilities(predictor.predict, uniform, tta=None), atol=1e-5)
+    np.testing.assert_allclose(ev.predict_probabilities(_predict(model), uniform, tta="ten-crop"), ev.predict_probabilities(_predict(model), uniform, tta=None), atol=1e-5)
 
 
 def _bright_patch_model():

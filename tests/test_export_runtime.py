@@ -5,7 +5,7 @@ import pytest
 
 from fer_keras import export as exporter
 from fer_keras.errors import UserError
-from fer_keras.runtime import EmotionClassifier, read_metadata
+from fer_keras.runtime import EmotionClassifier, open_interpreter, read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,10 @@ def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
         EmotionClassifier(truncated)
     with pytest.raises(UserError, match="model file not found"):
         EmotionClassifier(tmp_path / "absent.tflite")
+    # The interpreter's own refusal (EmotionClassifier's metadata check catches these files first).
+    with pytest.raises(UserError, match=r"truncated\.tflite: cannot load TFLite model \(") as raised:
+        open_interpreter(truncated)
+    assert "\n" not in str(raised.value)
 
 
 def test_metadata_reads_back_without_sidecars(exported, tmp_path):
