@@ -1,14 +1,16 @@
 """Evaluate a model on any labelled face folder: ``python -m fer_keras.evaluate --data-dir DIR --out DIR``.
 
-One metrics path for ``.keras`` and ``.tflite`` models. Writes ``metrics.json``, PNG plots and a
-self-contained ``report.html``. Dataset classes map onto the model's labels through aliases;
+One metrics path for ``.keras`` and ``.tflite`` models. Writes ``metrics.json``, ``predictions.csv``
+(one row per image), PNG plots and a self-contained ``report.html``. Dataset classes map onto the model's labels through aliases;
 classes the model lacks are excluded and listed.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -131,18 +133,54 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
     return Split(images, split.targets[found], [p for p, ok in zip(split.paths, found) if ok]), missed
 
 
-def map_to_model_labels(split: Split, data_labels: tuple[str, ...], model_labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def map_to_model_labels(
+    split: Split, data_labels: tuple[str, ...], model_labels: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Images and model-label indices for the samples whose class the model knows; the rest's class names.
 
     Returns:
-        images (M, H, W, C), y (M,) indices into ``model_labels``, and excluded class names.
+        images (M, H, W, C), y (M,) indices into ``model_labels``, the M source files, and excluded class names.
     """
     mapping, excluded = taxonomy.match_classes(list(data_labels), model_labels)
     lookup = np.array([mapping.get(label, -1) for label in data_labels])
     y = lookup[split.labels]
     keep = y >= 0
     present = {data_labels[i] for i in np.unique(split.labels)}
-    return split.images[keep], y[keep], [name for name in excluded if name in present]
+    paths = [path for path, kept in zip(split.paths, keep) if kept]
+    return split.images[keep], y[keep], paths, [name for name in excluded if name in present]
+
+
+# The Kaggle FER2013 files are named after the original split they come from ("PrivateTest_123.jpg"):
+# published FER2013 results are on PrivateTest alone, while the Kaggle test folder holds both.
+FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
+
+
+def accuracy_by_usage(paths: list[str], correct: np.ndarray) -> dict[str, dict]:
+    """Accuracy per original FER2013 split when every file name starts with one (``PrivateTest_…``).
+
+    Returns:
+        ``{usage: {"accuracy": …, "n": …}}`` in ``FER2013_USAGES`` order, or ``{}`` for other file names.
+    """
+    usages = [Path(path).name.split("_", 1)[0] for path in paths]
+    if not usages or not set(usages) <= set(FER2013_USAGES):
+        return {}
+    usages = np.array(usages)
+    return {
+        usage: {"accuracy": float(correct[usages == usage].mean()), "n": int((usages == usage).sum())}
+        for usage in FER2013_USAGES
+        if (usages == usage).any()
+    }
+
+
+def predictions_csv(paths: list[str], y: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...]) -> str:
+    """One row per image: its file, true and predicted label, the predicted label's probability, every probability."""
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["file", "label", "predicted", "score", *labels])
+    for path, true, row in zip(paths, y, probabilities):
+        best = int(row.argmax())
+        writer.writerow([path, labels[true], labels[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
+    return rows.getvalue()
 
 
 TTA_DESCRIPTIONS = {"flip": "horizontal flip", "ten-crop": "ten crops: four corners and centre, 11/12 of each side, each with its mirror"}
@@ -304,6 +342,7 @@ def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
             ("data", html.escape(f"{metrics['data_dir']} ({metrics['label_set']}, {metrics['split']} split)")),
             ("images", metrics["n"]),
             ("accuracy", f"{metrics['accuracy']:.4f}"),
+            *((f"accuracy on {usage}", f"{scores['accuracy']:.4f} ({scores['n']} images)") for usage, scores in metrics.get("accuracy_by_usage", {}).items()),
             ("balanced accuracy", f"{metrics['balanced_accuracy']:.4f}"),
             ("macro F1", f"{metrics['macro_f1']:.4f}"),
             ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
@@ -344,7 +383,7 @@ def evaluate(
     crop_faces: str | None = None,
     detector_model: str | None = None,
 ) -> dict:
-    """Evaluates a model on a labelled folder and writes metrics.json, the plots and report.html.
+    """Evaluates a model on a labelled folder and writes metrics.json, predictions.csv, the plots and report.html.
 
     With ``crop_faces`` (a detector name) every image is replaced by its largest detected face,
     framed as ``fer_keras.detect`` frames it; images without a face are left out and listed.
@@ -354,12 +393,13 @@ def evaluate(
     """
     predictor = load_predictor(model, labels_arg, value_range, balance)
     dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
+    root = locate_data_dir(data_dir)
     no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
         if len(chosen) == 0:
-            raise UserError(f"{locate_data_dir(data_dir)}: the {crop_faces} detector found no face in any image")
-    images, y, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
+            raise UserError(f"{root}: the {crop_faces} detector found no face in any image")
+    images, y, paths, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
     if len(y) == 0:
         raise UserError(f"{data_dir}: no images of any class the model knows ({', '.join(predictor.labels)})")
@@ -367,9 +407,12 @@ def evaluate(
     if restrict:
         probabilities = restrict_to_present(probabilities, y)
     metrics = classification_metrics(y, probabilities, predictor.labels)
+    by_usage = accuracy_by_usage(paths, probabilities.argmax(1) == y)
+    if by_usage:
+        metrics["accuracy_by_usage"] = by_usage
     metrics.update(
         model=str(predictor.path),
-        data_dir=str(locate_data_dir(data_dir)),
+        data_dir=str(root),
         label_set=label_set,
         split=split,
         tta=tta,
@@ -382,6 +425,8 @@ def evaluate(
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
+    files = [os.path.relpath(path, root) for path in paths]  # as metrics.json's data_dir sees them
+    write_atomic(out / "predictions.csv", predictions_csv(files, y, probabilities, predictor.labels))
     if plots:
         history = (run_dir or predictor.path.parent) / "history.csv"
         figures = make_plots(metrics, probabilities, y, images, predictor, history)
@@ -431,11 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         value_range=value_range, balance=args.balance, crop_faces=args.crop_faces, detector_model=args.detector_model,
     )
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
+    for usage, scores in metrics.get("accuracy_by_usage", {}).items():
+        print(f"  {usage}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
     if metrics["no_face_files"]:
         print(f"no face found in {len(metrics['no_face_files'])} images (left out; listed in metrics.json)")
     if metrics["excluded_classes"]:
         print(f"excluded classes (not in the model): {', '.join(metrics['excluded_classes'])}")
-    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.html'}")
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'predictions.csv'} and {args.out / 'report.html'}")
     return 0
 
 

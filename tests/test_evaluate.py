@@ -38,9 +38,21 @@ def test_absent_classes_do_not_count_in_macro_scores():
 
 def test_alias_mapping_and_exclusion():
     split = Split(np.zeros((4, 2, 2, 1), np.uint8), np.eye(3, dtype=np.float32)[[0, 1, 2, 2]], ["a", "b", "c", "d"])
-    images, y, excluded = ev.map_to_model_labels(split, ("happiness", "anger", "contempt"), ("angry", "disgust", "fear", "happy"))
-    assert y.tolist() == [3, 0] and len(images) == 2
+    images, y, paths, excluded = ev.map_to_model_labels(split, ("happiness", "anger", "contempt"), ("angry", "disgust", "fear", "happy"))
+    assert y.tolist() == [3, 0] and len(images) == 2 and paths == ["a", "b"]
     assert excluded == ["contempt"]
+
+
+def test_accuracy_by_usage_splits_kaggle_fer2013_file_names():
+    paths = ["test/angry/PrivateTest_1.jpg", "test/happy/PublicTest_2.jpg", "test/happy/PrivateTest_3.jpg", "test/sad/PrivateTest_4.jpg"]
+    by_usage = ev.accuracy_by_usage(paths, np.array([True, False, True, False]))
+    assert by_usage == {"PublicTest": {"accuracy": 0.0, "n": 1}, "PrivateTest": {"accuracy": 2 / 3, "n": 3}}
+    assert ev.accuracy_by_usage(paths + ["test/sad/my_face.jpg"], np.ones(5, bool)) == {}
+
+
+def test_predictions_csv_has_one_row_per_image():
+    text = ev.predictions_csv(["a.jpg", "b,c.jpg"], np.array([0, 1]), np.array([[0.7, 0.3], [0.9, 0.1]]), ("happy", "sad"))
+    assert text.splitlines() == ["file,label,predicted,score,happy,sad", "a.jpg,happy,happy,0.7000,0.7000,0.3000", '"b,c.jpg",sad,happy,0.9000,0.9000,0.1000']
 
 
 def test_restrict_to_present_takes_argmax_over_present_classes():
@@ -84,6 +96,11 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, p
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class", "macro_auc", "confusion_matrix", "labels", "n",
                 "excluded_classes", "skipped_files", "model", "data_dir", "label_set", "split"):
         assert key in written
+    rows = (tmp_path / "k" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "file,label,predicted,score," + ",".join(labels) and len(rows) == 25
+    assert rows[1].split(",")[0] == "anger/0.jpg"  # relative to the data folder
+    assert sum(row.split(",")[1] == row.split(",")[2] for row in rows[1:]) == round(keras_metrics["accuracy"] * 24)
+    assert "accuracy_by_usage" not in written
     report = (tmp_path / "k" / "report.html").read_text()
     for image in ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curves.png", "per_class_scores.png", "class_distribution.png", "gradcam_grid.png"):
         assert (tmp_path / "k" / image).stat().st_size > 1000
