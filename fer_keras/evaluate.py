@@ -1,8 +1,8 @@
 """Evaluate a model on any labelled face folder: ``python -m fer_keras.evaluate --data-dir DIR --out DIR``.
 
 One metrics path for ``.keras`` and ``.tflite`` models. Writes ``metrics.json``, ``predictions.csv``
-(one row per image), PNG plots and a self-contained ``report.html``. Dataset classes map onto the model's labels through aliases;
-classes the model lacks are excluded and listed.
+(one row per image), PNG plots and a self-contained ``report.html``. Dataset classes map onto the
+model's labels through aliases; classes the model lacks are excluded and listed.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def map_to_model_labels(
 
 
 # The Kaggle FER2013 files are named after the original split they come from ("PrivateTest_123.jpg"):
-# published FER2013 results are on PrivateTest alone, while the Kaggle test folder holds both.
+# published FER2013 results test on PrivateTest alone, while the Kaggle test folder holds both halves.
 FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
 
 
