@@ -82,9 +82,8 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None, valu
     return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), classifier.predict_many)
 
 
-def load_evaluation_data(label_set: str, data_dir: str | None, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:
-    """The dataset and the split to evaluate (a plain folder of class folders is evaluated whole)."""
-    root = locate_data_dir(data_dir)
+def load_evaluation_data(label_set: str, root: Path, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:
+    """The dataset under ``root`` and the split to evaluate (a plain folder of class folders is evaluated whole)."""
     height, _, channels = shape
     if label_set == "ferplus":
         dataset = load_ferplus_dataset(root, height, channels)
@@ -392,8 +391,8 @@ def evaluate(
         The metrics dict.
     """
     predictor = load_predictor(model, labels_arg, value_range, balance)
-    dataset, chosen = load_evaluation_data(label_set, data_dir, split, predictor.input_shape)
     root = locate_data_dir(data_dir)
+    dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape)
     no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
