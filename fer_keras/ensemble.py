@@ -8,13 +8,15 @@ unlike training augmentation it belongs in the deployed model, where every calle
 members on validation accuracy (the command prints each member's and the ensemble's) and mind the
 accurate tier's latency budget: an ensemble costs the sum of its members, twice with ``--flip``.
 
-With ``--budget-ms MS`` the ``--model`` files are candidates rather than members: each is exported
-to int8 and timed (batch 1, one thread), and the members become the subset with the best
-validation accuracy whose summed latency, twice with ``--flip``, fits MS. That is how a tier is
-chosen from a round of trained models: ``--budget-ms 2.9 --flip`` for the accurate tier (3 ms),
-``--budget-ms 0.4`` for the fast one. The estimate is conservative (one pass over the stacked
-mirror views costs less than two), so time the exported file with ``benchmark latency --tflite``.
-Selecting on validation flatters the validation number; the test split stays untouched.
+With ``--budget-ms MS`` (or ``--budget-mb MB``, or both) the ``--model`` files are candidates rather
+than members: each is exported to int8, timed (batch 1, one thread) and weighed, and the members
+become the subset with the best validation accuracy whose summed latency, twice with ``--flip``,
+fits MS and whose summed int8 file size fits MB. That is how a tier is chosen from a round of
+trained models: ``--budget-ms 2.9 --budget-mb 6 --flip`` for the accurate tier (3 ms, and a file
+that stays a few MB: without the size cap, release 0.3.0's candidates yield a 10 MB ensemble of
+four), ``--budget-ms 0.4`` for the fast one. The latency estimate is conservative (one pass over
+the stacked mirror views costs less than two), so time the exported file with ``benchmark latency
+--tflite``. Selecting on validation flatters the validation number; the test split stays untouched.
 
 DIR becomes a run folder: best.keras, the first member's config.yaml (data settings for export
 and evaluate), and metrics.json with the labels, the members, the selection and the validation metrics.
@@ -22,6 +24,7 @@ and evaluate), and metrics.json with the labels, the members, the selection and 
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -71,56 +74,70 @@ def average_models(members: list[keras.Model], flip: bool = False, name: str = "
     return keras.Model(inputs, probabilities, name=name)
 
 
-def int8_latency_ms(model: keras.Model, calibration_images: np.ndarray, repeats: int = 100) -> float:
-    """Median ms per face of the model exported to full-integer int8, at batch 1 on one thread."""
+def int8_cost(model: keras.Model, calibration_images: np.ndarray, repeats: int = 100) -> tuple[float, float]:
+    """The model exported to full-integer int8: its median ms per face (batch 1, one thread) and its file size in MB."""
     from fer_keras.benchmark import time_classifier
 
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "candidate.tflite"
         path.write_bytes(convert(model, "int8", "uint8", calibration_images))
-        return time_classifier(path, batch=1, threads=1, repeats=repeats)
+        return time_classifier(path, batch=1, threads=1, repeats=repeats), path.stat().st_size / 1e6
 
 
-def _affordable_subsets(costs_ms: list[float], budget_ms: float, start: int = 0, chosen: tuple[int, ...] = (), spent_ms: float = 0.0):
-    """Yields (subset, cost) for every non-empty subset of candidates from ``start`` on that fits the budget.
+def _affordable_subsets(costs: list[tuple[float, ...]], budgets: tuple[float, ...], start: int = 0, chosen: tuple[int, ...] = (), spent: tuple[float, ...] | None = None):
+    """Yields (subset, spent) for every non-empty subset of candidates from ``start`` on that fits every budget.
 
-    Costs are positive, so a branch stops as soon as its cost passes the budget: the search grows with
-    the number of affordable ensembles, not with 2**candidates.
+    Each candidate's cost is a tuple with one positive entry per budget (latency, size), so a branch
+    stops as soon as one sum passes its budget: the search grows with the number of affordable
+    ensembles, not with 2**candidates.
     """
-    for index in range(start, len(costs_ms)):
-        cost = spent_ms + costs_ms[index]
-        if cost <= budget_ms:
+    spent = spent or tuple(0.0 for _ in budgets)
+    for index in range(start, len(costs)):
+        total = tuple(a + b for a, b in zip(spent, costs[index]))
+        if all(t <= b for t, b in zip(total, budgets)):
             subset = chosen + (index,)
-            yield subset, cost
-            yield from _affordable_subsets(costs_ms, budget_ms, index + 1, subset, cost)
+            yield subset, total
+            yield from _affordable_subsets(costs, budgets, index + 1, subset, total)
 
 
-def select_members(probabilities: list[np.ndarray], y_true: np.ndarray, costs_ms: list[float], budget_ms: float) -> tuple[int, ...]:
-    """The subset of candidates whose averaged probabilities are most accurate within a latency budget.
+def select_members(
+    probabilities: list[np.ndarray],
+    y_true: np.ndarray,
+    costs_ms: list[float],
+    budget_ms: float = math.inf,
+    sizes_mb: list[float] | None = None,
+    budget_mb: float = math.inf,
+) -> tuple[int, ...]:
+    """The subset of candidates whose averaged probabilities are most accurate within a latency and a size budget.
 
     Args:
         probabilities: Each candidate's (N, C) probabilities on the validation images.
         y_true: Validation labels (N,).
         costs_ms: Each candidate's latency as a member (already doubled for flip views), positive.
-        budget_ms: The most the members' summed cost may be.
+        budget_ms: The most the members' summed latency may be.
+        sizes_mb: Each candidate's int8 file size, positive; needed only with ``budget_mb``.
+        budget_mb: The most the members' summed size may be.
 
     Returns:
-        Candidate indices, ascending. Ties in accuracy go to the cheaper subset.
+        Candidate indices, ascending. Ties in accuracy go to the faster subset.
 
     Raises:
-        UserError: When no candidate fits the budget, or more than ``MAX_AFFORDABLE_SUBSETS`` subsets do.
+        UserError: When no candidate fits the budgets, or more than ``MAX_AFFORDABLE_SUBSETS`` subsets do.
     """
+    sizes_mb = sizes_mb if sizes_mb is not None else [0.0] * len(costs_ms)
+    budgets = (budget_ms, budget_mb)
+    limits = " and ".join(f"{flag} {budget:g}" for flag, budget in (("--budget-ms", budget_ms), ("--budget-mb", budget_mb)) if budget != math.inf)
     best_key, best_subset = None, None
-    for count, (subset, cost) in enumerate(_affordable_subsets(costs_ms, budget_ms), start=1):
+    subsets = _affordable_subsets(list(zip(costs_ms, sizes_mb)), budgets)
+    for count, (subset, (cost, _size)) in enumerate(subsets, start=1):
         if count > MAX_AFFORDABLE_SUBSETS:
-            raise UserError(
-                f"more than {MAX_AFFORDABLE_SUBSETS} ensembles of the {len(costs_ms)} candidates fit --budget-ms {budget_ms:g}: pass fewer --model files"
-            )
+            raise UserError(f"more than {MAX_AFFORDABLE_SUBSETS} ensembles of the {len(costs_ms)} candidates fit {limits}: pass fewer --model files")
         accuracy = float((np.mean([probabilities[i] for i in subset], axis=0).argmax(axis=1) == y_true).mean())
         if best_key is None or (accuracy, -cost) > best_key:
             best_key, best_subset = (accuracy, -cost), subset
     if best_subset is None:
-        raise UserError(f"no candidate fits --budget-ms {budget_ms:g}: the cheapest costs {min(costs_ms):.3f} ms")
+        smallest = "" if budget_mb == math.inf else f", the smallest is {min(sizes_mb):.3g} MB"
+        raise UserError(f"no candidate fits {limits}: the fastest costs {min(costs_ms):.3f} ms{smallest}")
     return best_subset
 
 
@@ -131,7 +148,14 @@ def _member_labels(path: Path) -> tuple[str, ...]:
     return labels
 
 
-def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, data_dir: str | None = None, budget_ms: float | None = None) -> dict:
+def build_ensemble(
+    model_paths: list[Path],
+    out_dir: Path,
+    flip: bool = False,
+    data_dir: str | None = None,
+    budget_ms: float | None = None,
+    budget_mb: float | None = None,
+) -> dict:
     """Averages the models in ``model_paths`` into ``out_dir`` and measures members and ensemble on validation.
 
     Args:
@@ -139,17 +163,19 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
         out_dir: The ensemble's run folder.
         flip: Build flip test-time augmentation into the ensemble.
         data_dir: Dataset root for the validation check (default: the first member's config).
-        budget_ms: If given, ``model_paths`` are candidates and the members are the subset chosen by
-            ``select_members`` under this int8 latency budget (see the module docstring).
+        budget_ms: If given (or ``budget_mb``), ``model_paths`` are candidates and the members are the
+            subset chosen by ``select_members`` under this int8 latency budget (see the module docstring).
+        budget_mb: The most the members' int8 files may weigh together, in MB.
 
     Returns:
         The metrics written to ``out_dir/metrics.json``.
 
     Raises:
         UserError: When a file is missing or unreadable, fewer than two are given without flip or a
-            budget, members' labels differ, or no candidate fits the budget.
+            budget, members' labels differ, or no candidate fits the budgets.
     """
-    if len(model_paths) < 2 and not flip and budget_ms is None:
+    selecting = budget_ms is not None or budget_mb is not None
+    if len(model_paths) < 2 and not flip and not selecting:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
     for path in model_paths:
         if not path.is_file():
@@ -169,17 +195,26 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
     ]
     member_val = [float((p.argmax(axis=1) == val.labels).mean()) for p in member_probabilities]
     selection = None
-    if budget_ms is not None:
+    if selecting:
         calibration = train.images[np.random.default_rng(0).permutation(len(train))[:200]]
-        costs = [int8_latency_ms(member, calibration) * (2 if flip else 1) for member in members]
-        chosen = select_members(member_probabilities, val.labels, costs, budget_ms)
+        measured = [int8_cost(member, calibration) for member in members]
+        costs = [latency * (2 if flip else 1) for latency, _ in measured]
+        sizes = [size for _, size in measured]
+        chosen = select_members(
+            member_probabilities, val.labels, costs, math.inf if budget_ms is None else budget_ms, sizes, math.inf if budget_mb is None else budget_mb
+        )
         selection = {
             "budget_ms": budget_ms,
-            "candidates": [{"model": str(path), "val_accuracy": acc, "cost_ms": round(cost, 4)} for path, acc, cost in zip(model_paths, member_val, costs)],
+            "budget_mb": budget_mb,
+            "candidates": [
+                {"model": str(path), "val_accuracy": acc, "cost_ms": round(cost, 4), "size_mb": round(size, 3)}
+                for path, acc, cost, size in zip(model_paths, member_val, costs, sizes)
+            ],
             "estimated_ms": round(sum(costs[i] for i in chosen), 4),
+            "estimated_mb": round(sum(sizes[i] for i in chosen), 3),
         }
-        for path, accuracy, cost in zip(model_paths, member_val, costs):
-            print(f"candidate val accuracy {accuracy:.4f}  {cost:.3f} ms{' (with flip)' if flip else ''}  {path}")
+        for path, accuracy, cost, size in zip(model_paths, member_val, costs, sizes):
+            print(f"candidate val accuracy {accuracy:.4f}  {cost:.3f} ms{' (with flip)' if flip else ''}  {size:.2f} MB  {path}")
         model_paths, members, member_val, member_probabilities = (
             [items[i] for i in chosen] for items in (model_paths, members, member_val, member_probabilities)
         )
@@ -202,7 +237,7 @@ def build_ensemble(model_paths: list[Path], out_dir: Path, flip: bool = False, d
     write_json(out_dir / "metrics.json", metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")
-    estimate = f", estimated {selection['estimated_ms']:.3f} ms int8" if selection else ""
+    estimate = f", estimated {selection['estimated_ms']:.3f} ms and {selection['estimated_mb']:.2f} MB int8" if selection else ""
     print(f"val accuracy {metrics['val']['accuracy']:.4f}  ensemble of {len(members)}{estimate} -> {out_dir / 'best.keras'}")
     return metrics
 
@@ -215,10 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flip", action="store_true", help="also average each member on the mirrored face (flip TTA in the graph)")
     parser.add_argument("--data-dir", help="dataset root for the validation check (default: the first member's config, $FER_KERAS_DATA)")
     parser.add_argument("--budget-ms", type=float, help="treat the --model files as candidates: keep the subset most accurate on validation within this int8 ms/face")
+    parser.add_argument("--budget-mb", type=float, help="as --budget-ms, for the members' summed int8 file size in MB (the two combine)")
     args = parser.parse_args(argv)
-    if args.budget_ms is not None and args.budget_ms <= 0:
-        parser.error("--budget-ms must be positive")
-    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms)
+    for flag, value in (("--budget-ms", args.budget_ms), ("--budget-mb", args.budget_mb)):
+        if value is not None and value <= 0:
+            parser.error(f"{flag} must be positive")
+    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb)
     return 0
 
 

@@ -1,7 +1,9 @@
 """Export a Keras model to TFLite: ``python -m fer_keras.export --model M.keras --quantize int8 --out DIR``.
 
 Writes ``DIR/<name>_<quantize>.tflite`` (labels and input format embedded in its metadata),
-``labels.txt``, ``model.json`` and ``parity.json`` (agreement with the Keras model on the test split).
+``labels.txt``, ``model.json`` and ``parity.json`` (agreement with the Keras model on the test split,
+or with ``--parity-split val`` on validation: that is how candidates are exported while a tier is
+still being chosen, so the test split is touched only by the one that ships).
 """
 
 from __future__ import annotations
@@ -226,14 +228,19 @@ def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_tru
 
 
 def run_info(run_dir: Path) -> dict:
-    """Data settings (``label_set``, ``data_dir``, ``soft_labels``) of a training run folder, from its config.yaml."""
+    """Data settings (``label_set``, ``data_dir``, ``soft_labels``, the hold-out's ``val_fraction`` and ``split_seed``) of a run folder, from its config.yaml."""
     config = run_dir / "config.yaml"
     if not config.is_file():
         return {}
     import yaml
 
     data = yaml.safe_load(config.read_text()).get("data", {})
-    return {"label_set": data.get("label_set"), "data_dir": data.get("data_dir"), "soft_labels": bool(data.get("soft_labels"))}
+    return {
+        "label_set": data.get("label_set"),
+        "data_dir": data.get("data_dir"),
+        "soft_labels": bool(data.get("soft_labels")),
+        **{key: data[key] for key in ("val_fraction", "split_seed") if key in data},
+    }
 
 
 def export(
@@ -243,16 +250,19 @@ def export(
     quantize: str,
     io_type: str,
     representative_images: np.ndarray | None,
-    test_images: np.ndarray | None,
-    test_labels: np.ndarray | None,
+    parity_images: np.ndarray | None,
+    parity_labels: np.ndarray | None,
     name: str,
     training_data: str,
     allow_drift: bool = False,
     class_prior: list[float] | None = None,
+    parity_split: str = "test",
 ) -> dict:
     """Converts, embeds metadata, checks parity and writes the hand-off files.
 
     ``class_prior`` (see ``training_class_prior``) is embedded so runtimes can rebalance the output.
+    ``parity_images`` and ``parity_labels`` come from the split named by ``parity_split``, which the
+    report records.
 
     Returns:
         The parity report (also written to ``parity.json``).
@@ -271,8 +281,8 @@ def export(
         candidate = Path(scratch) / target.name
         candidate.write_bytes(flatbuffer)
         report = {"model": target.name, "quantization": quantize, "io": metadata["input"]["dtype"]}
-        if test_images is not None and len(test_images):
-            report.update(parity_report(keras_model, candidate, test_images, test_labels))
+        if parity_images is not None and len(parity_images):
+            report.update({"split": parity_split, **parity_report(keras_model, candidate, parity_images, parity_labels)})
         write_json(out_dir / "parity.json", report)
         drift = quantize == "int8" and report.get("top1_agreement", 1.0) < MIN_INT8_AGREEMENT
         if drift and not allow_drift:
@@ -300,6 +310,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--run-dir", type=Path, help="training run folder whose config.yaml describes the data (default: the model's folder)")
     parser.add_argument("--calibration-images", type=int, default=500, help="representative images from the training split (>= 300 advised)")
     parser.add_argument("--allow-drift", action="store_true", help="write an int8 model even under 98%% top-1 agreement")
+    parser.add_argument(
+        "--parity-split", choices=("test", "val"), default="test",
+        help="labelled split of the parity check (default test; val while candidates are compared, so test stays untouched)",
+    )
     return parser
 
 
@@ -327,16 +341,20 @@ def main(argv: list[str] | None = None) -> int:
 
     model, labels = load_keras_model(args.model, args.labels)
     _, height, _, channels = model.input_shape
-    dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels)
+    # The run's own hold-out, so that --parity-split val scores the images it was validated on.
+    holdout = {"val_fraction": info.get("val_fraction", 0.1), "seed": info.get("split_seed", 1337)}
+    dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels, with_test=args.parity_split == "test", **holdout)
     rng = np.random.default_rng(0)
     train = dataset.splits.get("train") or dataset.splits["test"]
     calibration = train.images[rng.choice(len(train), size=min(args.calibration_images, len(train)), replace=False)]
-    test = dataset.splits["test"]
+    parity = dataset.splits.get(args.parity_split)
+    if parity is None:
+        raise UserError(f"{args.model}: its {label_set} data has no {args.parity_split} split for the parity check (its run's data.val_fraction is 0)")
     name = args.name or args.model.parent.name
     report = export(
-        model, labels, args.out, args.quantize, args.io, calibration, test.images, test.labels, name,
+        model, labels, args.out, args.quantize, args.io, calibration, parity.images, parity.labels, name,
         training_data=f"{label_set} ({len(train)} training images)", allow_drift=args.allow_drift,
-        class_prior=training_class_prior(train),
+        class_prior=training_class_prior(train), parity_split=args.parity_split,
     )
     from fer_keras.benchmark import markdown_table
 

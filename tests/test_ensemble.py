@@ -90,8 +90,13 @@ def test_select_members_keeps_the_most_accurate_subset_that_fits():
     assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=2.0) == (0, 2)  # tie with (0, 1): the cheaper wins
     assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=1.2) == (0,)
     assert select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=0.6) == (2,)
-    with pytest.raises(UserError, match="cheapest costs 0.500 ms"):
+    with pytest.raises(UserError, match="fastest costs 0.500 ms"):
         select_members(probabilities, y, [1.0, 1.0, 0.5], budget_ms=0.4)
+    # A size cap rules out (0, 2), 5 MB: (0, 1) is as accurate and weighs 3 MB.
+    assert select_members(probabilities, y, [1.0, 1.0, 0.5], 2.0, sizes_mb=[2.0, 1.0, 3.0], budget_mb=3.5) == (0, 1)
+    assert select_members(probabilities, y, [1.0, 1.0, 0.5], sizes_mb=[2.0, 1.0, 3.0], budget_mb=2.5) == (0,)
+    with pytest.raises(UserError, match="--budget-ms 2 and --budget-mb 0.5: the fastest costs 0.500 ms, the smallest is 1 MB"):
+        select_members(probabilities, y, [1.0, 1.0, 0.5], 2.0, sizes_mb=[2.0, 1.0, 3.0], budget_mb=0.5)
 
 
 def test_select_members_searches_a_large_round_within_the_budget():
@@ -121,9 +126,14 @@ def test_budget_selects_members_and_records_the_choice(face_folder, tmp_path):
     metrics = build_ensemble(runs, tmp_path / "chosen", flip=True, budget_ms=60.0)
     selection = metrics["selection"]
     assert [c["model"] for c in selection["candidates"]] == [str(r) for r in runs]
-    assert all(c["cost_ms"] > 0 for c in selection["candidates"]) and selection["estimated_ms"] <= 60.0
+    assert all(c["cost_ms"] > 0 and c["size_mb"] > 0 for c in selection["candidates"]) and selection["estimated_ms"] <= 60.0
     chosen = [c for c in selection["candidates"] if c["model"] in metrics["members"]]
     assert selection["estimated_ms"] == pytest.approx(sum(c["cost_ms"] for c in chosen), abs=1e-3)
+    assert selection["estimated_mb"] == pytest.approx(sum(c["size_mb"] for c in chosen), abs=1e-2)
     assert json.loads((tmp_path / "chosen" / "metrics.json").read_text())["selection"] == selection
     with pytest.raises(UserError, match="no candidate fits"):
         build_ensemble(runs, tmp_path / "none", flip=True, budget_ms=1e-6)
+    # A size cap alone also selects; either candidate's file fits it, the two together do not.
+    one_member = max(c["size_mb"] for c in selection["candidates"]) * 1.5
+    capped = build_ensemble(runs, tmp_path / "small", budget_mb=one_member)
+    assert len(capped["members"]) == 1 and capped["selection"]["budget_ms"] is None and capped["selection"]["estimated_mb"] <= one_member

@@ -112,6 +112,19 @@ def test_export_cli_reads_labels_from_the_run_folder(face_folder, tmp_path):
     code = exporter.main(["--model", str(run / "best.keras"), "--quantize", "dynamic", "--out", str(tmp_path / "out")])
     assert code == 0
     assert EmotionClassifier(tmp_path / "out" / f"{run.name}_dynamic.tflite").labels == ("angry", "happy", "sad")
+    parity = json.loads((tmp_path / "out" / "parity.json").read_text())
+    assert parity["split"] == "test" and parity["n"] == 36  # 12 test faces per class
+    # While candidates are compared, parity runs on the run's own validation hold-out instead.
+    recorded_val = json.loads((run / "metrics.json").read_text())["val"]
+    assert exporter.main(["--model", str(run / "best.keras"), "--quantize", "dynamic", "--out", str(tmp_path / "val"), "--parity-split", "val"]) == 0
+    parity = json.loads((tmp_path / "val" / "parity.json").read_text())
+    assert parity["split"] == "val" and parity["n"] == recorded_val["n"]
+    assert parity["keras_accuracy"] == pytest.approx(recorded_val["accuracy"], abs=1e-4)
+    no_holdout = tmp_path / "no_holdout"
+    no_holdout.mkdir()
+    (no_holdout / "config.yaml").write_text(f"data:\n  label_set: folder\n  data_dir: {face_folder}\n  val_fraction: 0.0\n")
+    args = ["--model", str(run / "best.keras"), "--run-dir", str(no_holdout), "--out", str(tmp_path / "none"), "--parity-split", "val"]
+    assert exporter.main(args) == 2 and not (tmp_path / "none" / "parity.json").exists()
     assert exporter.main(["--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)]) == 2
 
 

@@ -72,7 +72,7 @@ pack() {
 # long: the shipped tiers' architectures trained about twice as long as in the H100 round, where
 # the fast tier's VGG gained with epochs (110 epochs: 86.30% validation). Fast-tier VGGs (1.24M,
 # 0.28 ms) and accurate-tier ResNet-SEs (2.8M); with flip, a ResNet-SE and up to two VGGs fit 3 ms
-# (fer_keras.ensemble --flip --budget-ms 2.9 picks them).
+# (fer_keras.ensemble --flip --budget-ms 2.9 --budget-mb 6 picks them).
 # Six models, about 48 MB, come back whole.
 long_round() {
     local plain=(data.batch_size=128 train.precision=float32)
