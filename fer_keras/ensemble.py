@@ -14,9 +14,10 @@ become the subset with the best validation accuracy whose summed latency, twice 
 fits MS and whose summed int8 file size fits MB. That is how a tier is chosen from a round of
 trained models: ``--budget-ms 2.9 --budget-mb 6 --flip`` for the accurate tier (3 ms, and a file
 that stays a few MB: without the size cap or flip, the 15 FERPlus candidates of 2026-11-29 gave a
-9.9 MB ensemble of four), ``--budget-ms 0.4`` for the fast one. The latency estimate is conservative (one pass over
-the stacked mirror views costs less than two), so time the exported file with ``benchmark latency
---tflite``. Selecting on validation flatters the validation number; the test split stays untouched.
+9.9 MB ensemble of four), ``--budget-ms 0.4`` for the fast one. The latency estimate is
+conservative (one pass over the stacked mirror views costs less than two), so time the exported
+file with ``benchmark latency --tflite``. Selecting on validation flatters the validation number;
+the test split stays untouched.
 
 DIR becomes a run folder: best.keras, the first member's config.yaml (data settings for export
 and evaluate), and metrics.json with the labels, the members, the selection and the validation metrics.

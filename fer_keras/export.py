@@ -341,15 +341,19 @@ def main(argv: list[str] | None = None) -> int:
 
     model, labels = load_keras_model(args.model, args.labels)
     _, height, _, channels = model.input_shape
-    # The run's own hold-out, so that --parity-split val scores the images it was validated on.
-    holdout = {"val_fraction": info.get("val_fraction", 0.1), "seed": info.get("split_seed", 1337)}
+    # The run's own hold-out, so that --parity-split val scores the images it was validated on; keys its
+    # config.yaml lacks keep load_dataset's defaults, which are the config's.
+    holdout = {parameter: info[key] for parameter, key in (("val_fraction", "val_fraction"), ("seed", "split_seed")) if key in info}
     dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels, with_test=args.parity_split == "test", **holdout)
     rng = np.random.default_rng(0)
     train = dataset.splits.get("train") or dataset.splits["test"]
     calibration = train.images[rng.choice(len(train), size=min(args.calibration_images, len(train)), replace=False)]
     parity = dataset.splits.get(args.parity_split)
     if parity is None:
-        raise UserError(f"{args.model}: its {label_set} data has no {args.parity_split} split for the parity check (its run's data.val_fraction is 0)")
+        raise UserError(
+            f"{args.model}: its {label_set} data has no {args.parity_split} split for the parity check "
+            "(val needs a train/ folder and data.val_fraction > 0; test needs a test/ folder or a plain folder of classes)"
+        )
     name = args.name or args.model.parent.name
     report = export(
         model, labels, args.out, args.quantize, args.io, calibration, parity.images, parity.labels, name,
