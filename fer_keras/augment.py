@@ -12,7 +12,7 @@ from fer_keras.config import AugmentConfig
 
 
 class HostAugmenter:
-    """Random flips, one affine warp (rotation, translation and zoom together), brightness, contrast and erasing.
+    """Random flips, one affine warp (rotation, translation and zoom together), camera degradations, brightness, contrast and erasing.
 
     Rotation, translation and zoom are composed into a single warp, so each face is resampled
     once; Keras's separate random layers resampled it three times and blurred it. On the host,
@@ -21,7 +21,8 @@ class HostAugmenter:
     dev machine, overlapped with the training step.
     Rotation is a fraction of a full turn, translation a fraction of the size, zoom a scale
     change, brightness a fraction of the 0-255 range, and contrast a factor around each image's
-    mean. Erasing fills one rectangle with noise.
+    mean. Erasing fills one rectangle with noise. The camera degradations (low resolution, blur,
+    noise, JPEG) each hit a face with their own probability, at a strength drawn per face.
 
     Args:
         augment: Which augmentations to apply and how strongly.
@@ -51,6 +52,7 @@ class HostAugmenter:
                 matrix[:, 2] += shifts[i]
                 warped = cv2.warpAffine(out[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
                 out[i] = warped.reshape(height, width, channels)
+        out = self._degrade(out)
         if a.brightness > 0:
             out += rng.uniform(-a.brightness, a.brightness, (n, 1, 1, 1)).astype(np.float32) * 255.0
         if a.contrast > 0:
@@ -62,3 +64,23 @@ class HostAugmenter:
                 top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
                 out[i, top : top + h, left : left + w] = rng.uniform(0, 255, (h, w, channels))
         return np.clip(out, 0.0, 255.0)
+
+    def _degrade(self, out: np.ndarray) -> np.ndarray:
+        """Camera degradations in a camera's order: distance (low resolution), optics (blur), sensor (noise), codec (JPEG)."""
+        import cv2
+
+        a, rng = self.augment, self.rng
+        n, height, width, channels = out.shape
+        for i in np.flatnonzero(rng.random(n) < a.low_resolution):
+            scale = rng.uniform(0.25, 0.75)
+            small = cv2.resize(out[i], (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+            out[i] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, channels)
+        for i in np.flatnonzero(rng.random(n) < a.blur):
+            out[i] = cv2.GaussianBlur(out[i], (0, 0), rng.uniform(0.005, 0.05) * width).reshape(height, width, channels)
+        noisy = rng.random(n) < a.noise
+        out[noisy] += rng.normal(0.0, 1.0, out[noisy].shape).astype(np.float32) * rng.uniform(2, 20, (int(noisy.sum()), 1, 1, 1)).astype(np.float32)
+        for i in np.flatnonzero(rng.random(n) < a.jpeg):
+            face = np.clip(np.rint(out[i]), 0, 255).astype(np.uint8)
+            _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(10, 61))])
+            out[i] = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(height, width, channels)
+        return out

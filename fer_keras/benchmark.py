@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): ``python -m fer_keras.benchmark {train,latency,accuracy,detectors,pipeline}``.
+"""Benchmarks (not tests): ``python -m fer_keras.benchmark {train,latency,accuracy,robustness,detectors,pipeline}``.
 
 Each writes a Markdown table and a JSON file under ``experiments/benchmarks/`` and prints the table.
 """
@@ -190,6 +190,67 @@ def benchmark_accuracy(models: list[str], balances: list[float], peers: list[tup
     return rows
 
 
+ROBUSTNESS_SPLITS = {("ferplus", "test"): "FERPlus PrivateTest (majority labels)", ("ferplus", "val"): "FERPlus PublicTest (majority labels; validation)"}
+
+
+def benchmark_robustness(
+    models: list[str], peers: list[tuple[Path, str, tuple[float, float]]], data_dir: str | None, out_dir: Path,
+    label_set: str = "ferplus", split: str = "test", seed: int = 0,
+) -> list[dict]:
+    """Accuracy of each model under every shift of ``fer_keras.shifts.SHIFTS``, in one run.
+
+    Every model sees the same shifted faces: each shift is applied once to the faces, loaded as
+    48×48 gray (FER's format), then each model's input is made from them as the runtime makes it
+    from a face crop.
+
+    Args:
+        models: ``.tflite`` files or packaged model names.
+        peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
+        data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables), or a folder of class folders.
+        out_dir: Where robustness.md and .json go (robustness_val.* for the val split).
+        label_set: "ferplus" (majority labels) or "folder" (the folder's own classes).
+        split: "test" (FERPlus: PrivateTest) or "val" (FERPlus: PublicTest), for choosing among candidates.
+        seed: Seed of the random parts of the shifts (rotation and offset direction, noise).
+
+    Returns:
+        One row per shift: each model's accuracy and its change from the clean faces, in points.
+    """
+    import dataclasses
+
+    from fer_keras.data import locate_data_dir
+    from fer_keras.evaluate import load_evaluation_data, load_predictor, map_to_model_labels
+    from fer_keras.runtime import to_model_input
+    from fer_keras.shifts import SHIFTS, apply_shift
+
+    predictors = [(str(m), load_predictor(m)) for m in models]
+    predictors += [(f"peer: {path.name}", load_predictor(path, labels, value_range)) for path, labels, value_range in peers]
+    root = locate_data_dir(data_dir)
+    dataset, faces = load_evaluation_data(label_set, root, split, (48, 48, 1))
+    rows, clean = [], {}
+    for shift in SHIFTS:
+        shifted = dataclasses.replace(faces, images=apply_shift(shift, faces.images, seed))
+        row = {"shift": shift}
+        for name, predictor in predictors:
+            images, y, _, _ = map_to_model_labels(shifted, dataset.labels, predictor.labels)
+            height, width, channels = predictor.input_shape
+            accuracy = 100 * float((predictor.predict(to_model_input(images, (height, width), channels)).argmax(1) == y).mean())
+            clean.setdefault(name, accuracy)
+            row[f"{name} %"] = round(accuracy, 2)
+            row[f"{name} Δ"] = round(accuracy - clean[name], 2)
+        rows.append(row)
+    header = (
+        f"Top-1 accuracy on {ROBUSTNESS_SPLITS.get((label_set, split), f'{root} ({split})')} under everyday camera and framing shifts, each applied "
+        "to the 48×48 faces at one fixed strength (fer_keras/shifts.py); Δ is the change from the clean faces in points. "
+        "A proxy for faces from other sources, which no labelled set here holds. Peers without a class (fer: contempt) "
+        f"are scored on the faces of the classes they have. Seed {seed}. CPU: {cpu_name()}. "
+        f"Command: python -m fer_keras.benchmark robustness --models {' '.join(map(str, models))} --label-set {label_set} --split {split} --seed {seed}"
+        + "".join(f" --peer {path} --peer-labels {labels} --peer-value-range={value_range[0]:g},{value_range[1]:g}" for path, labels, value_range in peers)
+        + (f" --data-dir {data_dir}" if data_dir else "")
+    )
+    write_results(out_dir, f"robustness_{split}" if split != "test" else "robustness", rows, header)
+    return rows
+
+
 # Faces visible in the shared photos, counted by eye (selfie-many-people is ambiguous: many cut-off faces).
 PHOTO_FACES = {"couple.jpg": 2, "multiface.jpg": 6, "obama_and_biden.jpg": 3, "two_people.jpg": 2}
 
@@ -311,6 +372,15 @@ def build_parser() -> ArgumentParser:
     p_accuracy.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
     p_accuracy.add_argument("--peer-value-range", action="append", default=[], help="the peer's input range, e.g. -1,1")
     p_accuracy.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA)")
+    p_robustness = sub.add_parser("robustness", help="FERPlus test accuracy of our models and peers under blur, noise, dark, JPEG, tilt, masks ...")
+    p_robustness.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite files or packaged names (default: accurate fast)")
+    p_robustness.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite (repeatable; each with --peer-labels and --peer-value-range)")
+    p_robustness.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
+    p_robustness.add_argument("--peer-value-range", action="append", default=[], help="the peer's input range, e.g. -1,1")
+    p_robustness.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA)")
+    p_robustness.add_argument("--label-set", choices=["ferplus", "folder"], default="ferplus", help="ferplus (majority labels) or folder (a folder of class folders)")
+    p_robustness.add_argument("--split", choices=["test", "val"], default="test", help="test, or val for choosing among candidates (writes robustness_val.md)")
+    p_robustness.add_argument("--seed", type=int, default=0, help="seed of the shifts' random parts")
     p_detectors = sub.add_parser("detectors", help="faces found and ms per image for each face detector")
     p_detectors.add_argument("--media", type=Path, default=Path("../shared/media"))
     p_detectors.add_argument("--detectors", nargs="*")
@@ -320,7 +390,7 @@ def build_parser() -> ArgumentParser:
     p_pipeline.add_argument("--detectors", nargs="*")
     p_pipeline.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
     p_pipeline.add_argument("--model", help="emotion .tflite (default: packaged)")
-    for p in (p_train, p_latency, p_accuracy, p_detectors, p_pipeline):
+    for p in (p_train, p_latency, p_accuracy, p_robustness, p_detectors, p_pipeline):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the .md and .json results")
     return parser
 
@@ -345,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out, args.tflite, args.name)
     elif args.command == "accuracy":
         benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out)
+    elif args.command == "robustness":
+        benchmark_robustness(args.models, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out, args.label_set, args.split, args.seed)
     else:
         from fer_keras.faces import DETECTORS
 

@@ -25,6 +25,12 @@ class AugmentConfig:
     brightness: float = 0.2  # fraction of the 0-255 range
     contrast: float = 0.2
     erasing: float = 0.0  # probability of erasing one random rectangle
+    # Camera degradations, each a probability per face (0 disables): what phones and webcams add and FER's
+    # studio-like crops lack (fer_keras.benchmark robustness measured the shipped models losing 30-43 points to them).
+    low_resolution: float = 0.0  # shrink to 25-75% of the size and enlarge back (a distant face)
+    blur: float = 0.0  # Gaussian defocus, sigma 0.5-5% of the width
+    noise: float = 0.0  # Gaussian sensor noise, sigma 2-20 grey levels
+    jpeg: float = 0.0  # JPEG round trip at quality 10-60
     mixup: float = 0.0  # MixUp alpha; 0 disables
 
 
@@ -81,6 +87,7 @@ class TrainConfig:
     confusion_matrix_every: int = 1  # epochs between confusion-matrix images in TensorBoard; 0 disables
     init_from: str | None = None  # start from this .keras model's weights (same architecture): fine-tuning, distillation
     freeze_batch_norm: bool = False  # with init_from: batch norm keeps its statistics (inference mode); for members rebuilt by fer_keras.recover, whose batch norm is folded
+    score_test: bool = True  # train only (train_accel never reads the test split): score the best model on it when training ends; false keeps candidates off it (score the chosen one with fer_keras.evaluate)
     time_budget_s: float = 0  # train_accel only: stop before an epoch would end past this many seconds, cosine annealed within it (0 = no limit)
 
 
@@ -115,6 +122,10 @@ class ExperimentConfig:
             raise UserError(f"data.val_fraction={self.data.val_fraction} must be in [0, 1)")
         if not 0.0 <= self.train.ema_momentum < 1.0:
             raise UserError(f"train.ema_momentum={self.train.ema_momentum} must be in [0, 1)")
+        augment = self.data.augment
+        for name in ("erasing", "low_resolution", "blur", "noise", "jpeg"):
+            if not 0.0 <= getattr(augment, name) <= 1.0:
+                raise UserError(f"data.augment.{name}={getattr(augment, name)} is a probability: it must be in [0, 1]")
         if not 0.0 <= self.data.teacher_weight <= 1.0:
             raise UserError(f"data.teacher_weight={self.data.teacher_weight} must be in [0, 1]")
         if self.data.soft_labels and self.data.label_set != "ferplus":

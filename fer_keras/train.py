@@ -67,7 +67,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     precision = hardware.resolve_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    dataset = load_for_experiment(config)
+    dataset = load_for_experiment(config, with_test=config.train.score_test)
     counts = report_counts(dataset)
 
     labels = dataset.labels

@@ -36,3 +36,21 @@ def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
     assert "--tflite" in (tmp_path / "shipped.md").read_text()
     assert benchmark.main(["latency", "--out", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_robustness_scores_every_shift_against_the_clean_faces(tiny_tflite, trained_tiny, face_folder, tmp_path):
+    from fer_keras.runtime import EmotionClassifier
+    from fer_keras.shifts import SHIFTS
+
+    _, _, test_images, test_labels = trained_tiny
+    args = ["robustness", "--models", str(tiny_tflite), "--label-set", "folder", "--data-dir", str(face_folder), "--out", str(tmp_path)]
+    assert benchmark.main(args) == 0
+    rows = json.loads((tmp_path / "robustness.json").read_text())["rows"]
+    column = f"{tiny_tflite} %"
+    assert [row["shift"] for row in rows] == list(SHIFTS)
+    clean = 100 * (EmotionClassifier(tiny_tflite).predict_many(test_images).argmax(1) == test_labels).mean()
+    assert rows[0][column] == pytest.approx(clean, abs=0.01) and rows[0][f"{tiny_tflite} Δ"] == 0
+    assert all(row[f"{tiny_tflite} Δ"] == pytest.approx(row[column] - rows[0][column], abs=0.02) for row in rows)
+    assert "--label-set folder --split test --seed 0" in (tmp_path / "robustness.md").read_text()
+    assert benchmark.main([*args[:-2], "--out", str(tmp_path / "bad"), "--peer", str(tiny_tflite)]) == 2
+    assert not (tmp_path / "bad").exists()

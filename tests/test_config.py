@@ -24,6 +24,8 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["train.optimizer=rmsprop"])
     with pytest.raises(UserError, match=r"train.ema_momentum=1.0 must be in \[0, 1\)"):
         apply_overrides(ExperimentConfig(), ["train.ema_momentum=1"])
+    with pytest.raises(UserError, match=r"data.augment.blur=1.5 is a probability: it must be in \[0, 1\]"):
+        apply_overrides(ExperimentConfig(), ["data.augment.blur=1.5"])
     with pytest.raises(UserError, match="must look like key=value"):
         apply_overrides(ExperimentConfig(), ["epochs"])
     with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):

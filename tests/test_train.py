@@ -38,6 +38,13 @@ def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
     assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
 
 
+def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
+    result = train.run_training(_config(face_folder, tmp_path, "train.epochs=1", "train.score_test=false"))
+    assert set(result.metrics) >= {"val"} and "test" not in result.metrics
+    assert "test" not in json.loads((result.run_dir / "metrics.json").read_text())
+    assert (result.run_dir / "confusion_matrix_val.png").is_file() and not (result.run_dir / "confusion_matrix_test.png").exists()
+
+
 @pytest.mark.parametrize("run", [train.run_training, train_accel.run_accelerated], ids=["train", "train_accel"])
 def test_init_from_a_model_that_does_not_fit_fails_before_a_run_folder_is_made(run, face_folder, tmp_path):
     other = build_from_config(_config(face_folder, tmp_path, "model.name=mini_xception").model, 3)

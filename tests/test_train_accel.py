@@ -40,6 +40,28 @@ def test_host_augmenter_is_seeded_and_stays_in_range():
     assert not np.array_equal(first, HostAugmenter(config, 8)(images))
 
 
+def test_camera_degradations_hit_faces_with_their_probability_and_strength():
+    noise_faces = _images(16).astype(np.float32)
+    flat = np.full((64, 48, 48, 1), 128, dtype=np.uint8)
+
+    def degraded(images, seed=0, **probabilities):
+        return HostAugmenter(dataclass_replace(NO_AUGMENT, **probabilities), seed)(images)
+
+    # Blur (sigma >= 0.24 px) and low resolution (at most 75% of the size) both smooth pixel noise.
+    for kind in ("blur", "low_resolution"):
+        out = degraded(noise_faces, **{kind: 1.0})
+        assert (out.std(axis=(1, 2, 3)) < 0.9 * noise_faces.std(axis=(1, 2, 3))).all(), kind
+    # Noise: each face gets its own sigma in 2-20 grey levels around an unchanged mean.
+    sigmas = degraded(flat, noise=1.0).std(axis=(1, 2, 3))
+    assert 1.8 < sigmas.min() and sigmas.max() < 21 and sigmas.std() > 3
+    # JPEG at quality 10-60 changes noise faces but keeps their mean grey level.
+    out = degraded(noise_faces, jpeg=1.0)
+    assert not np.array_equal(out, noise_faces) and np.abs(out.mean(axis=(1, 2, 3)) - noise_faces.mean(axis=(1, 2, 3))).max() < 8
+    # Probability 0.5: some faces of 64 untouched, some noisy.
+    touched = (degraded(flat, seed=2, noise=0.5) != 128).any(axis=(1, 2, 3))
+    assert 16 < touched.sum() < 48
+
+
 def test_array_batches_drop_the_partial_batch_and_mix_targets():
     targets = np.eye(3, dtype=np.float32)[np.arange(10) % 3]
     split = Split(_images(10), targets, [str(i) for i in range(10)])
