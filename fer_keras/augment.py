@@ -71,15 +71,21 @@ class HostAugmenter:
 
         a, rng = self.augment, self.rng
         n, height, width, channels = out.shape
-        for i in np.flatnonzero(rng.random(n) < a.low_resolution):
+
+        def hit(probability: float) -> np.ndarray:
+            # A kind at probability 0 draws nothing, so configs without degradations keep their random stream.
+            return rng.random(n) < probability if probability > 0 else np.zeros(n, dtype=bool)
+
+        for i in np.flatnonzero(hit(a.low_resolution)):
             scale = rng.uniform(0.25, 0.75)
             small = cv2.resize(out[i], (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
             out[i] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, channels)
-        for i in np.flatnonzero(rng.random(n) < a.blur):
+        for i in np.flatnonzero(hit(a.blur)):
             out[i] = cv2.GaussianBlur(out[i], (0, 0), rng.uniform(0.005, 0.05) * width).reshape(height, width, channels)
-        noisy = rng.random(n) < a.noise
-        out[noisy] += rng.normal(0.0, 1.0, out[noisy].shape).astype(np.float32) * rng.uniform(2, 20, (int(noisy.sum()), 1, 1, 1)).astype(np.float32)
-        for i in np.flatnonzero(rng.random(n) < a.jpeg):
+        noisy = hit(a.noise)
+        if noisy.any():
+            out[noisy] += rng.normal(0.0, 1.0, out[noisy].shape).astype(np.float32) * rng.uniform(2, 20, (int(noisy.sum()), 1, 1, 1)).astype(np.float32)
+        for i in np.flatnonzero(hit(a.jpeg)):
             face = np.clip(np.rint(out[i]), 0, 255).astype(np.uint8)
             _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(10, 61))])
             out[i] = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(height, width, channels)

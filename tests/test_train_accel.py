@@ -47,10 +47,12 @@ def test_camera_degradations_hit_faces_with_their_probability_and_strength():
     def degraded(images, seed=0, **probabilities):
         return HostAugmenter(dataclass_replace(NO_AUGMENT, **probabilities), seed)(images)
 
-    # Blur (sigma >= 0.24 px) and low resolution (at most 75% of the size) both smooth pixel noise.
-    for kind in ("blur", "low_resolution"):
-        out = degraded(noise_faces, **{kind: 1.0})
-        assert (out.std(axis=(1, 2, 3)) < 0.9 * noise_faces.std(axis=(1, 2, 3))).all(), kind
+    # Low resolution (at most 75% of the size) smooths pixel noise in every face; blur (sigma 0.24-2.4 px)
+    # never sharpens and smooths most faces clearly (a sigma near 0.24 px barely changes a face).
+    before = noise_faces.std(axis=(1, 2, 3))
+    assert (degraded(noise_faces, low_resolution=1.0).std(axis=(1, 2, 3)) < 0.9 * before).all()
+    blurred = degraded(noise_faces, blur=1.0).std(axis=(1, 2, 3))
+    assert (blurred <= before).all() and (blurred < 0.9 * before).sum() >= 12
     # Noise: each face gets its own sigma in 2-20 grey levels around an unchanged mean.
     sigmas = degraded(flat, noise=1.0).std(axis=(1, 2, 3))
     assert 1.8 < sigmas.min() and sigmas.max() < 21 and sigmas.std() > 3
