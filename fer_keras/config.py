@@ -26,7 +26,7 @@ class AugmentConfig:
     contrast: float = 0.2
     erasing: float = 0.0  # probability of erasing one random rectangle
     # Camera degradations, each a probability per face (0 disables): what phones and webcams add and FER's
-    # studio-like crops lack (fer_keras.benchmark robustness measured the shipped models losing 30-43 points to them).
+    # studio-like crops lack (fer_keras.benchmark robustness measured the shipped models losing up to 43 points to them).
     low_resolution: float = 0.0  # shrink to 25-75% of the size and enlarge back (a distant face)
     blur: float = 0.0  # Gaussian defocus, sigma 0.5-5% of the width
     noise: float = 0.0  # Gaussian sensor noise, sigma 2-20 grey levels
