@@ -69,6 +69,8 @@ class HostAugmenter:
         """Camera degradations in a camera's order: distance (low resolution), optics (blur), sensor (noise), codec (JPEG)."""
         import cv2
 
+        from fer_keras.shifts import jpeg_round_trip, shrink_and_enlarge
+
         a, rng = self.augment, self.rng
         n, height, width, channels = out.shape
 
@@ -77,9 +79,7 @@ class HostAugmenter:
             return rng.random(n) < probability if probability > 0 else np.zeros(n, dtype=bool)
 
         for i in np.flatnonzero(hit(a.low_resolution)):
-            scale = rng.uniform(0.25, 0.75)
-            small = cv2.resize(out[i], (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-            out[i] = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, channels)
+            out[i] = shrink_and_enlarge(out[i], rng.uniform(0.25, 0.75)).reshape(height, width, channels)
         for i in np.flatnonzero(hit(a.blur)):
             out[i] = cv2.GaussianBlur(out[i], (0, 0), rng.uniform(0.005, 0.05) * width).reshape(height, width, channels)
         noisy = hit(a.noise)
@@ -87,6 +87,5 @@ class HostAugmenter:
             out[noisy] += rng.normal(0.0, 1.0, out[noisy].shape).astype(np.float32) * rng.uniform(2, 20, (int(noisy.sum()), 1, 1, 1)).astype(np.float32)
         for i in np.flatnonzero(hit(a.jpeg)):
             face = np.clip(np.rint(out[i]), 0, 255).astype(np.uint8)
-            _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(10, 61))])
-            out[i] = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(height, width, channels)
+            out[i] = jpeg_round_trip(face, int(rng.integers(10, 61))).reshape(height, width, channels)
         return out

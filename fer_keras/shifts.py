@@ -4,7 +4,9 @@ FER2013 and FERPlus faces are centred, upright and mostly well lit; a phone's fa
 shift stands for one thing a deployed model meets (defocus, sensor noise, dark rooms, compressed
 video, distant faces, head tilt, a loose detector box, masks, sunglasses) at one fixed, moderate
 strength. Geometric sizes are fractions of the crop, so a shift means the same at any resolution.
-Every shift is deterministic given its random generator, and returns a new uint8 batch.
+Every shift is deterministic given its random generator, and returns a new uint8 batch. The
+per-face JPEG and low-resolution steps are shared with training's camera degradations
+(``fer_keras.augment``), which draw their strength per face.
 
 Each is one OpenCV or NumPy call: corruption suites such as ImageNet-C (``imagecorruptions``) are
 tuned for 224-pixel colour photos and would add a dependency for what these lines do on 48-pixel
@@ -68,29 +70,33 @@ def contrast(factor: float) -> Shift:
     return shift
 
 
+def jpeg_round_trip(face: np.ndarray, quality: int) -> np.ndarray:
+    """One uint8 face (H, W) or (H, W, C) encoded as JPEG at ``quality`` (0-100) and decoded; gray faces come back (H, W)."""
+    _, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+
+
+def shrink_and_enlarge(face: np.ndarray, fraction: float) -> np.ndarray:
+    """One face shrunk to ``fraction`` of its size (area averaging) and enlarged back (bilinear); gray faces come back (H, W)."""
+    height, width = face.shape[:2]
+    small = cv2.resize(face, (max(1, round(width * fraction)), max(1, round(height * fraction))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def jpeg(quality: int) -> Shift:
     """A JPEG round trip at ``quality`` (0-100), as in compressed video calls."""
 
-    def change(face):
-        ok, encoded = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-
     def shift(images, rng):
-        return _per_face(images, change)
+        return _per_face(images, lambda face: jpeg_round_trip(face, quality))
 
     return shift
 
 
 def low_resolution(fraction: float) -> Shift:
-    """A distant face: shrunk to ``fraction`` of its size (area averaging) and enlarged back (bilinear)."""
-
-    def change(face):
-        height, width = face.shape[:2]
-        small = cv2.resize(face, (max(1, round(width * fraction)), max(1, round(height * fraction))), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    """A distant face: shrunk to ``fraction`` of its size and enlarged back (``shrink_and_enlarge``)."""
 
     def shift(images, rng):
-        return _per_face(images, change)
+        return _per_face(images, lambda face: shrink_and_enlarge(face, fraction))
 
     return shift
 
