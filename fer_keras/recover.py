@@ -84,6 +84,8 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
     for op in ops:
         for index in op["inputs"]:
             consumers.setdefault(int(index), []).append(op)
+    # Everything else is a constant: only these tensors have no data until the graph runs.
+    computed = {int(i) for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
 
     def added_constant(tensor: int) -> np.ndarray | None:
         for _ in range(3):  # FULLY_CONNECTED -> RESHAPE -> ADD(constant)
@@ -92,8 +94,11 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
                 return None
             op = following[0]
             if op["op_name"] == "ADD":
+                # A dense layer whose bias is all zeros has none in the file; its output may then meet another
+                # computed tensor (an ensemble's average, a residual sum), which is no bias.
                 other = [int(i) for i in op["inputs"] if int(i) != tensor]
-                return _dequantize(interpreter, tensors[other[0]]) if other and other[0] in tensors else None
+                constant = other and other[0] in tensors and other[0] not in computed
+                return _dequantize(interpreter, tensors[other[0]]) if constant else None
             tensor = int(op["outputs"][0])
         return None
 
