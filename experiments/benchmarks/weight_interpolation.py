@@ -1,0 +1,70 @@
+"""Weight-space averages of the fast tier's VGG and its two robust fine-tunes: clean and shifted validation.
+
+    python experiments/benchmarks/weight_interpolation.py --data-dir ../shared/datasets/fer2013
+    # writes experiments/benchmarks/weight_interpolation.{md,json}
+
+The two fine-tunes (experiments/configs/ferplus_vgg_robust_cpu.yaml and its distilled twin) start
+from the shipped fast tier's VGG rebuilt by ``fer_keras.recover`` and keep its batch norm frozen, so
+all three share one architecture and one basin. Averaging such weights can beat each end ("WiSE-FT",
+Wortsman et al. 2022; "model soups", the same year): here it would give a fast tier with the
+fine-tune's robustness and the original's clean accuracy. Each row is a weighted average of the
+three weight sets, scored as float ``.keras`` on FERPlus PublicTest (validation) clean and under
+the shifts of ``fer_keras.shifts`` where the fine-tunes gained most. Needs the three ``best.keras``
+files (not committed; the recover and train commands in the configs rebuild them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from fer_keras.benchmark import write_results
+from fer_keras.data import locate_data_dir
+from fer_keras.evaluate import load_evaluation_data, map_to_model_labels
+from fer_keras.models import load_saved_model
+from fer_keras.runtime import to_model_input
+from fer_keras.shifts import apply_shift
+
+RUNS = Path("experiments/runs")
+SOURCES = {
+    "shipped": RUNS / "recovered/20261128-173129-f_vgg_b/best.keras",
+    "robust": RUNS / "20261129-135249-ferplus_vgg_robust_cpu/best.keras",
+    "robust_distill": RUNS / "20261129-143551-ferplus_vgg_robust_distill_cpu/best.keras",
+}
+# Weights of (shipped, robust, robust_distill): the interpolation line to the robust fine-tune, then soups.
+MIXES = [(1, 0, 0), (0.75, 0.25, 0), (0.5, 0.5, 0), (0.25, 0.75, 0), (0, 1, 0), (0, 0, 1), (0.5, 0, 0.5), (0, 0.5, 0.5), (1 / 3, 1 / 3, 1 / 3)]
+SHIFTS = ["blur σ=4% of width", "noise σ=15", "low resolution ⅓", "JPEG quality 15", "dark ×0.35", "rotation ±20°"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA)")
+    parser.add_argument("--out", type=Path, default=Path("experiments/benchmarks"))
+    args = parser.parse_args()
+
+    dataset, faces = load_evaluation_data("ferplus", locate_data_dir(args.data_dir), "val", (48, 48, 1))
+    images, truth, _, _ = map_to_model_labels(faces, dataset.labels, dataset.labels)
+    views = {"clean": images} | {shift: apply_shift(shift, images, 0) for shift in SHIFTS}
+    weights = {name: load_saved_model(path).get_weights() for name, path in SOURCES.items()}
+    model = load_saved_model(SOURCES["shipped"])
+    rows = []
+    for mix in MIXES:
+        model.set_weights([sum(share * layers[i] for share, layers in zip(mix, weights.values())) for i in range(len(weights["shipped"]))])
+        row = {name: round(share, 2) for name, share in zip(SOURCES, mix)}
+        for view, images in views.items():
+            predicted = model.predict(to_model_input(images, (48, 48), 1).astype(np.float32), batch_size=256, verbose=0).argmax(1)
+            row[f"{view} %"] = round(100 * float((predicted == truth).mean()), 2)
+        rows.append(row)
+    header = (
+        f"Float accuracy on FERPlus PublicTest (validation, {len(truth)} faces, majority labels) of weighted averages of the "
+        "fast tier's VGG (recovered from release 0.3.0) and its two robust fine-tunes, clean and under six shifts of "
+        "fer_keras/shifts.py (seed 0). Command: python experiments/benchmarks/weight_interpolation.py"
+        + (f" --data-dir {args.data_dir}" if args.data_dir else "")
+    )
+    write_results(args.out, "weight_interpolation", rows, header)
+
+
+if __name__ == "__main__":
+    main()
