@@ -7,11 +7,14 @@ import sys
 
 COMMANDS = {
     "train": "train a model and record the run",
+    "train_accel": "train on a GPU through Keras's JAX or PyTorch backend (no TensorFlow)",
+    "ensemble": "average trained models (with flip views) into one, or pick members within a latency budget",
+    "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "Grad-CAM heatmaps for a face image",
     "export": "convert a .keras model to a quantized .tflite with a parity report",
     "detect": "emotions of every face in a camera, video, image or folder",
-    "benchmark": "throughput and latency tables",
+    "benchmark": "latency, accuracy, robustness, detector, pipeline and training-speed tables",
 }
 
 

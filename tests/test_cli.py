@@ -3,7 +3,8 @@ from fer_keras import cli
 
 def test_console_script_lists_commands_and_dispatches(capsys):
     assert cli.main(["--help"]) == 0
-    assert "detect" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert all(f"  {command} " in listed for command in ("train", "train_accel", "ensemble", "recover", "evaluate", "export", "detect", "benchmark"))
     assert cli.main(["frobnicate"]) == 2
     assert cli.main(["detect", "--source", "/no/such/file.mp4"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
@@ -16,3 +17,12 @@ def test_bad_arguments_give_one_error_line_and_exit_2(capsys):
     )
     assert cli.main(["benchmark", "latency", "--no-such-flag"]) == 2
     assert capsys.readouterr().err == "error: python -m fer_keras.benchmark: unrecognized arguments: --no-such-flag (see --help)\n"
+
+
+def test_every_listed_command_has_a_main(capsys):
+    import importlib
+
+    for command in cli.COMMANDS:
+        assert callable(importlib.import_module(f"fer_keras.{command}").main), command
+    assert cli.main(["recover", "--tflite", "/no/such.tflite", "--run", "r", "--out", "o"]) == 2
+    assert capsys.readouterr().err.startswith("error: /no/such.tflite")
