@@ -7,7 +7,7 @@ import sys
 
 COMMANDS = {
     "train": "train a model and record the run",
-    "train_accel": "train on a GPU through Keras's JAX or PyTorch backend (no TensorFlow)",
+    "train_accel": "train without TensorFlow (Keras on JAX or PyTorch), as on a lent GPU",
     "ensemble": "average trained models (with flip views) into one, or pick members within a latency budget",
     "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
