@@ -16,15 +16,13 @@ def _randomize(model, rng, images, targets, biases: bool):
     all-zero biases, which the file then omits. The logits layer is fitted in closed form to
     ``targets``, so predictions spread over the classes, decisively enough for int8.
     """
-    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
             layer.beta.assign(rng.normal(0, 0.1, layer.beta.shape))
+            layer.momentum = 0.0  # so that the training-mode pass below sets the moving statistics to its batch's
         elif biases and getattr(layer, "bias", None) is not None:
             layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
-    for layer in batch_norms:  # at momentum 0, one training-mode pass sets the moving statistics to this batch's
-        layer.momentum = 0.0
     model(images.astype("float32"), training=True)
     logits = model.get_layer("logits")
     features = keras.Model(model.input, logits.input).predict(images, verbose=0)
