@@ -42,15 +42,23 @@ def test_robustness_scores_every_shift_against_the_clean_faces(tiny_tflite, trai
     from fer_keras.runtime import EmotionClassifier
     from fer_keras.shifts import SHIFTS
 
-    _, _, test_images, test_labels = trained_tiny
-    args = ["robustness", "--models", str(tiny_tflite), "--label-set", "folder", "--data-dir", str(face_folder), "--out", str(tmp_path)]
+    model, labels, test_images, test_labels = trained_tiny
+    # The same network as a float .keras in its run folder: the batched screen of candidates before export.
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (run / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
+    out = tmp_path / "out"
+    args = ["robustness", "--models", str(tiny_tflite), str(run / "best.keras"), "--label-set", "folder", "--data-dir", str(face_folder), "--out", str(out)]
     assert benchmark.main(args) == 0
-    rows = json.loads((tmp_path / "robustness.json").read_text())["rows"]
+    rows = json.loads((out / "robustness.json").read_text())["rows"]
     column = f"{tiny_tflite} %"
     assert [row["shift"] for row in rows] == list(SHIFTS)
+    one_face = 100 / len(test_labels)
+    assert all(row[f"{run / 'best.keras'} %"] == pytest.approx(row[column], abs=one_face + 0.01) for row in rows)
     clean = 100 * (EmotionClassifier(tiny_tflite).predict_many(test_images).argmax(1) == test_labels).mean()
     assert rows[0][column] == pytest.approx(clean, abs=0.01) and rows[0][f"{tiny_tflite} Δ"] == 0
     assert all(row[f"{tiny_tflite} Δ"] == pytest.approx(row[column] - rows[0][column], abs=0.02) for row in rows)
-    assert "--label-set folder --split test --seed 0" in (tmp_path / "robustness.md").read_text()
+    assert "--label-set folder --split test --seed 0" in (out / "robustness.md").read_text()
     assert benchmark.main([*args[:-2], "--out", str(tmp_path / "bad"), "--peer", str(tiny_tflite)]) == 2
     assert not (tmp_path / "bad").exists()
