@@ -204,8 +204,7 @@ def benchmark_robustness(
     from a face crop.
 
     Args:
-        models: ``.tflite`` files or packaged model names; a float ``.keras`` (one batched pass per shift, minutes
-            faster than a per-face ``.tflite`` on a CPU) screens candidates before their export.
+        models: ``.tflite`` or ``.keras`` files (a float candidate, scored before its export), or packaged model names.
         peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
         data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables), or a folder of class folders.
         out_dir: Where robustness.md and .json go (robustness_val.* for the val split).
