@@ -54,7 +54,7 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
     model = load_saved_model(path)
     labels = tuple(labels_arg.split(",")) if labels_arg else recorded_labels(path)
     if labels is None:
-        raise UserError(f"{path}: no labels found (no metrics.json beside it); pass --labels a,b,c")
+        raise UserError(f"{path}: no labels found: no metrics.json beside it (a run folder has one) and no --labels (evaluate, explain, export)")
     if len(labels) != model.output_shape[-1]:
         raise UserError(f"{path}: {len(labels)} labels for a model with {model.output_shape[-1]} outputs")
     return model, labels
