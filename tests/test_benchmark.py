@@ -43,7 +43,7 @@ def test_robustness_scores_every_shift_against_the_clean_faces(tiny_tflite, trai
     from fer_keras.shifts import SHIFTS
 
     model, labels, test_images, test_labels = trained_tiny
-    # The same network as a float .keras in its run folder: the batched screen of candidates before export.
+    # The same network as a float .keras in its run folder: how a candidate is scored before its export.
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "best.keras")
