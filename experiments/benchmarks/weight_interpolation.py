@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # load_keras_model names a missing file in one line (they are not committed; the configs rebuild them).
-    weight_sets = [load_keras_model(path)[0].get_weights() for path in SOURCES.values()]
-    model = load_keras_model(SOURCES["shipped"])[0]
+    models = {name: load_keras_model(path)[0] for name, path in SOURCES.items()}
+    weight_sets = [source.get_weights() for source in models.values()]  # copies: set_weights below leaves them be
+    model = models["shipped"]
     dataset, faces = load_evaluation_data("ferplus", locate_data_dir(args.data_dir), "val", (48, 48, 1))
     images, truth, _, _ = map_to_model_labels(faces, dataset.labels, dataset.labels)
     # Model inputs made once: every mix sees the same views.
