@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -93,3 +94,13 @@ def trained_tiny(face_folder):
     accuracy = (model.predict(test.images, verbose=0).argmax(1) == test.labels).mean()
     assert accuracy >= 0.9, f"the synthetic task should be learnable, got {accuracy:.2f}"
     return model, dataset.labels, test.images, test.labels
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_run(trained_tiny, tmp_path_factory) -> Path:
+    """The tiny model saved as a training run leaves it: `best.keras` with its labels in `metrics.json` beside it."""
+    model, labels, _, _ = trained_tiny
+    run = tmp_path_factory.mktemp("tiny_run")
+    model.save(run / "best.keras")
+    (run / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
+    return run / "best.keras"

@@ -38,24 +38,20 @@ def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-def test_robustness_scores_every_shift_against_the_clean_faces(tiny_tflite, trained_tiny, face_folder, tmp_path):
+def test_robustness_scores_every_shift_against_the_clean_faces(tiny_tflite, trained_tiny, tiny_keras_run, face_folder, tmp_path):
     from fer_keras.runtime import EmotionClassifier
     from fer_keras.shifts import SHIFTS
 
-    model, labels, test_images, test_labels = trained_tiny
-    # The same network as a float .keras in its run folder: how a candidate is scored before its export.
-    run = tmp_path / "run"
-    run.mkdir()
-    model.save(run / "best.keras")
-    (run / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
+    _, _, test_images, test_labels = trained_tiny
+    # tiny_keras_run is the same network as a float .keras in its run folder: how a candidate is scored before its export.
     out = tmp_path / "out"
-    args = ["robustness", "--models", str(tiny_tflite), str(run / "best.keras"), "--label-set", "folder", "--data-dir", str(face_folder), "--out", str(out)]
+    args = ["robustness", "--models", str(tiny_tflite), str(tiny_keras_run), "--label-set", "folder", "--data-dir", str(face_folder), "--out", str(out)]
     assert benchmark.main(args) == 0
     rows = json.loads((out / "robustness.json").read_text())["rows"]
     column = f"{tiny_tflite} %"
     assert [row["shift"] for row in rows] == list(SHIFTS)
     one_face = 100 / len(test_labels)
-    assert all(row[f"{run / 'best.keras'} %"] == pytest.approx(row[column], abs=one_face + 0.01) for row in rows)
+    assert all(row[f"{tiny_keras_run} %"] == pytest.approx(row[column], abs=one_face + 0.01) for row in rows)
     clean = 100 * (EmotionClassifier(tiny_tflite).predict_many(test_images).argmax(1) == test_labels).mean()
     assert rows[0][column] == pytest.approx(clean, abs=0.01) and rows[0][f"{tiny_tflite} Δ"] == 0
     assert all(row[f"{tiny_tflite} Δ"] == pytest.approx(row[column] - rows[0][column], abs=0.02) for row in rows)

@@ -77,16 +77,12 @@ def plain_folder(tmp_path_factory):
     return root
 
 
-def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, plain_folder, tmp_path):
+def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, tiny_keras_run, plain_folder, tmp_path):
     from fer_keras.export import export
 
     model, labels, images, y = trained_tiny
-    run = tmp_path / "run"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
     export(model, labels, tmp_path / "tflite", "float32", "float32", None, None, None, "tiny", "synthetic")
-    keras_metrics = ev.evaluate(run / "model.keras", str(plain_folder), tmp_path / "k")
+    keras_metrics = ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "k")
     tflite_metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(plain_folder), tmp_path / "t", plots=False)
     assert keras_metrics["n"] == tflite_metrics["n"] == 24
     assert keras_metrics["accuracy"] == tflite_metrics["accuracy"] >= 0.9

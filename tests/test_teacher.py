@@ -19,16 +19,12 @@ def test_with_teacher_mixes_targets_by_weight():
     assert mixed.paths == ["a", "b"] and mixed.images is split.images
 
 
-def test_keras_teacher_predicts_and_checks_labels(trained_tiny, tmp_path):
-    import json
-
+def test_keras_teacher_predicts_and_checks_labels(trained_tiny, tiny_keras_run, tmp_path):
     model, labels, images, _ = trained_tiny
-    model.save(tmp_path / "best.keras")
-    (tmp_path / "metrics.json").write_text(json.dumps({"labels": list(labels)}))
-    probabilities = teacher_probabilities(tmp_path / "best.keras", images[:4], labels)
+    probabilities = teacher_probabilities(tiny_keras_run, images[:4], labels)
     assert np.allclose(probabilities, model.predict(images[:4], verbose=0), atol=1e-6)
     with pytest.raises(UserError, match="teacher labels"):
-        teacher_probabilities(tmp_path / "best.keras", images[:4], ("x", "y", "z"))
+        teacher_probabilities(tiny_keras_run, images[:4], ("x", "y", "z"))
     with pytest.raises(UserError, match="teacher model not found"):
         teacher_probabilities(tmp_path / "none.keras", images[:4], labels)
 
