@@ -10,6 +10,7 @@ COMMANDS = {
     "train_accel": "train without TensorFlow (Keras on JAX or PyTorch), as on a lent GPU",
     "ensemble": "average trained models (with flip views) into one, or pick members within a latency budget",
     "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
+    "soup": "average fine-tunes of one network in weight space into one .keras model",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "Grad-CAM heatmaps for a face image",
     "export": "convert a .keras model to a quantized .tflite with a parity report",

@@ -26,7 +26,6 @@ and evaluate), and metrics.json with the labels, the members, the selection and 
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,10 +37,9 @@ from fer_keras.data import load_for_experiment
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
-from fer_keras.files import write_json
 from fer_keras.models.common import MirroredBatch, ViewMean
 from fer_keras.metrics import classification_metrics
-from fer_keras.records import recorded_labels
+from fer_keras.records import shared_labels, write_model_folder
 
 # Every affordable subset is scored (a mean and an argmax over the validation set each, about 0.05 ms
 # for three members on FERPlus PublicTest), so this bound is a few seconds; a latency budget keeps a
@@ -142,13 +140,6 @@ def select_members(
     return best_subset
 
 
-def _member_labels(path: Path) -> tuple[str, ...]:
-    labels = recorded_labels(path)
-    if labels is None:
-        raise UserError(f"{path}: no metrics.json beside it, so its labels are unknown")
-    return labels
-
-
 def build_ensemble(
     model_paths: list[Path],
     out_dir: Path,
@@ -178,13 +169,7 @@ def build_ensemble(
     selecting = budget_ms is not None or budget_mb is not None
     if len(model_paths) < 2 and not flip and not selecting:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
-    for path in model_paths:
-        if not path.is_file():
-            raise UserError(f"{path}: model file not found")
-    labels = _member_labels(model_paths[0])
-    for path in model_paths[1:]:
-        if _member_labels(path) != labels:
-            raise UserError(f"{path}: labels {_member_labels(path)} differ from {model_paths[0]}'s {labels}")
+    labels = shared_labels(model_paths)
     # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.
     members = [load_keras_model(path)[0] for path in model_paths]
     config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
@@ -232,10 +217,7 @@ def build_ensemble(
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
         "val": classification_metrics(val.labels, np.mean(member_probabilities, axis=0), dataset.labels),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ensemble.save(out_dir / "best.keras")
-    shutil.copyfile(model_paths[0].parent / "config.yaml", out_dir / "config.yaml")
-    write_json(out_dir / "metrics.json", metrics)
+    write_model_folder(out_dir, ensemble, model_paths[0].parent / "config.yaml", metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")
     estimate = f", estimated {selection['estimated_ms']:.3f} ms and {selection['estimated_mb']:.2f} MB int8" if selection else ""

@@ -16,6 +16,7 @@ import numpy as np
 from fer_keras import plots
 from fer_keras.config import ExperimentConfig, save_config, to_dict
 from fer_keras.data import Dataset
+from fer_keras.errors import UserError
 from fer_keras.files import write_atomic, write_json
 from fer_keras.metrics import classification_metrics
 
@@ -86,6 +87,48 @@ def recorded_labels(model_path: Path | str) -> tuple[str, ...] | None:
     if not metrics.is_file():
         return None
     return tuple(json.loads(metrics.read_text()).get("labels", ())) or None
+
+
+def shared_labels(model_paths: list[Path]) -> tuple[str, ...]:
+    """The labels that every model in ``model_paths`` records, in output order.
+
+    Raises:
+        UserError: When a file is missing, has no metrics.json beside it, or its labels differ from the first's.
+    """
+    labels = []
+    for path in model_paths:
+        if not path.is_file():
+            raise UserError(f"{path}: model file not found")
+        recorded = recorded_labels(path)
+        if recorded is None:
+            raise UserError(f"{path}: no metrics.json beside it, so its labels are unknown")
+        if labels and recorded != labels[0]:
+            raise UserError(f"{path}: labels {recorded} differ from {model_paths[0]}'s {labels[0]}")
+        labels.append(recorded)
+    return labels[0]
+
+
+def write_model_folder(out_dir: Path, model: keras.Model, config_yaml: Path, metrics: dict) -> Path:
+    """Writes the run folder of a model made from trained ones: best.keras, config.yaml and metrics.json.
+
+    Args:
+        out_dir: The folder (made if missing).
+        model: The model, saved as ``best.keras``.
+        config_yaml: A source run's config.yaml, copied: it describes the architecture and the data
+            for ``evaluate``, ``ensemble``, ``export`` and ``recover``.
+        metrics: The content of ``metrics.json``; its ``labels`` name the outputs.
+
+    Returns:
+        The path of ``best.keras``. Each file is written beside its destination and renamed into
+        place, so an interrupted write leaves the folder's earlier files whole.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged = out_dir / ".best.partial.keras"
+    model.save(staged)
+    staged.replace(out_dir / "best.keras")
+    write_atomic(out_dir / "config.yaml", config_yaml.read_bytes())
+    write_json(out_dir / "metrics.json", metrics)
+    return out_dir / "best.keras"
 
 
 def best_val_accuracy(history_csv: Path) -> float:

@@ -31,8 +31,8 @@ import numpy as np
 from fer_keras.config import load_config
 from fer_keras.data import load_dataset
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
-from fer_keras.files import write_json
 from fer_keras.models import build_from_config
+from fer_keras.records import write_model_folder
 from fer_keras.runtime import EmotionClassifier, open_interpreter
 
 # Below this top-1 agreement between the rebuilt members and the .tflite, the weights went to the wrong layers.
@@ -223,11 +223,8 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     for run_dir, member in zip(run_dirs, members):
         with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
             staged = Path(scratch) / run_dir.name
-            staged.mkdir()
-            member.save(staged / "best.keras")
-            shutil.copyfile(run_dir / "config.yaml", staged / "config.yaml")
-            write_json(staged / "metrics.json", {"model": member.name, "labels": list(classifier.labels), "label_set": data.label_set,
-                                                 "recovered_from": str(tflite_path), "source_run": str(run_dir), "check": check})
+            write_model_folder(staged, member, run_dir / "config.yaml", {"model": member.name, "labels": list(classifier.labels), "label_set": data.label_set,
+                                                                         "recovered_from": str(tflite_path), "source_run": str(run_dir), "check": check})
             target = out_dir / run_dir.name
             if target.exists():
                 shutil.rmtree(target)

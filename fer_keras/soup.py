@@ -1,0 +1,109 @@
+"""Average fine-tunes of one network in weight space: ``python -m fer_keras.soup --model A.keras --model B.keras --share 0.75 --share 0.25 --out DIR``.
+
+Networks fine-tuned from one start, with its batch norm kept (``train.freeze_batch_norm``), stay in
+one basin, and a weighted average of their weights is a network that can beat each of them
+("WiSE-FT", Wortsman et al. 2022; "model soups", the same year). A weight average costs what one
+network costs at inference, where ``fer_keras.ensemble`` (an average of outputs) costs the sum.
+The soup is written as a run folder (best.keras, the first model's config.yaml, metrics.json with
+its sources and validation metrics), so ``evaluate``, ``ensemble`` and ``export`` take it like a
+trained run. ``experiments/benchmarks/weight_interpolation.py`` scores averages on a grid.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fer_keras.config import load_config
+from fer_keras.data import load_for_experiment
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
+from fer_keras.evaluate import load_keras_model
+from fer_keras.metrics import classification_metrics
+from fer_keras.records import shared_labels, write_model_folder
+
+
+def average_weights(weight_sets: list[list[np.ndarray]], shares: list[float]) -> list[np.ndarray]:
+    """The tensor-by-tensor weighted sum of ``weight_sets`` (each a ``get_weights()`` list), ``shares`` summing to 1."""
+    return [sum(share * tensor for share, tensor in zip(shares, tensors)) for tensors in zip(*weight_sets)]
+
+
+def check_shares(shares: list[float], count: int) -> None:
+    """Raises UserError unless ``shares`` has one non-negative entry per model and sums to 1."""
+    if len(shares) != count:
+        raise UserError(f"{len(shares)} --share values for {count} --model files: give one per model")
+    if min(shares) < 0 or not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
+        raise UserError(f"--share values must be non-negative and sum to 1; got {shares} (sum {sum(shares):g})")
+
+
+def soup_model(models: list[keras.Model], shares: list[float], names: list[str]) -> keras.Model:
+    """The first model carrying the weighted average of all the models' weights (it is changed in place).
+
+    Raises:
+        UserError: When a model's weights do not match the first's in number and shapes (another architecture).
+    """
+    weight_sets = [model.get_weights() for model in models]
+    shapes = [tensor.shape for tensor in weight_sets[0]]
+    for name, weights in zip(names[1:], weight_sets[1:]):
+        if [tensor.shape for tensor in weights] != shapes:
+            raise UserError(f"{name}: its weights do not fit {names[0]}'s architecture (a soup averages fine-tunes of one network)")
+    models[0].set_weights(average_weights(weight_sets, shares))
+    return models[0]
+
+
+def build_soup(model_paths: list[Path], shares: list[float], out_dir: Path, data_dir: str | None = None) -> dict:
+    """Averages the weights of the models in ``model_paths`` into ``out_dir`` and measures it on validation.
+
+    Args:
+        model_paths: best.keras files of one architecture, in run folders (config.yaml and metrics.json beside each).
+        shares: Each model's weight in the average: non-negative, summing to 1.
+        out_dir: The soup's run folder.
+        data_dir: Dataset root for the validation check (default: the first model's config).
+
+    Returns:
+        The metrics written to ``out_dir/metrics.json``.
+
+    Raises:
+        UserError: When a file is missing or unreadable, the shares are off, the labels differ, or
+            the architectures do.
+    """
+    if len(model_paths) < 2:
+        raise UserError("a soup needs at least two --model files")
+    check_shares(shares, len(model_paths))
+    labels = shared_labels(model_paths)
+    models = [load_keras_model(path)[0] for path in model_paths]
+    soup = soup_model(models, shares, [str(path) for path in model_paths])
+    config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
+    dataset = load_for_experiment(config, with_test=False)
+    val = dataset.splits["val"]
+    metrics = {
+        "model": "soup",
+        "sources": [str(path) for path in model_paths],
+        "shares": shares,
+        "parameters": int(soup.count_params()),
+        "label_set": config.data.label_set,
+        "labels": labels,
+        "val": classification_metrics(val.labels, soup.predict(val.images, batch_size=256, verbose=0), dataset.labels),
+    }
+    best = write_model_folder(out_dir, soup, model_paths[0].parent / "config.yaml", metrics)
+    print(f"val accuracy {metrics['val']['accuracy']:.4f}  soup of {len(models)} ({', '.join(f'{share:g}' for share in shares)}) -> {best}")
+    return metrics
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m fer_keras.soup", description="Average fine-tunes of one network in weight space into one .keras model.")
+    parser.add_argument("--model", action="append", required=True, type=Path, help="a best.keras in its run folder (repeat; one architecture)")
+    parser.add_argument("--share", action="append", type=float, help="the matching model's weight in the average (repeat, in --model order; default: equal)")
+    parser.add_argument("--out", required=True, type=Path, help="the soup's run folder")
+    parser.add_argument("--data-dir", help="dataset root for the validation check (default: the first model's config, $FER_KERAS_DATA)")
+    args = parser.parse_args(argv)
+    shares = args.share or [1 / len(args.model)] * len(args.model)
+    build_soup(args.model, shares, args.out, args.data_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
