@@ -50,6 +50,11 @@ class Member:
     mixes: list[tuple[float, ...]]
 
 
+def robust_line(shipped_run: str, robust_run: str) -> Member:
+    """A member on the line from a shipped network (its run folder under RUNS) to its robust fine-tune, in quarters."""
+    return Member({"shipped": RUNS / shipped_run / "best.keras", "robust": RUNS / robust_run / "best.keras"}, LINE)
+
+
 @dataclass(frozen=True)
 class Tier:
     """A tier as it ships (with or without flip) and the members whose averages are paired in its rows."""
@@ -78,20 +83,8 @@ TIERS = {
     "accurate": Tier(
         flip=True,
         members={
-            "resnet": Member(
-                {
-                    "shipped": RUNS / "recovered_0.3.0/20261128-213810-r_resnet_b/best.keras",
-                    "robust": RUNS / "20261129-193333-ferplus_resnet_se_robust_p10_cpu/best.keras",
-                },
-                LINE,
-            ),
-            "vgg": Member(
-                {
-                    "shipped": RUNS / "recovered_0.3.0/20261128-173129-f_vgg_a/best.keras",
-                    "robust": RUNS / "20261129-185900-ferplus_vgg_a_robust_p10_cpu/best.keras",
-                },
-                LINE,
-            ),
+            "resnet": robust_line("recovered_0.3.0/20261128-213810-r_resnet_b", "20261129-193333-ferplus_resnet_se_robust_p10_cpu"),
+            "vgg": robust_line("recovered_0.3.0/20261128-173129-f_vgg_a", "20261129-185900-ferplus_vgg_a_robust_p10_cpu"),
         },
         description=(
             "pairs of the accurate tier's members (recovered from release 0.3.0), each a weighted average of the "
