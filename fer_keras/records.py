@@ -95,17 +95,17 @@ def shared_labels(model_paths: list[Path]) -> tuple[str, ...]:
     Raises:
         UserError: When a file is missing, has no metrics.json beside it, or its labels differ from the first's.
     """
-    labels = []
+    first = None
     for path in model_paths:
         if not path.is_file():
             raise UserError(f"{path}: model file not found")
         recorded = recorded_labels(path)
         if recorded is None:
             raise UserError(f"{path}: no metrics.json beside it, so its labels are unknown")
-        if labels and recorded != labels[0]:
-            raise UserError(f"{path}: labels {recorded} differ from {model_paths[0]}'s {labels[0]}")
-        labels.append(recorded)
-    return labels[0]
+        if first is not None and recorded != first:
+            raise UserError(f"{path}: labels {recorded} differ from {model_paths[0]}'s {first}")
+        first = first or recorded
+    return first
 
 
 def write_model_folder(out_dir: Path, model: keras.Model, config_yaml: Path, metrics: dict) -> Path:

@@ -1,6 +1,7 @@
 """Soups: weighted averages of one architecture's weights, written as a run folder."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -54,6 +55,14 @@ def test_shares_and_architectures_are_checked(two_runs, tmp_path):
         build_soup(two_runs, [1.0], tmp_path / "out")
     with pytest.raises(UserError, match="not found"):
         build_soup([two_runs[0], tmp_path / "none.keras"], [0.5, 0.5], tmp_path / "out")
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(two_runs[1], other / "best.keras")
+    with pytest.raises(UserError, match="no metrics.json beside it"):
+        build_soup([two_runs[0], other / "best.keras"], [0.5, 0.5], tmp_path / "out")
+    (other / "metrics.json").write_text(json.dumps({"labels": ["sad", "happy", "angry"]}))
+    with pytest.raises(UserError, match=r"labels \('sad', 'happy', 'angry'\) differ from"):
+        build_soup([two_runs[0], other / "best.keras"], [0.5, 0.5], tmp_path / "out")
     keras.utils.set_random_seed(0)
     with pytest.raises(UserError, match="b: its weights do not fit a's architecture"):
         soup_model([build_model("tiny", 3, width=4), build_model("tiny", 3, width=6)], [0.5, 0.5], ["a", "b"])
