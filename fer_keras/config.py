@@ -263,6 +263,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return apply_overrides(config, overrides or [])
 
 
+def load_run_config(run_dir: Path, data_dir: str | None = None) -> ExperimentConfig:
+    """A run folder's config.yaml, with ``data.data_dir`` replaced by ``data_dir`` when given (the data may have moved)."""
+    return load_config(run_dir / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
+
+
 def save_config(config: ExperimentConfig, path: Path) -> None:
     """Writes the resolved config as YAML."""
     path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

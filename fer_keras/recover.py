@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_keras.config import load_config
+from fer_keras.config import load_run_config
 from fer_keras.data import load_dataset
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.models import build_from_config
@@ -192,7 +192,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     for run_dir in run_dirs:
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir}: no config.yaml, so the member's architecture is unknown")
-        config = load_config(run_dir / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
+        config = load_run_config(run_dir, data_dir)
         member = build_from_config(config.model, len(classifier.labels))
         count = len(_weighted_layers(member))
         load_folded_weights(member, ops[start : start + count], str(run_dir))

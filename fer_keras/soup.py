@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_keras.config import load_config
+from fer_keras.config import load_run_config
 from fer_keras.data import load_for_experiment
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model
@@ -75,7 +75,7 @@ def build_soup(model_paths: list[Path], shares: list[float], out_dir: Path, data
     labels = shared_labels(model_paths)
     models = [load_keras_model(path)[0] for path in model_paths]
     soup = soup_model(models, shares, [str(path) for path in model_paths])
-    config = load_config(model_paths[0].parent / "config.yaml", [f"data.data_dir={data_dir}"] if data_dir else [])
+    config = load_run_config(model_paths[0].parent, data_dir)
     dataset = load_for_experiment(config, with_test=False)
     val = dataset.splits["val"]
     metrics = {
