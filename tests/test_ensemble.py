@@ -39,18 +39,12 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out")
 
 
-def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(face_folder, tmp_path):
+def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, face_folder, tmp_path):
     import json
 
-    from conftest import tiny_run_config
     from fer_keras.evaluate import evaluate, load_keras_model
-    from fer_keras.train_accel import run_accelerated
 
-    runs = []
-    for seed in (1, 2):
-        config = tiny_run_config(face_folder, tmp_path, f"name=member{seed}", "train.epochs=1", f"train.seed={seed}")
-        runs.append(run_accelerated(config) / "best.keras")
-    metrics = build_ensemble(runs, tmp_path / "ensemble", flip=True)
+    metrics = build_ensemble(two_tiny_runs, tmp_path / "ensemble", flip=True)
     written = json.loads((tmp_path / "ensemble" / "metrics.json").read_text())
     assert written["labels"] == ["angry", "happy", "sad"] and written["flip"] is True
     assert written["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"])
@@ -113,16 +107,10 @@ def test_select_members_searches_a_large_round_within_the_budget():
         select_members([wrong] * 17, y, [0.01] * 17, budget_ms=1.0)
 
 
-def test_budget_selects_members_and_records_the_choice(face_folder, tmp_path):
+def test_budget_selects_members_and_records_the_choice(two_tiny_runs, tmp_path):
     import json
 
-    from conftest import tiny_run_config
-    from fer_keras.train_accel import run_accelerated
-
-    runs = []
-    for seed in (1, 2):
-        config = tiny_run_config(face_folder, tmp_path, f"name=member{seed}", "train.epochs=1", f"train.seed={seed}")
-        runs.append(run_accelerated(config) / "best.keras")
+    runs = two_tiny_runs
     metrics = build_ensemble(runs, tmp_path / "chosen", flip=True, budget_ms=60.0)
     selection = metrics["selection"]
     assert [c["model"] for c in selection["candidates"]] == [str(r) for r in runs]
