@@ -11,8 +11,9 @@ architecture and basin. Averaging such weights can beat each end ("WiSE-FT", Wor
 "model soups", the same year): here it would give a tier with the fine-tune's robustness and the
 original's clean accuracy.
 
-- ``fast``: the fast tier's VGG (release 0.3.0) and its two robust fine-tunes, without flip (the
-  fast tier ships without it); a row is one weighted average of the three.
+- ``fast``: the fast tier's VGG as release 0.3.0 shipped it and its three robust fine-tunes (the
+  third, p = 0.1, is release 0.4.0's fast tier), without flip (the fast tier ships without it); a
+  row is one weighted average of the four.
 - ``accurate``: each member of the accurate tier (ResNet-SE ``r_resnet_b``, VGG ``f_vgg_a``) on
   the line to its robust fine-tune, with flip as the tier ships; a row is one pair of points on
   the two lines, its members' probabilities averaged as ``fer_keras.ensemble`` does.
@@ -71,15 +72,22 @@ TIERS = {
         members={
             "vgg": Member(
                 {
-                    "shipped": RUNS / "recovered/20261128-173129-f_vgg_b/best.keras",
+                    "0.3.0": RUNS / "recovered/20261128-173129-f_vgg_b/best.keras",
                     "robust": RUNS / "20261129-135249-ferplus_vgg_robust_cpu/best.keras",
                     "robust_distill": RUNS / "20261129-143551-ferplus_vgg_robust_distill_cpu/best.keras",
+                    "robust_p10": RUNS / "20261129-172031-ferplus_vgg_robust_p10_cpu/best.keras",  # shipped since 0.4.0
                 },
-                # The interpolation line to the robust fine-tune, then soups.
-                [(1, 0, 0), (0.75, 0.25, 0), (0.5, 0.5, 0), (0.25, 0.75, 0), (0, 1, 0), (0, 0, 1), (0.5, 0, 0.5), (0, 0.5, 0.5), (1 / 3, 1 / 3, 1 / 3)],
+                # The interpolation line to the first robust fine-tune and soups with the distilled one,
+                # then the shipped fine-tune (p = 0.1) on its line to 0.3.0's weights and in soups.
+                [
+                    (1, 0, 0, 0), (0.75, 0.25, 0, 0), (0.5, 0.5, 0, 0), (0.25, 0.75, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0),
+                    (0.5, 0, 0.5, 0), (0, 0.5, 0.5, 0), (1 / 3, 1 / 3, 1 / 3, 0),
+                    (0, 0, 0, 1), (0.25, 0, 0, 0.75), (0.5, 0, 0, 0.5), (0.75, 0, 0, 0.25),
+                    (0, 0.25, 0, 0.75), (0, 0.5, 0, 0.5), (0, 0, 0.5, 0.5), (0, 1 / 3, 1 / 3, 1 / 3), (0.25, 0.25, 0, 0.5),
+                ],
             )
         },
-        description="weighted averages of the fast tier's VGG (recovered from release 0.3.0) and its two robust fine-tunes",
+        description="weighted averages of the fast tier's VGG as release 0.3.0 shipped it (recovered) and its three robust fine-tunes, robust_p10 shipped since release 0.4.0",
     ),
     "accurate": Tier(
         flip=True,
