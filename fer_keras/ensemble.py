@@ -7,6 +7,7 @@ sees the mirrored face: flip test-time augmentation built into the graph. It is 
 unlike training augmentation it belongs in the deployed model, where every caller gets it. Choose
 members on validation accuracy (the command prints each member's and the ensemble's) and mind the
 accurate tier's latency budget: an ensemble costs the sum of its members, twice with ``--flip``.
+``--share`` (once per member) weighs the average, e.g. a strong member at half beside two weaker ones.
 
 With ``--budget-ms MS`` (or ``--budget-mb MB``, or both) the ``--model`` files are candidates rather
 than members: each is exported to int8, timed (batch 1, one thread) and weighed, and the members
@@ -37,9 +38,10 @@ from fer_keras.data import load_for_experiment
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
-from fer_keras.models.common import MirroredBatch, ViewMean
+from fer_keras.models.common import MirroredBatch, ViewMean, WeightedMean
 from fer_keras.metrics import classification_metrics
 from fer_keras.records import shared_labels, write_model_folder
+from fer_keras.soup import check_shares
 
 # Every affordable subset is scored (a mean and an argmax over the validation set each, about 0.05 ms
 # for three members on FERPlus PublicTest), so this bound is a few seconds; a latency budget keeps a
@@ -47,13 +49,14 @@ from fer_keras.records import shared_labels, write_model_folder
 MAX_AFFORDABLE_SUBSETS = 2**16
 
 
-def average_models(members: list[keras.Model], flip: bool = False, name: str = "ensemble") -> keras.Model:
+def average_models(members: list[keras.Model], flip: bool = False, name: str = "ensemble", shares: list[float] | None = None) -> keras.Model:
     """One model whose output is the mean of the members' probabilities (on the input and, with ``flip``, its mirror).
 
     Args:
         members: Models with the same input shape and number of classes (renamed member0_..., so names never clash).
         flip: Also average every member's output on the horizontally mirrored input.
         name: The ensemble's model name.
+        shares: Each member's weight in the mean, summing to 1 (see ``soup.check_shares``); None: equal.
 
     Raises:
         UserError: When the members' input or output shapes differ.
@@ -68,7 +71,12 @@ def average_models(members: list[keras.Model], flip: bool = False, name: str = "
     for index, member in enumerate(members):
         member.name = f"member{index}_{member.name}"
         outputs.append(member(views))
-    averaged = keras.layers.Average(name="member_mean")(outputs) if len(outputs) > 1 else outputs[0]
+    if len(outputs) == 1:
+        averaged = outputs[0]
+    elif shares is None or len(set(shares)) == 1:
+        averaged = keras.layers.Average(name="member_mean")(outputs)
+    else:
+        averaged = WeightedMean(shares, name="member_mean")(outputs)
     probabilities = ViewMean(2, name="probabilities")(averaged) if flip else keras.layers.Identity(name="probabilities")(averaged)
     return keras.Model(inputs, probabilities, name=name)
 
@@ -147,6 +155,7 @@ def build_ensemble(
     data_dir: str | None = None,
     budget_ms: float | None = None,
     budget_mb: float | None = None,
+    shares: list[float] | None = None,
 ) -> dict:
     """Averages the models in ``model_paths`` into ``out_dir`` and measures members and ensemble on validation.
 
@@ -158,17 +167,23 @@ def build_ensemble(
         budget_ms: If given (or ``budget_mb``), ``model_paths`` are candidates and the members are the
             subset chosen by ``select_members`` under this int8 latency budget (see the module docstring).
         budget_mb: The most the members' int8 files may weigh together, in MB.
+        shares: Each member's weight in the average, in ``model_paths`` order, summing to 1; None: equal.
 
     Returns:
         The metrics written to ``out_dir/metrics.json``.
 
     Raises:
         UserError: When a file is missing or unreadable, fewer than two are given without flip or a
-            budget, members' labels differ, or no candidate fits the budgets.
+            budget, members' labels differ, no candidate fits the budgets, or shares are given with a
+            budget or do not fit the members.
     """
     selecting = budget_ms is not None or budget_mb is not None
     if len(model_paths) < 2 and not flip and not selecting:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
+    if shares is not None:
+        if selecting:
+            raise UserError("--share weighs chosen members; with --budget-ms or --budget-mb the members are not known in advance")
+        check_shares(shares, len(model_paths))
     labels = shared_labels(model_paths)
     # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.
     members = [load_keras_model(path)[0] for path in model_paths]
@@ -204,18 +219,19 @@ def build_ensemble(
         model_paths, members, member_val, member_probabilities = (
             [items[i] for i in chosen] for items in (model_paths, members, member_val, member_probabilities)
         )
-    ensemble = average_models(members, flip)
+    ensemble = average_models(members, flip, shares=shares)
     metrics = {
         "model": "ensemble",
         "members": [str(path) for path in model_paths],
         "flip": flip,
+        **({"shares": shares} if shares else {}),
         "member_val_accuracy": member_val,
         **({"selection": selection} if selection else {}),
         "parameters": int(ensemble.count_params()),
         "label_set": config.data.label_set,
         "labels": labels,
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
-        "val": classification_metrics(val.labels, np.mean(member_probabilities, axis=0), dataset.labels),
+        "val": classification_metrics(val.labels, np.average(member_probabilities, axis=0, weights=shares), dataset.labels),
     }
     write_model_folder(out_dir, ensemble, model_paths[0].parent / "config.yaml", metrics)
     for path, accuracy in zip(model_paths, member_val):
@@ -234,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="dataset root for the validation check (default: the first member's config, $FER_KERAS_DATA)")
     parser.add_argument("--budget-ms", type=float, help="treat the --model files as candidates: keep the subset most accurate on validation within this int8 ms/face")
     parser.add_argument("--budget-mb", type=float, help="as --budget-ms, for the members' summed int8 file size in MB (the two combine)")
+    parser.add_argument("--share", action="append", type=float, help="the matching member's weight in the average (repeat, in --model order; default: equal)")
     args = parser.parse_args(argv)
     for flag, value in (("--budget-ms", args.budget_ms), ("--budget-mb", args.budget_mb)):
         if value is not None and value <= 0:
             parser.error(f"{flag} must be positive")
-    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb)
+    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb, args.share)
     return 0
 
 

@@ -13,7 +13,8 @@ folded away, so fine-tune them with ``train.freeze_batch_norm=true`` beside ``tr
     python -m fer_keras.recover --tflite tflite/accurate/fer_keras_accurate_int8.tflite \\
         --run experiments/runs/RESNET_RUN --run experiments/runs/VGG_RUN --out experiments/runs/recovered
 
-``--run`` folders come in the ensemble's member order (its metrics.json lists them). The rebuilt
+``--run`` folders come in the ensemble's member order (its metrics.json lists them, with its
+``shares`` when the members were weighed: pass them as ``--share``, in the same order). The rebuilt
 average (with flip views when the file mirrors its input) is checked against the ``.tflite`` on
 validation faces, and nothing is written unless their top-1 predictions agree.
 """
@@ -34,6 +35,7 @@ from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.models import build_from_config
 from fer_keras.records import write_model_folder
 from fer_keras.runtime import EmotionClassifier, open_interpreter
+from fer_keras.soup import check_shares
 
 # Below this top-1 agreement between the rebuilt members and the .tflite, the weights went to the wrong layers.
 MIN_AGREEMENT = 0.97
@@ -166,7 +168,7 @@ def load_folded_weights(model: keras.Model, ops: list[WeightedOp], source: str) 
         raise UserError(f"{source}: {len(unused)} weighted ops of the .tflite are left over (wrong --run order or architecture?)")
 
 
-def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: str | None = None) -> dict:
+def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, shares: list[float] | None = None) -> dict:
     """Rebuilds the members of an exported model as run folders under ``out_dir``, checked against the file.
 
     Args:
@@ -174,6 +176,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
         run_dirs: Each member's training run folder (its config.yaml), in member order.
         out_dir: Gets one run folder per member, named after its run (best.keras, config.yaml, metrics.json).
         data_dir: Dataset root for the check (default: the first run's config).
+        shares: The ensemble's member weights (its metrics.json ``shares``), for the check; None: equal.
 
     Returns:
         The check: ``agreement`` (top-1, rebuilt against .tflite), ``val_accuracy_tflite``,
@@ -186,6 +189,8 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
 
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path}: model file not found")
+    if shares is not None:
+        check_shares(shares, len(run_dirs))
     classifier = EmotionClassifier(tflite_path)
     ops, flip = read_weighted_ops(tflite_path)
     configs, members, start = [], [], 0
@@ -205,7 +210,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     data = configs[0].data
     check_set = load_dataset(data.label_set, data.data_dir, configs[0].model.image_size, configs[0].model.channels,
                              data.val_fraction, seed=data.split_seed, max_per_class=CHECK_PER_CLASS, with_test=False).splits["val"]
-    rebuilt = average_models(members, flip) if len(members) > 1 or flip else members[0]
+    rebuilt = average_models(members, flip, shares=shares) if len(members) > 1 or flip else members[0]
     expected = classifier.predict(check_set.images)
     got = rebuilt.predict(check_set.images, batch_size=256, verbose=0)
     check = {
@@ -242,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", required=True, type=Path, help="a member's training run folder (repeat, in member order)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the rebuilt members' run folders")
     parser.add_argument("--data-dir", help="dataset root for the check (default: the first run's config, $FER_KERAS_DATA)")
+    parser.add_argument("--share", action="append", type=float, help="a member's weight in the ensemble's average (repeat, in --run order; its metrics.json shares)")
     args = parser.parse_args(argv)
-    recover(args.tflite, args.run, args.out, args.data_dir)
+    recover(args.tflite, args.run, args.out, args.data_dir, args.share)
     return 0
 
 

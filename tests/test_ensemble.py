@@ -27,6 +27,20 @@ def test_ensemble_averages_members_and_their_mirrors(tmp_path):
     assert np.allclose(reloaded.predict(images, verbose=0), with_flip.predict(images, verbose=0), atol=1e-6)
 
 
+def test_weighted_ensemble_weighs_members_and_reloads(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1)).astype(np.float32)
+    members = _members()
+    views = [m.predict(images, verbose=0) + m.predict(images[:, :, ::-1], verbose=0) for m in members]
+    weighted = average_models(members, flip=True, shares=[0.75, 0.25])
+    expected = (0.75 * views[0] + 0.25 * views[1]) / 2
+    assert np.allclose(weighted.predict(images, verbose=0), expected, atol=1e-6)
+    assert weighted.get_layer("member_mean").__class__.__name__ == "WeightedMean"
+    weighted.save(tmp_path / "weighted.keras")
+    assert np.allclose(keras.saving.load_model(tmp_path / "weighted.keras").predict(images, verbose=0), expected, atol=1e-6)
+    # Equal shares keep the plain Average layer, so unweighted graphs are unchanged.
+    assert average_models(_members(), shares=[0.5, 0.5]).get_layer("member_mean").__class__.__name__ == "Average"
+
+
 def test_members_must_share_classes():
     with pytest.raises(UserError, match="share input shape and classes"):
         average_models([build_model("tiny", 3), build_model("tiny", 4)])
@@ -37,6 +51,11 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
         build_ensemble([tmp_path / "a.keras"], tmp_path / "out")
     with pytest.raises(UserError, match="not found"):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out")
+    with pytest.raises(UserError, match="1 --share values for 2"):
+        build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", shares=[1.0])
+    with pytest.raises(UserError, match="not known in advance"):
+        build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", budget_ms=3, shares=[0.5, 0.5])
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, face_folder, tmp_path):
@@ -57,13 +76,29 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, f
     assert (tmp_path / "report" / "confusion_matrix.png").is_file() and not (tmp_path / "report" / "gradcam_grid.png").exists()
 
 
-def test_flip_ensemble_exports_and_batches_like_keras(tmp_path):
-    """The stacked mirror views survive TFLite conversion at any batch size the runtime resizes to."""
+def test_build_ensemble_with_shares_records_and_applies_them(two_tiny_runs, tmp_path):
+    import json
+
+    from fer_keras.ensemble import main
+    from fer_keras.evaluate import load_keras_model
+
+    assert main([arg for path in two_tiny_runs for arg in ("--model", str(path))] + ["--share", "0.75", "--share", "0.25", "--out", str(tmp_path / "weighted")]) == 0
+    written = json.loads((tmp_path / "weighted" / "metrics.json").read_text())
+    assert written["shares"] == [0.75, 0.25] and written["flip"] is False
+    images = np.random.default_rng(2).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    first, second = (load_keras_model(path)[0].predict(images, verbose=0) for path in two_tiny_runs)
+    ensemble = load_keras_model(tmp_path / "weighted" / "best.keras")[0]
+    assert np.allclose(ensemble.predict(images, verbose=0), 0.75 * first + 0.25 * second, atol=1e-6)
+
+
+@pytest.mark.parametrize("shares", [None, [0.7, 0.3]])
+def test_flip_ensemble_exports_and_batches_like_keras(tmp_path, shares):
+    """The stacked mirror views and the members' weights survive TFLite conversion at any batch size the runtime resizes to."""
     from fer_keras import export as exporter
     from fer_keras.runtime import EmotionClassifier
 
     images = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
-    ensemble = average_models(_members(), flip=True)
+    ensemble = average_models(_members(), flip=True, shares=shares)
     exporter.export(ensemble, ("angry", "happy", "sad"), tmp_path, "float32", "uint8", images, images, np.zeros(4, int), "flip", "synthetic")
     classifier = EmotionClassifier(tmp_path / "flip_float32.tflite")
     expected = ensemble.predict(images, verbose=0)

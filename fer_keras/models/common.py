@@ -1,4 +1,4 @@
-"""Pieces every model family shares: the raw-pixel input, the float32 softmax head, and the mirror layers."""
+"""Pieces every model family shares: the raw-pixel input, the float32 softmax head, the mirror layers and the ensemble mean."""
 
 from __future__ import annotations
 
@@ -63,3 +63,28 @@ class ViewMean(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "views": self.views}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class WeightedMean(layers.Layer):
+    """The weighted mean of same-shaped inputs, ``sum(share_i * x_i)`` with shares summing to 1.
+
+    An ensemble whose members are not equally good: a strong member at half the weight beside two
+    weaker ones. Equal shares use Keras's ``Average`` instead, so those graphs stay as they were.
+    """
+
+    def __init__(self, shares: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.shares = [float(share) for share in shares]
+
+    def call(self, inputs):
+        total = self.shares[0] * inputs[0]
+        for share, tensor in zip(self.shares[1:], inputs[1:]):
+            total = total + share * tensor
+        return total
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "shares": self.shares}
