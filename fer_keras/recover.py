@@ -190,7 +190,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path}: model file not found")
     if shares is not None:
-        check_shares(shares, len(run_dirs))
+        check_shares(shares, len(run_dirs), "--run folders")
     classifier = EmotionClassifier(tflite_path)
     ops, flip = read_weighted_ops(tflite_path)
     configs, members, start = [], [], 0

@@ -30,10 +30,10 @@ def average_weights(weight_sets: list[list[np.ndarray]], shares: list[float]) ->
     return [sum(share * tensor for share, tensor in zip(shares, tensors)) for tensors in zip(*weight_sets)]
 
 
-def check_shares(shares: list[float], count: int) -> None:
-    """Raises UserError unless ``shares`` has one non-negative entry per model and sums to 1."""
+def check_shares(shares: list[float], count: int, sources: str = "--model files") -> None:
+    """Raises UserError unless ``shares`` has one non-negative entry per model and sums to 1 (``sources`` names the models in it)."""
     if len(shares) != count:
-        raise UserError(f"{len(shares)} --share values for {count} --model files: give one per model")
+        raise UserError(f"{len(shares)} --share values for {count} {sources}: give one per model")
     if min(shares) < 0 or not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
         raise UserError(f"--share values must be non-negative and sum to 1; got {shares} (sum {sum(shares):g})")
 

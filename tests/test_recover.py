@@ -96,7 +96,7 @@ def test_members_in_the_wrong_order_or_missing_are_refused(exported_pair, tmp_pa
     tflite, runs, _, _ = exported_pair
     with pytest.raises(UserError, match="no weights of shape"):
         recover(tflite, runs[::-1], tmp_path / "out")
-    with pytest.raises(UserError, match="1 --share values for 2"):
+    with pytest.raises(UserError, match="1 --share values for 2 --run folders"):
         recover(tflite, runs, tmp_path / "out", shares=[1.0])
     with pytest.raises(UserError, match="left after the 1 --run members"):
         recover(tflite, runs[:1], tmp_path / "out")
