@@ -8,6 +8,10 @@ unlike training augmentation it belongs in the deployed model, where every calle
 members on validation accuracy (the command prints each member's and the ensemble's) and mind the
 accurate tier's latency budget: an ensemble costs the sum of its members, twice with ``--flip``.
 ``--share`` (once per member) weighs the average, e.g. a strong member at half beside two weaker ones.
+``--views`` (once per member, with ``--flip``) lets a member see the face only (``original``) rather
+than the face and its mirror (``both``): on FERPlus validation the mirror lifted the ResNet-SE but
+not the VGGs, so release 0.6.0's accurate tier gives the ResNet-SE both views and each of two VGGs
+the face only, three networks for the time of release 0.5.0's two with flip.
 
 With ``--budget-ms MS`` (or ``--budget-mb MB``, or both) the ``--model`` files are candidates rather
 than members: each is exported to int8, timed (batch 1, one thread) and weighed, and the members
@@ -49,7 +53,22 @@ from fer_keras.soup import check_shares
 MAX_AFFORDABLE_SUBSETS = 2**16
 
 
-def average_models(members: list[keras.Model], flip: bool = False, name: str = "ensemble", shares: list[float] | None = None) -> keras.Model:
+VIEWS = ("both", "original")  # with flip, what a member sees: the face and its mirror, or the face only
+
+
+def check_views(views: list[str], count: int, flip: bool, sources: str = "--model files") -> None:
+    """Raises UserError unless ``views`` names one of ``VIEWS`` per model, with ``flip`` on and at least one ``both``."""
+    if not flip:
+        raise UserError("--views chooses which members see the mirrored face: it needs --flip")
+    if len(views) != count:
+        raise UserError(f"{len(views)} --views values for {count} {sources}: give one per model")
+    if set(views) - set(VIEWS) or "both" not in views:
+        raise UserError(f"--views values must be {' or '.join(VIEWS)}, at least one both; got {views}")
+
+
+def average_models(
+    members: list[keras.Model], flip: bool = False, name: str = "ensemble", shares: list[float] | None = None, views: list[str] | None = None
+) -> keras.Model:
     """One model whose output is the mean of the members' probabilities (on the input and, with ``flip``, its mirror).
 
     Args:
@@ -57,27 +76,38 @@ def average_models(members: list[keras.Model], flip: bool = False, name: str = "
         flip: Also average every member's output on the horizontally mirrored input.
         name: The ensemble's model name.
         shares: Each member's weight in the mean, summing to 1 (see ``soup.check_shares``); None: equal.
+        views: With ``flip``, each member's views (see ``VIEWS`` and ``check_views``); None: both for every member.
 
     Raises:
-        UserError: When the members' input or output shapes differ.
+        UserError: When the members' input or output shapes differ, or ``views`` does not fit them.
     """
     shapes = {(tuple(m.input_shape[1:]), m.output_shape[-1]) for m in members}
     if len(shapes) != 1:
         raise UserError(f"ensemble members must share input shape and classes; got {sorted(shapes)}")
+    if views is not None:
+        check_views(views, len(members), flip)
+    # Members on the face only average their own views, so the graph of an ensemble whose members all see both is unchanged.
+    per_member = views is not None and "original" in views
     inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
     # With flip, every member runs once on the batch and its mirror stacked (cheaper than two passes).
-    views = MirroredBatch(name="mirror")(inputs) if flip else inputs
+    stacked = MirroredBatch(name="mirror")(inputs) if flip else inputs
     outputs = []
     for index, member in enumerate(members):
         member.name = f"member{index}_{member.name}"
-        outputs.append(member(views))
+        if not per_member:
+            outputs.append(member(stacked))
+        elif views[index] == "both":
+            outputs.append(ViewMean(2, name=f"member{index}_views")(member(stacked)))
+        else:
+            outputs.append(member(inputs))
     if len(outputs) == 1:
         averaged = outputs[0]
     elif shares is None or len(set(shares)) == 1:
         averaged = keras.layers.Average(name="member_mean")(outputs)
     else:
         averaged = WeightedMean(shares, name="member_mean")(outputs)
-    probabilities = ViewMean(2, name="probabilities")(averaged) if flip else keras.layers.Identity(name="probabilities")(averaged)
+    stacked_views = flip and not per_member
+    probabilities = ViewMean(2, name="probabilities")(averaged) if stacked_views else keras.layers.Identity(name="probabilities")(averaged)
     return keras.Model(inputs, probabilities, name=name)
 
 
@@ -156,6 +186,7 @@ def build_ensemble(
     budget_ms: float | None = None,
     budget_mb: float | None = None,
     shares: list[float] | None = None,
+    views: list[str] | None = None,
 ) -> dict:
     """Averages the models in ``model_paths`` into ``out_dir`` and measures members and ensemble on validation.
 
@@ -168,6 +199,7 @@ def build_ensemble(
             subset chosen by ``select_members`` under this int8 latency budget (see the module docstring).
         budget_mb: The most the members' int8 files may weigh together, in MB.
         shares: Each member's weight in the average, in ``model_paths`` order, summing to 1; None: equal.
+        views: With ``flip``, each member's views in ``model_paths`` order (``check_views``); None: both for all.
 
     Returns:
         The metrics written to ``out_dir/metrics.json``.
@@ -175,7 +207,7 @@ def build_ensemble(
     Raises:
         UserError: When a file is missing or unreadable, fewer than two are given without flip or a
             budget, members' labels differ, no candidate fits the budgets, or shares are given with a
-            budget or do not fit the members.
+            budget or do not fit the members, or views do not fit them or ``flip``.
     """
     selecting = budget_ms is not None or budget_mb is not None
     if len(model_paths) < 2 and not flip and not selecting:
@@ -184,15 +216,20 @@ def build_ensemble(
         if selecting:
             raise UserError("--share weighs chosen members; with --budget-ms or --budget-mb the members are not known in advance")
         check_shares(shares, len(model_paths))
+    if views is not None:
+        if selecting:
+            raise UserError("--views sets chosen members' views; with --budget-ms or --budget-mb the members are not known in advance")
+        check_views(views, len(model_paths), flip)
     labels = shared_labels(model_paths)
     # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.
     members = [load_keras_model(path)[0] for path in model_paths]
     config = load_run_config(model_paths[0].parent, data_dir)
     dataset = load_for_experiment(config, with_test=False)
     train, val = dataset.splits["train"], dataset.splits["val"]
+    member_views = views or ["both"] * len(members)
     member_probabilities = [
-        predict_probabilities(lambda batch, member=member: member.predict(batch, batch_size=256, verbose=0), val.images, "flip" if flip else None)
-        for member in members
+        predict_probabilities(lambda batch, member=member: member.predict(batch, batch_size=256, verbose=0), val.images, "flip" if flip and seen == "both" else None)
+        for member, seen in zip(members, member_views)
     ]
     member_val = [float((p.argmax(axis=1) == val.labels).mean()) for p in member_probabilities]
     selection = None
@@ -219,12 +256,13 @@ def build_ensemble(
         model_paths, members, member_val, member_probabilities = (
             [items[i] for i in chosen] for items in (model_paths, members, member_val, member_probabilities)
         )
-    ensemble = average_models(members, flip, shares=shares)
+    ensemble = average_models(members, flip, shares=shares, views=views)
     metrics = {
         "model": "ensemble",
         "members": [str(path) for path in model_paths],
         "flip": flip,
         **({"shares": shares} if shares else {}),
+        **({"views": views} if views else {}),
         "member_val_accuracy": member_val,
         **({"selection": selection} if selection else {}),
         "parameters": int(ensemble.count_params()),
@@ -251,11 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-ms", type=float, help="treat the --model files as candidates: keep the subset most accurate on validation within this int8 ms/face")
     parser.add_argument("--budget-mb", type=float, help="as --budget-ms, for the members' summed int8 file size in MB (the two combine)")
     parser.add_argument("--share", action="append", type=float, help="the matching member's weight in the average (repeat, in --model order; default: equal)")
+    parser.add_argument("--views", action="append", choices=VIEWS, help="with --flip, the matching member's views: both (face and mirror) or original (face only); repeat, in --model order")
     args = parser.parse_args(argv)
     for flag, value in (("--budget-ms", args.budget_ms), ("--budget-mb", args.budget_mb)):
         if value is not None and value <= 0:
             parser.error(f"{flag} must be positive")
-    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb, args.share)
+    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb, args.share, args.views)
     return 0
 
 

@@ -14,13 +14,15 @@ folded away, so fine-tune them with ``train.freeze_batch_norm=true`` beside ``tr
         --run experiments/runs/RESNET_RUN --run experiments/runs/VGG_RUN --out experiments/runs/recovered
 
 ``--run`` folders come in the ensemble's member order (its metrics.json lists them, with its
-``shares`` when the members were weighed: pass them as ``--share``, in the same order). The rebuilt
+``shares`` when the members were weighed: pass them as ``--share``, in the same order, and its
+``views`` when some members see the face only: pass them as ``--views``). The rebuilt
 average (with flip views when the file mirrors its input) is checked against the ``.tflite`` on
 validation faces, and nothing is written unless their top-1 predictions agree.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import numpy as np
 
 from fer_keras.config import load_run_config
 from fer_keras.data import load_dataset
+from fer_keras.ensemble import VIEWS, average_models, check_views
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.models import build_from_config
 from fer_keras.records import write_model_folder
@@ -40,6 +43,8 @@ from fer_keras.soup import check_shares
 # Below this top-1 agreement between the rebuilt members and the .tflite, the weights went to the wrong layers.
 MIN_AGREEMENT = 0.97
 CHECK_PER_CLASS = 60  # validation faces per class for that check
+# The converter names a tensor by its Keras path: an ensemble member's start with "<ensemble>_1/member<index>_".
+MEMBER_TENSOR_NAME = re.compile(r"^[^/;]+/member(\d+)_")
 
 
 @dataclass
@@ -68,9 +73,10 @@ def _dequantize(interpreter, details: dict) -> np.ndarray:
 
 
 def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
-    """The weighted ops of a .tflite in execution order, each weight tensor once, and whether it mirrors its input.
+    """The weighted ops of a .tflite, each weight tensor once, and whether it mirrors its input.
 
-    A dense layer applied to a (1, 1, C) map is converted to FULLY_CONNECTED without a bias followed
+    The ops come member by member (by the member index in their tensors' names), each member's in
+    execution order: the converter may interleave members that run on different views. A dense layer applied to a (1, 1, C) map is converted to FULLY_CONNECTED without a bias followed
     (through a RESHAPE) by an ADD of a constant: that constant is its bias.
 
     Raises:
@@ -104,8 +110,12 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
             tensor = int(op["outputs"][0])
         return None
 
+    def member_index(op: dict) -> int:
+        match = MEMBER_TENSOR_NAME.match(tensors[int(op["inputs"][1])]["name"])
+        return int(match.group(1)) if match else 0
+
     seen: set[int] = set()
-    weighted = []
+    weighted, members = [], []
     for op in ops:
         if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED") or int(op["inputs"][1]) in seen:
             continue
@@ -114,6 +124,8 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
         has_bias = len(op["inputs"]) > 2 and op["inputs"][2] >= 0
         bias = _dequantize(interpreter, tensors[int(op["inputs"][2])]) if has_bias else added_constant(int(op["outputs"][0]))
         weighted.append(WeightedOp(kernel, None if bias is None else bias.reshape(-1)))
+        members.append(member_index(op))
+    weighted = [weighted[i] for i in sorted(range(len(weighted)), key=members.__getitem__)]  # stable: execution order within a member
     mirrors = any(op["op_name"] == "REVERSE_V2" for op in ops)
     return weighted, mirrors
 
@@ -168,7 +180,9 @@ def load_folded_weights(model: keras.Model, ops: list[WeightedOp], source: str) 
         raise UserError(f"{source}: {len(unused)} weighted ops of the .tflite are left over (wrong --run order or architecture?)")
 
 
-def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, shares: list[float] | None = None) -> dict:
+def recover(
+    tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: str | None = None, shares: list[float] | None = None, views: list[str] | None = None
+) -> dict:
     """Rebuilds the members of an exported model as run folders under ``out_dir``, checked against the file.
 
     Args:
@@ -177,6 +191,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
         out_dir: Gets one run folder per member, named after its run (best.keras, config.yaml, metrics.json).
         data_dir: Dataset root for the check (default: the first run's config).
         shares: The ensemble's member weights (its metrics.json ``shares``), for the check; None: equal.
+        views: The ensemble's member views (its metrics.json ``views``), for the check; None: both, with flip.
 
     Returns:
         The check: ``agreement`` (top-1, rebuilt against .tflite), ``val_accuracy_tflite``,
@@ -185,14 +200,14 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     Raises:
         UserError: For a missing file or config, weights that do not fit, or an agreement below ``MIN_AGREEMENT``.
     """
-    from fer_keras.ensemble import average_models
-
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path}: model file not found")
     if shares is not None:
         check_shares(shares, len(run_dirs), "--run folders")
     classifier = EmotionClassifier(tflite_path)
     ops, flip = read_weighted_ops(tflite_path)
+    if views is not None:
+        check_views(views, len(run_dirs), flip, "--run folders")
     configs, members, start = [], [], 0
     for run_dir in run_dirs:
         if not (run_dir / "config.yaml").is_file():
@@ -210,7 +225,7 @@ def recover(tflite_path: Path, run_dirs: list[Path], out_dir: Path, data_dir: st
     data = configs[0].data
     check_set = load_dataset(data.label_set, data.data_dir, configs[0].model.image_size, configs[0].model.channels,
                              data.val_fraction, seed=data.split_seed, max_per_class=CHECK_PER_CLASS, with_test=False).splits["val"]
-    rebuilt = average_models(members, flip, shares=shares) if len(members) > 1 or flip else members[0]
+    rebuilt = average_models(members, flip, shares=shares, views=views) if len(members) > 1 or flip else members[0]
     expected = classifier.predict(check_set.images)
     got = rebuilt.predict(check_set.images, batch_size=256, verbose=0)
     check = {
@@ -248,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for the rebuilt members' run folders")
     parser.add_argument("--data-dir", help="dataset root for the check (default: the first run's config, $FER_KERAS_DATA)")
     parser.add_argument("--share", action="append", type=float, help="a member's weight in the ensemble's average (repeat, in --run order; its metrics.json shares)")
+    parser.add_argument("--views", action="append", choices=VIEWS, help="a member's views in the ensemble (repeat, in --run order; its metrics.json views)")
     args = parser.parse_args(argv)
-    recover(args.tflite, args.run, args.out, args.data_dir, args.share)
+    recover(args.tflite, args.run, args.out, args.data_dir, args.share, args.views)
     return 0
 
 

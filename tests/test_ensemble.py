@@ -41,6 +41,29 @@ def test_weighted_ensemble_weighs_members_and_reloads(tmp_path):
     assert average_models(_members(), shares=[0.5, 0.5]).get_layer("member_mean").__class__.__name__ == "Average"
 
 
+def test_members_may_see_the_face_only_beside_members_that_see_its_mirror_too(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1)).astype(np.float32)
+    members = _members()
+    both = (members[0].predict(images, verbose=0) + members[0].predict(images[:, :, ::-1], verbose=0)) / 2
+    original = members[1].predict(images, verbose=0)
+    mixed = average_models(members, flip=True, shares=[0.75, 0.25], views=["both", "original"])
+    assert np.allclose(mixed.predict(images, verbose=0), 0.75 * both + 0.25 * original, atol=1e-6)
+    mixed.save(tmp_path / "mixed.keras")
+    assert np.allclose(keras.saving.load_model(tmp_path / "mixed.keras").predict(images, verbose=0), 0.75 * both + 0.25 * original, atol=1e-6)
+    # Every member on both views keeps the stacked graph of a plain flip ensemble.
+    assert average_models(_members(), flip=True, views=["both", "both"]).get_layer("probabilities").__class__.__name__ == "ViewMean"
+
+
+@pytest.mark.parametrize(
+    ("views", "flip", "message"),
+    [(["both"], True, "1 --views values for 2"), (["original", "original"], True, "at least one both"), (["both", "mirror"], True, "must be both or original"),
+     (["both", "original"], False, "needs --flip")],
+)
+def test_views_must_fit_the_members_and_flip(views, flip, message):
+    with pytest.raises(UserError, match=message):
+        average_models(_members(), flip=flip, views=views)
+
+
 def test_members_must_share_classes():
     with pytest.raises(UserError, match="share input shape and classes"):
         average_models([build_model("tiny", 3), build_model("tiny", 4)])
@@ -55,6 +78,10 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", shares=[1.0])
     with pytest.raises(UserError, match="not known in advance"):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", budget_ms=3, shares=[0.5, 0.5])
+    with pytest.raises(UserError, match="not known in advance"):
+        build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", flip=True, budget_ms=3, views=["both", "original"])
+    with pytest.raises(UserError, match="needs --flip"):
+        build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", views=["both", "original"])
     assert not (tmp_path / "out").exists()
 
 
@@ -90,15 +117,22 @@ def test_build_ensemble_with_shares_records_and_applies_them(two_tiny_runs, tmp_
     ensemble = load_keras_model(tmp_path / "weighted" / "best.keras")[0]
     assert np.allclose(ensemble.predict(images, verbose=0), 0.75 * first + 0.25 * second, atol=1e-6)
 
+    assert main([arg for path in two_tiny_runs for arg in ("--model", str(path))] + ["--flip", "--views", "original", "--views", "both", "--out", str(tmp_path / "views")]) == 0
+    written = json.loads((tmp_path / "views" / "metrics.json").read_text())
+    assert written["views"] == ["original", "both"] and written["flip"] is True
+    mirrored = load_keras_model(two_tiny_runs[1])[0].predict(images[:, :, ::-1], verbose=0)
+    ensemble = load_keras_model(tmp_path / "views" / "best.keras")[0]
+    assert np.allclose(ensemble.predict(images, verbose=0), (first + (second + mirrored) / 2) / 2, atol=1e-6)
 
-@pytest.mark.parametrize("shares", [None, [0.7, 0.3]])
-def test_flip_ensemble_exports_and_batches_like_keras(tmp_path, shares):
-    """The stacked mirror views and the members' weights survive TFLite conversion at any batch size the runtime resizes to."""
+
+@pytest.mark.parametrize(("shares", "views"), [(None, None), ([0.7, 0.3], None), ([0.7, 0.3], ["both", "original"])])
+def test_flip_ensemble_exports_and_batches_like_keras(tmp_path, shares, views):
+    """The stacked mirror views, the members' weights and views survive TFLite conversion at any batch size the runtime resizes to."""
     from fer_keras import export as exporter
     from fer_keras.runtime import EmotionClassifier
 
     images = np.random.default_rng(1).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
-    ensemble = average_models(_members(), flip=True, shares=shares)
+    ensemble = average_models(_members(), flip=True, shares=shares, views=views)
     exporter.export(ensemble, ("angry", "happy", "sad"), tmp_path, "float32", "uint8", images, images, np.zeros(4, int), "flip", "synthetic")
     classifier = EmotionClassifier(tmp_path / "flip_float32.tflite")
     expected = ensemble.predict(images, verbose=0)

@@ -103,3 +103,23 @@ def test_members_in_the_wrong_order_or_missing_are_refused(exported_pair, tmp_pa
     with pytest.raises(UserError, match="no config.yaml"):
         recover(tflite, [tmp_path], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_members_on_the_face_only_come_back_with_views(exported_pair, face_folder, tmp_path):
+    """Rebuilt in a new layout (the ResNet-SE on the face only) and exported again, the members come back from that file with --views."""
+    from fer_keras import export as exporter
+    from fer_keras.data import load_dataset
+    from fer_keras.ensemble import average_models
+    from fer_keras.evaluate import load_keras_model
+    from fer_keras.recover import recover
+
+    tflite, runs, _, images = exported_pair
+    recover(tflite, runs, tmp_path / "members")
+    members = [load_keras_model(tmp_path / "members" / run.name / "best.keras")[0] for run in runs]
+    split = load_dataset("folder", face_folder, val_fraction=0.25, with_test=False).splits
+    mixed = average_models(members, flip=True, shares=[0.6, 0.4], views=["both", "original"])
+    exporter.export(mixed, ("angry", "happy", "sad"), tmp_path / "mixed", "int8", "uint8", split["train"].images, split["val"].images, split["val"].labels, "mixed", "synthetic")
+    check = recover(tmp_path / "mixed" / "mixed_int8.tflite", runs, tmp_path / "again", shares=[0.6, 0.4], views=["both", "original"])
+    assert check["flip"] is True and check["agreement"] >= 0.97
+    with pytest.raises(UserError, match="1 --views values for 2 --run folders"):
+        recover(tmp_path / "mixed" / "mixed_int8.tflite", runs, tmp_path / "out", views=["both"])
