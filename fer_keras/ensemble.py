@@ -6,7 +6,7 @@ handle it as one model with one ``.keras`` and one ``.tflite``. With ``--flip`` 
 sees the mirrored face: flip test-time augmentation built into the graph. It is deterministic, so
 unlike training augmentation it belongs in the deployed model, where every caller gets it. Choose
 members on validation accuracy (the command prints each member's and the ensemble's) and mind the
-accurate tier's latency budget: an ensemble costs the sum of its members, twice with ``--flip``.
+accurate tier's latency budget: an ensemble costs the sum of its members, twice with ``--flip`` (for those on both views).
 ``--share`` (once per member) weighs the average, e.g. a strong member at half beside two weaker ones.
 ``--views`` (once per member, with ``--flip``) lets a member see the face only (``original``) rather
 than the face and its mirror (``both``): on FERPlus validation the mirror lifted the ResNet-SE but
@@ -59,7 +59,7 @@ VIEWS = ("both", "original")  # with flip, what a member sees: the face and its 
 def check_views(views: list[str], count: int, flip: bool, sources: str = "--model files") -> None:
     """Raises UserError unless ``views`` names one of ``VIEWS`` per model, with ``flip`` on and at least one ``both``."""
     if not flip:
-        raise UserError("--views chooses which members see the mirrored face: it needs --flip")
+        raise UserError("--views chooses which members also see the mirrored face: it needs an ensemble with flip views (--flip)")
     if len(views) != count:
         raise UserError(f"{len(views)} --views values for {count} {sources}: give one per model")
     if set(views) - set(VIEWS) or "both" not in views:

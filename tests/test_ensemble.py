@@ -57,7 +57,7 @@ def test_members_may_see_the_face_only_beside_members_that_see_its_mirror_too(tm
 @pytest.mark.parametrize(
     ("views", "flip", "message"),
     [(["both"], True, "1 --views values for 2"), (["original", "original"], True, "at least one both"), (["both", "mirror"], True, "must be both or original"),
-     (["both", "original"], False, "needs --flip")],
+     (["both", "original"], False, "needs an ensemble with flip views")],
 )
 def test_views_must_fit_the_members_and_flip(views, flip, message):
     with pytest.raises(UserError, match=message):
@@ -80,7 +80,7 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", budget_ms=3, shares=[0.5, 0.5])
     with pytest.raises(UserError, match="not known in advance"):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", flip=True, budget_ms=3, views=["both", "original"])
-    with pytest.raises(UserError, match="needs --flip"):
+    with pytest.raises(UserError, match="needs an ensemble with flip views"):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", views=["both", "original"])
     assert not (tmp_path / "out").exists()
 
