@@ -212,13 +212,12 @@ def build_ensemble(
     selecting = budget_ms is not None or budget_mb is not None
     if len(model_paths) < 2 and not flip and not selecting:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
+    for flag, given in (("--share", shares), ("--views", views)):
+        if given is not None and selecting:
+            raise UserError(f"{flag} sets each chosen member's part; with --budget-ms or --budget-mb the members are not known in advance")
     if shares is not None:
-        if selecting:
-            raise UserError("--share weighs chosen members; with --budget-ms or --budget-mb the members are not known in advance")
         check_shares(shares, len(model_paths))
     if views is not None:
-        if selecting:
-            raise UserError("--views sets chosen members' views; with --budget-ms or --budget-mb the members are not known in advance")
         check_views(views, len(model_paths), flip)
     labels = shared_labels(model_paths)
     # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.

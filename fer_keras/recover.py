@@ -76,7 +76,8 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
     """The weighted ops of a .tflite, each weight tensor once, and whether it mirrors its input.
 
     The ops come member by member (by the member index in their tensors' names), each member's in
-    execution order: the converter may interleave members that run on different views. A dense layer applied to a (1, 1, C) map is converted to FULLY_CONNECTED without a bias followed
+    execution order: the converter may interleave members that run on different views. A dense
+    layer applied to a (1, 1, C) map is converted to FULLY_CONNECTED without a bias followed
     (through a RESHAPE) by an ADD of a constant: that constant is its bias.
 
     Raises:
@@ -115,7 +116,7 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
         return int(match.group(1)) if match else 0
 
     seen: set[int] = set()
-    weighted, members = [], []
+    weighted = []  # (member index, op)
     for op in ops:
         if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED") or int(op["inputs"][1]) in seen:
             continue
@@ -123,11 +124,10 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
         kernel = _dequantize(interpreter, tensors[int(op["inputs"][1])])
         has_bias = len(op["inputs"]) > 2 and op["inputs"][2] >= 0
         bias = _dequantize(interpreter, tensors[int(op["inputs"][2])]) if has_bias else added_constant(int(op["outputs"][0]))
-        weighted.append(WeightedOp(kernel, None if bias is None else bias.reshape(-1)))
-        members.append(member_index(op))
-    weighted = [weighted[i] for i in sorted(range(len(weighted)), key=members.__getitem__)]  # stable: execution order within a member
+        weighted.append((member_index(op), WeightedOp(kernel, None if bias is None else bias.reshape(-1))))
     mirrors = any(op["op_name"] == "REVERSE_V2" for op in ops)
-    return weighted, mirrors
+    # sorted is stable: within a member the ops keep their execution order.
+    return [op for _, op in sorted(weighted, key=lambda pair: pair[0])], mirrors
 
 
 def _weighted_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.layers.BatchNormalization | None]]:
