@@ -70,15 +70,24 @@ def exported_pair(face_folder, tmp_path_factory):
     return root / "exported" / "pair_int8.tflite", runs, reference, val.images
 
 
-def test_members_come_back_with_their_weights_and_batch_norm_folded(exported_pair, tmp_path):
-    from fer_keras.evaluate import load_keras_model
+@pytest.fixture(scope="module")
+def recovered_pair(exported_pair, tmp_path_factory):
+    """The exported pair's members rebuilt by recover, once for the module: (its check, the folder of their run folders)."""
     from fer_keras.recover import recover
 
-    tflite, runs, reference, images = exported_pair
-    check = recover(tflite, runs, tmp_path / "members")
+    tflite, runs, _, _ = exported_pair
+    members_dir = tmp_path_factory.mktemp("recovered") / "members"
+    return recover(tflite, runs, members_dir), members_dir
+
+
+def test_members_come_back_with_their_weights_and_batch_norm_folded(exported_pair, recovered_pair):
+    from fer_keras.evaluate import load_keras_model
+
+    _, runs, reference, images = exported_pair
+    check, members_dir = recovered_pair
     assert check["flip"] is True and check["agreement"] >= 0.97
     for run, expected in zip(runs, reference):
-        model, labels = load_keras_model(tmp_path / "members" / run.name / "best.keras")
+        model, labels = load_keras_model(members_dir / run.name / "best.keras")
         assert labels == ("angry", "happy", "sad")
         got = model.predict(images, verbose=0)
         # Only int8 rounding of the weights separates the rebuilt member from the trained one.
@@ -105,7 +114,7 @@ def test_members_in_the_wrong_order_or_missing_are_refused(exported_pair, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-def test_members_on_the_face_only_come_back_with_views(exported_pair, face_folder, tmp_path):
+def test_members_on_the_face_only_come_back_with_views(exported_pair, recovered_pair, face_folder, tmp_path):
     """Rebuilt in a new layout (the ResNet-SE on the face only) and exported again, the members come back from that file with --views."""
     from fer_keras import export as exporter
     from fer_keras.data import load_dataset
@@ -113,9 +122,9 @@ def test_members_on_the_face_only_come_back_with_views(exported_pair, face_folde
     from fer_keras.evaluate import load_keras_model
     from fer_keras.recover import recover
 
-    tflite, runs, _, images = exported_pair
-    recover(tflite, runs, tmp_path / "members")
-    members = [load_keras_model(tmp_path / "members" / run.name / "best.keras")[0] for run in runs]
+    _, runs, _, _ = exported_pair
+    _, members_dir = recovered_pair
+    members = [load_keras_model(members_dir / run.name / "best.keras")[0] for run in runs]
     split = load_dataset("folder", face_folder, val_fraction=0.25, with_test=False).splits
     mixed = average_models(members, flip=True, shares=[0.6, 0.4], views=["both", "original"])
     exporter.export(mixed, ("angry", "happy", "sad"), tmp_path / "mixed", "int8", "uint8", split["train"].images, split["val"].images, split["val"].labels, "mixed", "synthetic")
