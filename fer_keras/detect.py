@@ -66,6 +66,8 @@ class RunRecord:
 class Outputs:
     """The files in ``--out``: written to temporary names and renamed into place when the run ends."""
 
+    TABLES = ("detections.csv", "detections.jsonl")
+
     def __init__(self, out: Path, labels: tuple[str, ...]):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
@@ -86,9 +88,16 @@ class Outputs:
     def close(self, summary: dict) -> None:
         self._csv_file.close()
         self._jsonl.close()
-        for name in ("detections.csv", "detections.jsonl"):
+        for name in self.TABLES:
             (self.out / f"{name}.tmp").replace(self.out / name)
         write_json(self.out / "summary.json", summary)
+
+    def discard(self) -> None:
+        """Closes and deletes the unfinished tables of a failed run; an earlier run's files stay as they were."""
+        self._csv_file.close()
+        self._jsonl.close()
+        for name in self.TABLES:
+            (self.out / f"{name}.tmp").unlink(missing_ok=True)
 
 
 class Display:
@@ -284,6 +293,10 @@ def run_detect(options: DetectOptions) -> dict:
             _process_video(options.source, analyzer, options, outputs, record, display)
     except KeyboardInterrupt:
         print("interrupted: writing what was processed", file=sys.stderr)
+    except BaseException:
+        if outputs is not None:
+            outputs.discard()
+        raise
     stages = {**{k: v for k, v in analyzer.timings.items()}, **record.seconds}
     summary = {
         "source": options.source,

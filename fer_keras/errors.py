@@ -24,7 +24,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
-    """Wraps a CLI ``main(argv)`` so a UserError prints one line on stderr and exits 2.
+    """Wraps a CLI ``main(argv)`` so a UserError or OSError prints one line on stderr and exits 2.
 
     Args:
         main: The command's main function.
@@ -39,6 +39,12 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
             return main(argv) or 0
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            # A path the user named cannot be used (a file where an output folder should go, no
+            # permission, a full disk): the environment's fault, not the program's, so no traceback.
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

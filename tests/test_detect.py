@@ -129,6 +129,26 @@ def test_bad_sources_exit_2_with_one_line(tmp_path, source, message):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines() if line.startswith("error:")]
     assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("out/*.tmp"))
+
+
+def test_a_failed_run_leaves_the_previous_results_in_out_as_they_were(tmp_path):
+    out = tmp_path / "out"
+    assert _detect("--source", DATA / "two_people.jpg", "--out", out).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    (tmp_path / "fake.jpg").write_bytes(b"\x00" * 100)
+    done = _detect("--source", tmp_path / "fake.jpg", "--out", out)
+    assert done.returncode == 2 and "fake.jpg: not a readable image" in done.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_out_naming_a_file_is_one_error_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    done = _detect("--source", DATA / "two_people.jpg", "--out", taken)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {taken}: File exists\n"
+    assert taken.read_text() == "keep me"
 
 
 def test_bad_model_exits_2(tmp_path):
