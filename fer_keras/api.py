@@ -19,7 +19,7 @@ import numpy as np
 
 from fer_keras.errors import UserError
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
-from fer_keras.runtime import EmotionClassifier
+from fer_keras.runtime import EmotionClassifier, as_uint8
 from fer_keras.tracking import IoUTracker
 
 
@@ -107,7 +107,7 @@ class FrameAnalyzer:
         self.tracker = IoUTracker(alpha=self.tracker.alpha)
 
     def __call__(self, frame: np.ndarray, frame_index: int = 0) -> list[FaceResult]:
-        """Analyzes one BGR (or gray) frame."""
+        """Analyzes one BGR frame (``load_image`` makes one from other inputs)."""
         start = time.perf_counter()
         faces = [f for f in self.detector(frame) if min(f.box[2], f.box[3]) >= self.min_face]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
@@ -136,7 +136,11 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
 
 
 def load_image(image) -> np.ndarray:
-    """A BGR uint8 array from a path, a Pillow image (RGB) or an array (taken as BGR, OpenCV's order)."""
+    """A BGR uint8 (H, W, 3) array from a path, a Pillow image (RGB) or an array.
+
+    An array is taken in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, or
+    floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML code hold images).
+    """
     import cv2
 
     if isinstance(image, (str, Path)):
@@ -147,16 +151,22 @@ def load_image(image) -> np.ndarray:
     if hasattr(image, "convert"):  # a Pillow image
         return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
     frame = np.asarray(image)
-    if frame.ndim not in (2, 3) or frame.size == 0:
-        raise UserError(f"expected an image array (H, W[, C]), got shape {frame.shape}")
-    return frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim not in (2, 3) or frame.size == 0 or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise UserError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {frame.shape}")
+    frame = as_uint8(frame)
+    # The detectors take three channels; gray and BGRA frames become BGR here, once.
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
 
 
 def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, balance: float = 0.0) -> list[FaceResult]:
     """Emotions of every face in one image.
 
     Args:
-        image: A file path, a Pillow image, or a BGR uint8 array.
+        image: A file path, a Pillow image, or an array: BGR, BGRA or gray, uint8 0-255 or floats 0-1.
         detector: Face detector name.
         model: ``.tflite`` path or packaged model name (None: the packaged default).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).

@@ -179,14 +179,15 @@ class EmotionClassifier:
         self._batch = 1
 
     def preprocess(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Converts face crops (any size; gray, BGR or BGRA uint8) to the model's input batch (N, H, W, C) float32 0-255."""
+        """Converts face crops (as ``to_model_input`` takes them) to the model's input batch (N, H, W, C) float32 0-255."""
         return to_model_input(faces, self.input_size, self.channels)
 
     def predict(self, faces: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Emotion probabilities for a batch of faces, all in one invoke.
 
         Args:
-            faces: A list of uint8 crops of any size (gray, BGR or BGRA), or an array (N, H, W[, C]).
+            faces: A list of crops of any size (gray, BGR or BGRA; uint8 0-255 or floats 0-1), an
+                array (N, H, W[, C]), or one crop as an array (H, W[, 1|3|4]).
 
         Returns:
             (N, num_classes) float32 probabilities, rows in input order.
@@ -224,21 +225,40 @@ class EmotionClassifier:
         return rebalance(probabilities, self._row_weights)
 
 
-def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
-    """Face crops (any size; gray, BGR or BGRA uint8) as a model input batch (N, height, width, channels) float32 0-255.
+def as_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
-    Colour crops are taken as OpenCV's BGR order; shrinking uses area averaging, enlarging bilinear.
+    Other values are rounded and clipped to 0-255.
+    """
+    if pixels.dtype == np.uint8:
+        return pixels
+    scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) and pixels.max() <= 1.0 else 1.0
+    return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
+
+
+def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
+    """Face crops (any size; gray, BGR or BGRA; uint8 0-255 or floats 0-1) as a model input batch (N, height, width, channels) float32 0-255.
+
+    ``faces`` is a list of crops, an array (N, H, W[, C]), or one crop as an array (H, W) or
+    (H, W, 1|3|4). Colour crops are taken as OpenCV's BGR order; shrinking uses area averaging,
+    enlarging bilinear.
+
+    Raises:
+        UserError: For an empty crop.
     """
     import cv2
 
+    if isinstance(faces, np.ndarray) and (faces.ndim == 2 or (faces.ndim == 3 and faces.shape[2] in (1, 3, 4))):
+        faces = faces[None]  # one crop, not a batch of gray crops one to four pixels wide
     height, width = size
     batch = np.empty((len(faces), height, width, channels), dtype=np.float32)
     for i, face in enumerate(faces):
         face = np.asarray(face)
+        if face.size == 0:
+            raise UserError(f"face crop {i} is empty (shape {face.shape})")
         if face.ndim == 3 and face.shape[2] == 1:
             face = face[..., 0]
-        if face.dtype != np.uint8:
-            face = np.clip(face, 0, 255).astype(np.uint8)
+        face = as_uint8(face)
         if channels == 1 and face.ndim == 3:
             face = cv2.cvtColor(face, cv2.COLOR_BGRA2GRAY if face.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
         elif channels == 3:

@@ -76,6 +76,21 @@ def test_api_accepts_arrays_and_pil_images():
     assert set(from_pil[0].probabilities) == set(LABELS)
 
 
+def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
+    import cv2
+
+    from fer_keras.errors import UserError
+
+    bgr = cv2.imread(str(DATA / "two_people.jpg"))
+    expected = [(f.box, f.emotion, f.score) for f in fer_keras.analyze(bgr)]
+    for same_pixels in (cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), bgr / 255.0, bgr.astype(np.float32)):
+        assert [(f.box, f.emotion, f.score) for f in fer_keras.analyze(same_pixels)] == expected
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert len(fer_keras.analyze(gray)) == len(fer_keras.analyze(gray[..., None])) == 2
+    with pytest.raises(UserError, match=r"got shape \(4, 4, 2\)"):
+        fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
+
+
 def test_video_iterator_gives_per_frame_results():
     frames = []
     for result in fer_keras.analyze_video(CLIP, every=5):

@@ -68,6 +68,17 @@ def test_a_batch_equals_single_calls_and_accepts_any_crop(exported, trained_tiny
     assert classifier.predict([]).shape == (0, 3)
 
 
+def test_one_crop_array_and_float_crops_read_as_the_same_pixels(exported, trained_tiny):
+    _, _, images, _ = trained_tiny
+    classifier = EmotionClassifier(exported["float32"][0])
+    face = images[0]  # (H, W, 1) uint8
+    expected = classifier.predict([face])
+    for same in (face, face[..., 0], np.repeat(face, 3, axis=2), [face / 255.0], [face.astype(np.float32)]):
+        np.testing.assert_allclose(classifier.predict(same), expected, atol=1e-6)
+    with pytest.raises(UserError, match=r"face crop 1 is empty \(shape \(0, 4\)\)"):
+        classifier.predict([face, np.zeros((0, 4), np.uint8)])
+
+
 def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"\x00" * 64)
