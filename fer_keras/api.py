@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from fer_keras.errors import UserError
+from fer_keras.errors import UserError, check_at_least
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8
 from fer_keras.tracking import IoUTracker
@@ -91,6 +91,11 @@ class FrameAnalyzer:
     ):
         if not 0.0 < smooth <= 1.0:
             raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
+        # Checked here, as the caller wrote them: downstream a negative max_faces slices faces off the
+        # end, a negative margin shrinks the crop to a pixel, zero threads fail inside the detector.
+        for what, value, least in (("margin", margin, 0), ("minimum face size", min_face, 0), ("max faces", max_faces, 0),
+                                   ("threads", num_threads, 1), ("detect size", detect_size, 0)):
+            check_at_least(what, value, least)
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads, balance=balance)
         self.margin = crop_margin(self.detector) if margin is None else margin

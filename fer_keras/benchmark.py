@@ -10,7 +10,7 @@ import platform
 import time
 from pathlib import Path
 
-from fer_keras.errors import ArgumentParser, UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
 from fer_keras.files import write_atomic, write_json
 
 DEFAULT_OUT = Path("experiments/benchmarks")
@@ -401,10 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(models) - set(list_models()))
         if unknown:
             raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
+        check_at_least("--batch-size", args.batch_size, 1)
+        check_at_least("--steps", args.steps, 1)
         benchmark_train(models, args.batch_size, args.steps, args.out)
     elif args.command == "latency":
         if not (args.models or args.tflite or args.peer):
             raise UserError("nothing to time: give --models, --tflite or --peer")
+        check_at_least("--repeats", args.repeats, 1)
         for path in [*args.models, *args.tflite, *args.peer]:
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.api import FaceResult, FrameAnalyzer
-from fer_keras.errors import ArgumentParser, UserError, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
 from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
@@ -260,8 +260,8 @@ def run_detect(options: DetectOptions) -> dict:
         UserError: For a bad source, detector or model. One unreadable file inside a folder is
             reported in the summary and skipped instead.
     """
-    if options.every < 1:
-        raise UserError(f"--every {options.every} must be at least 1")
+    check_at_least("--every", options.every, 1)
+    check_at_least("--max-frames", options.max_frames, 0)
     kind = classify_source(options.source)
     started = time.perf_counter()
     analyzer = FrameAnalyzer(

@@ -23,6 +23,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
+def check_at_least(what: str, value: float | None, least: float) -> None:
+    """Raises a UserError naming ``what`` unless ``value`` is at least ``least``; None means unset and passes."""
+    if value is not None and value < least:
+        raise UserError(f"{what} {value} must be at least {least}")
+
+
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wraps a CLI ``main(argv)`` so a UserError or OSError prints one line on stderr and exits 2.
 

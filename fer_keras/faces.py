@@ -206,7 +206,8 @@ class YuNetDetector:
         import cv2
 
         if not model_path or not Path(model_path).is_file():
-            raise UserError(f"{model_path or '(none)'}: the yunet detector needs its .onnx file (--detector-model PATH)")
+            missing = f"{model_path}: no such file; " if model_path else ""
+            raise UserError(f"{missing}the yunet detector needs its .onnx file (--detector-model PATH)")
         self.name = "yunet"
         try:
             self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), min_score, nms_iou, 5000)

@@ -35,6 +35,8 @@ def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
     assert all(row[f"ms/face b{b} t{t}"] > 0 for row in rows for b in (1, 16) for t in (1, 2))
     assert "--tflite" in (tmp_path / "shipped.md").read_text()
     assert benchmark.main(["latency", "--out", str(tmp_path / "none")]) == 2
+    assert benchmark.main(["latency", "--tflite", str(tiny_tflite), "--repeats", "0", "--out", str(tmp_path / "none")]) == 2
+    assert benchmark.main(["train", "--steps", "0", "--out", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none").exists()
 
 

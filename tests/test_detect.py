@@ -166,6 +166,25 @@ def test_out_naming_a_file_is_one_error_line(tmp_path):
     assert taken.read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--every", "0", "--every 0 must be at least 1"),
+        ("--max-frames", "-1", "--max-frames -1 must be at least 0"),
+        ("--max-faces", "-1", "max faces -1 must be at least 0"),
+        ("--min-face", "-1", "minimum face size -1 must be at least 0"),
+        ("--margin", "-1", "margin -1.0 must be at least 0"),
+        ("--threads", "0", "threads 0 must be at least 1"),
+        ("--detect-size", "-5", "detect size -5 must be at least 0"),
+    ],
+)
+def test_out_of_range_options_are_one_error_line(flag, value, message, capsys):
+    from fer_keras.detect import main
+
+    assert main(["--source", str(DATA / "two_people.jpg"), "--no-progress", flag, value]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
 def test_bad_model_exits_2(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"garbage")

@@ -36,7 +36,9 @@ def test_yunet_with_a_user_supplied_model():
 def test_detector_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown detector 'dlib'"):
         make_detector("dlib")
-    with pytest.raises(UserError, match="needs its .onnx file"):
+    with pytest.raises(UserError, match=r"^the yunet detector needs its .onnx file \(--detector-model PATH\)$"):
+        make_detector("yunet")
+    with pytest.raises(UserError, match="missing.onnx: no such file; the yunet detector needs its .onnx file"):
         make_detector("yunet", tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
