@@ -93,8 +93,8 @@ class FrameAnalyzer:
             raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
         # Checked here, as the caller wrote them: downstream a negative max_faces slices faces off the
         # end, a negative margin shrinks the crop to a pixel, zero threads fail inside the detector.
-        for what, value, least in (("margin", margin, 0), ("minimum face size", min_face, 0), ("max faces", max_faces, 0),
-                                   ("threads", num_threads, 1), ("detect size", detect_size, 0)):
+        for what, value, least in (("margin", margin, 0), ("min_face", min_face, 0), ("max_faces", max_faces, 0),
+                                   ("num_threads", num_threads, 1), ("detect_size", detect_size, 0)):
             check_at_least(what, value, least)
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads, balance=balance)

@@ -6,12 +6,13 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fer_keras.errors import UserError
+from fer_keras.errors import UserError, check_at_least
 
 
 @dataclass
@@ -118,10 +119,19 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
-        if not 0.0 <= self.data.val_fraction < 1.0:
-            raise UserError(f"data.val_fraction={self.data.val_fraction} must be in [0, 1)")
-        if not 0.0 <= self.train.ema_momentum < 1.0:
-            raise UserError(f"train.ema_momentum={self.train.ema_momentum} must be in [0, 1)")
+        for key in ("data.val_fraction", "train.ema_momentum", "model.dropout", "train.label_smoothing"):
+            if not 0.0 <= attrgetter(key)(self) < 1.0:
+                raise UserError(f"{key}={attrgetter(key)(self)} must be in [0, 1)")
+        for key in ("train.learning_rate", "train.fine_tune_learning_rate"):
+            if not attrgetter(key)(self) > 0.0:
+                raise UserError(f"{key}={attrgetter(key)(self)} must be positive")
+        least = {
+            "model.image_size": 16, "data.batch_size": 1, "train.epochs": 1, "train.cpu_replicas": 1, "model.width": 0,
+            "data.max_per_class": 0, "train.warmup_epochs": 0, "train.early_stopping_patience": 0, "train.fine_tune_epochs": 0,
+            "train.fine_tune_layers": 0, "train.confusion_matrix_every": 0, "train.weight_decay": 0, "train.time_budget_s": 0,
+        }
+        for key, smallest in least.items():
+            check_at_least(key, attrgetter(key)(self), smallest)
         augment = self.data.augment
         for name in ("erasing", "low_resolution", "blur", "noise", "jpeg"):
             if not 0.0 <= getattr(augment, name) <= 1.0:
@@ -130,8 +140,6 @@ class ExperimentConfig:
             raise UserError(f"data.teacher_weight={self.data.teacher_weight} must be in [0, 1]")
         if self.data.soft_labels and self.data.label_set != "ferplus":
             raise UserError("data.soft_labels=true needs data.label_set=ferplus (vote distributions)")
-        if self.model.image_size < 16 or self.data.batch_size < 1 or self.train.epochs < 1:
-            raise UserError("model.image_size >= 16, data.batch_size >= 1 and train.epochs >= 1 are required")
 
 
 def to_dict(config: Any) -> dict:

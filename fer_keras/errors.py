@@ -24,9 +24,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def check_at_least(what: str, value: float | None, least: float) -> None:
-    """Raises a UserError naming ``what`` unless ``value`` is at least ``least``; None means unset and passes."""
+    """Raises a UserError ``what=value must be at least least`` unless it is; None means unset and passes.
+
+    Args:
+        what: The name the user wrote: a flag (``--every``), a keyword (``max_faces``) or a config key.
+        value: The value given.
+        least: The smallest allowed value.
+    """
     if value is not None and value < least:
-        raise UserError(f"{what} {value} must be at least {least}")
+        raise UserError(f"{what}={value} must be at least {least}")
 
 
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:

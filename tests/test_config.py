@@ -24,6 +24,16 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["train.optimizer=rmsprop"])
     with pytest.raises(UserError, match=r"train.ema_momentum=1.0 must be in \[0, 1\)"):
         apply_overrides(ExperimentConfig(), ["train.ema_momentum=1"])
+    with pytest.raises(UserError, match=r"model.dropout=1.5 must be in \[0, 1\)"):
+        apply_overrides(ExperimentConfig(), ["model.dropout=1.5"])
+    with pytest.raises(UserError, match="train.learning_rate=-0.1 must be positive"):
+        apply_overrides(ExperimentConfig(), ["train.learning_rate=-0.1"])
+    with pytest.raises(UserError, match="train.epochs=0 must be at least 1"):
+        apply_overrides(ExperimentConfig(), ["train.epochs=0"])
+    with pytest.raises(UserError, match="model.image_size=8 must be at least 16"):
+        apply_overrides(ExperimentConfig(), ["model.image_size=8"])
+    with pytest.raises(UserError, match="train.warmup_epochs=-1 must be at least 0"):
+        apply_overrides(ExperimentConfig(), ["train.warmup_epochs=-1"])
     with pytest.raises(UserError, match=r"data.augment.blur=1.5 is a probability: it must be in \[0, 1\]"):
         apply_overrides(ExperimentConfig(), ["data.augment.blur=1.5"])
     with pytest.raises(UserError, match="must look like key=value"):

@@ -169,13 +169,13 @@ def test_out_naming_a_file_is_one_error_line(tmp_path):
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--every", "0", "--every 0 must be at least 1"),
-        ("--max-frames", "-1", "--max-frames -1 must be at least 0"),
-        ("--max-faces", "-1", "max faces -1 must be at least 0"),
-        ("--min-face", "-1", "minimum face size -1 must be at least 0"),
-        ("--margin", "-1", "margin -1.0 must be at least 0"),
-        ("--threads", "0", "threads 0 must be at least 1"),
-        ("--detect-size", "-5", "detect size -5 must be at least 0"),
+        ("--every", "0", "--every=0 must be at least 1"),
+        ("--max-frames", "-1", "--max-frames=-1 must be at least 0"),
+        ("--max-faces", "-1", "max_faces=-1 must be at least 0"),
+        ("--min-face", "-1", "min_face=-1 must be at least 0"),
+        ("--margin", "-1", "margin=-1.0 must be at least 0"),
+        ("--threads", "0", "num_threads=0 must be at least 1"),
+        ("--detect-size", "-5", "detect_size=-5 must be at least 0"),
     ],
 )
 def test_out_of_range_options_are_one_error_line(flag, value, message, capsys):
