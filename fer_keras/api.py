@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -135,9 +136,15 @@ class FrameAnalyzer:
         return results
 
 
-@functools.lru_cache(maxsize=4)
+_per_thread = threading.local()
+
+
 def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameAnalyzer:
-    return FrameAnalyzer(detector, model, balance=balance)
+    # One cache per thread: LiteRT interpreters and the tracker hold the state of the call in progress,
+    # so threads sharing an analyzer (a web server's workers) would corrupt each other's results.
+    if not hasattr(_per_thread, "analyzers"):
+        _per_thread.analyzers = functools.lru_cache(maxsize=4)(lambda *key: FrameAnalyzer(key[0], key[1], balance=key[2]))
+    return _per_thread.analyzers(detector, model, balance)
 
 
 def load_image(image) -> np.ndarray:
@@ -178,6 +185,8 @@ def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, b
 
     Returns:
         One FaceResult per face, largest face first (track ids 1..N).
+
+    Safe to call from several threads at once: each thread loads its own models on its first call.
     """
     analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance))
     analyzer.reset()

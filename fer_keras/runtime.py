@@ -124,7 +124,7 @@ def read_metadata(model: bytes | Path) -> dict:
 
 
 class EmotionClassifier:
-    """Classifies face crops with a ``.tflite`` emotion model.
+    """Classifies face crops with a ``.tflite`` emotion model; not thread-safe (one per thread).
 
     Args:
         model: A ``.tflite`` path or a packaged model name (``default``, ``fast``, ``accurate``);

@@ -91,6 +91,21 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
 
 
+def test_analyze_from_several_threads_gives_each_its_own_result():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    photos = [cv2.imread(str(DATA / name)) for name in ("two_people.jpg", "multiface.jpg")]
+    expected = [[(f.box, f.emotion, f.score) for f in fer_keras.analyze(photo, model="fast")] for photo in photos]
+
+    def same_as_alone(i):
+        return [(f.box, f.emotion, f.score) for f in fer_keras.analyze(photos[i % 2], model="fast")] == expected[i % 2]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(same_as_alone, range(40)))
+
+
 def test_video_iterator_gives_per_frame_results():
     frames = []
     for result in fer_keras.analyze_video(CLIP, every=5):
