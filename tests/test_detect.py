@@ -140,6 +140,17 @@ def test_folder_skips_a_bad_file_and_processes_the_rest(tmp_path):
     assert sorted(os.path.basename(s["source"]) for s in summary["skipped"]) == ["broken.jpg", "broken.mp4", "notes.txt"]
 
 
+def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((DATA / "two_people.jpg").read_bytes())
+    for _ in range(2):
+        done = _detect("--source", folder, "--out", folder / "results", "--annotate")
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((folder / "results" / "summary.json").read_text())
+        assert [os.path.basename(s["source"]) for s in summary["sources"]] == ["a.jpg"] and summary["skipped"] == []
+
+
 @pytest.mark.parametrize(
     "source, message",
     [
