@@ -143,8 +143,8 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
     # One cache per thread: LiteRT interpreters and the tracker hold the state of the call in progress,
     # so threads sharing an analyzer (a web server's workers) would corrupt each other's results.
     if not hasattr(_per_thread, "analyzers"):
-        _per_thread.analyzers = functools.lru_cache(maxsize=4)(lambda *key: FrameAnalyzer(key[0], key[1], balance=key[2]))
-    return _per_thread.analyzers(detector, model, balance)
+        _per_thread.analyzers = functools.lru_cache(maxsize=4)(FrameAnalyzer)
+    return _per_thread.analyzers(detector, model, balance=balance)
 
 
 def load_image(image) -> np.ndarray:

@@ -120,11 +120,13 @@ class ExperimentConfig:
             if value not in allowed:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
         for key in ("data.val_fraction", "train.ema_momentum", "model.dropout", "train.label_smoothing"):
-            if not 0.0 <= attrgetter(key)(self) < 1.0:
-                raise UserError(f"{key}={attrgetter(key)(self)} must be in [0, 1)")
+            value = attrgetter(key)(self)
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"{key}={value} must be in [0, 1)")
         for key in ("train.learning_rate", "train.fine_tune_learning_rate"):
-            if not attrgetter(key)(self) > 0.0:
-                raise UserError(f"{key}={attrgetter(key)(self)} must be positive")
+            value = attrgetter(key)(self)
+            if not value > 0.0:
+                raise UserError(f"{key}={value} must be positive")
         least = {
             "model.image_size": 16, "data.batch_size": 1, "train.epochs": 1, "train.cpu_replicas": 1, "model.width": 0,
             "data.max_per_class": 0, "train.warmup_epochs": 0, "train.early_stopping_patience": 0, "train.fine_tune_epochs": 0,
