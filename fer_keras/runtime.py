@@ -169,7 +169,8 @@ class EmotionClassifier:
         self.labels = tuple(labels or self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
         self.value_range = tuple(value_range or self.metadata.get("input", {}).get("value_range") or (0, 255))
         if len(self.labels) != num_classes:
-            raise UserError(f"{self.path}: metadata names {len(self.labels)} labels but the model outputs {num_classes}")
+            source = "labels were given" if labels else "labels are in its metadata"
+            raise UserError(f"{self.path}: {len(self.labels)} {source} but the model outputs {num_classes} classes")
         self.balance = float(balance)
         prior_weights = class_prior_weights(self.metadata, num_classes, self.balance, self.path)
         # Every row is renormalised to sum to 1, with or without the prior correction: a uint8 output

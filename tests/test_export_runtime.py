@@ -90,6 +90,8 @@ def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
         EmotionClassifier(truncated)
     with pytest.raises(UserError, match="model file not found"):
         EmotionClassifier(tmp_path / "absent.tflite")
+    with pytest.raises(UserError, match=r"\.tflite: 2 labels were given but the model outputs 3 classes"):
+        EmotionClassifier(exported["float32"][0], labels=["a", "b"])
     # The interpreter's own refusal (EmotionClassifier's metadata check catches these files first).
     with pytest.raises(UserError, match=r"truncated\.tflite: cannot load TFLite model \(") as raised:
         open_interpreter(truncated)
