@@ -216,6 +216,7 @@ def analyze_video(
     """
     from fer_keras.sources import open_video
 
+    check_at_least("every", every, 1)
     analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance)
     with open_video(str(path), every=every) as video:
         for frame in video:

@@ -114,6 +114,10 @@ def test_video_iterator_gives_per_frame_results():
             break
     assert [f.frame for f in frames] == [0, 5, 10, 15]
     assert frames[1].time_s == pytest.approx(5 / 29.97, abs=1e-3)
+    from fer_keras.errors import UserError
+
+    with pytest.raises(UserError, match="every=0 must be at least 1"):
+        next(fer_keras.analyze_video(CLIP, every=0))
 
 
 def test_frames_without_faces_write_no_rows(tmp_path):
