@@ -68,14 +68,31 @@ class Outputs:
 
     TABLES = ("detections.csv", "detections.jsonl")
 
-    def __init__(self, out: Path, labels: tuple[str, ...]):
+    def __init__(self, out: Path, labels: tuple[str, ...], root: Path | None = None):
         self.out = out
+        self.root = root
+        self._names: set[str] = set()
         out.mkdir(parents=True, exist_ok=True)
         self.labels = labels
         self._csv_file = open(out / "detections.csv.tmp", "w", newline="")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["source", "frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "score", *labels])
         self._jsonl = open(out / "detections.jsonl.tmp", "w")
+
+    def name_for(self, source: str) -> str:
+        """The stem of one source's annotated media and timeline plots, unique within the run.
+
+        A folder run names a source by its path inside the folder (``a/clip.mp4`` and ``b/clip.mp4``
+        become ``a_clip`` and ``b_clip``); a stem already taken (``x.jpg`` beside ``x.png``) gets ``_2``.
+        """
+        path = Path(source)
+        stem = _safe_name(str(path.relative_to(self.root).with_suffix(""))) if self.root else _safe_name(path.stem)
+        name, count = stem, 1
+        while name in self._names:
+            count += 1
+            name = f"{stem}_{count}"
+        self._names.add(name)
+        return name
 
     def write(self, source: str, frame: int, time_s: float, faces: list[FaceResult]) -> None:
         for face in faces:
@@ -142,7 +159,7 @@ def _track_summaries(analyzer: FrameAnalyzer, source: str, fps: float) -> list[d
     return summaries
 
 
-def _timeline_plots(out: Path, source: str, series: dict[int, list[tuple[float, np.ndarray]]], labels: tuple[str, ...]) -> None:
+def _timeline_plots(out: Path, name: str, source: str, series: dict[int, list[tuple[float, np.ndarray]]], labels: tuple[str, ...]) -> None:
     from fer_keras.plots import plt, save_figure
 
     for track_id, points in series.items():
@@ -158,7 +175,7 @@ def _timeline_plots(out: Path, source: str, series: dict[int, list[tuple[float, 
         ax.set_ylabel("probability")
         ax.set_title(f"{Path(source).name}: track {track_id}")
         ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
-        save_figure(fig, out / f"timeline_{_safe_name(Path(source).stem)}_track{track_id}.png")
+        save_figure(fig, out / f"timeline_{name}_track{track_id}.png")
 
 
 def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
@@ -188,7 +205,7 @@ def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, 
         if options.annotate and outputs is not None:
             start = time.perf_counter()
             (outputs.out / "annotated").mkdir(exist_ok=True)
-            write_atomic(outputs.out / "annotated" / f"{_safe_name(str(path))}.jpg", cv2.imencode(".jpg", image)[1].tobytes())
+            write_atomic(outputs.out / "annotated" / f"{outputs.name_for(str(path))}.jpg", cv2.imencode(".jpg", image)[1].tobytes())
             record.seconds["write"] += time.perf_counter() - start
 
 
@@ -199,6 +216,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
     from fer_keras.annotate import annotate
 
     analyzer.reset()
+    name = outputs.name_for(source) if outputs is not None else None
     writer = None
     series: dict[int, list] = {}
     faces_here = frames_here = 0
@@ -230,7 +248,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                         start = time.perf_counter()
                         if writer is None:
                             (outputs.out / "annotated").mkdir(exist_ok=True)
-                            writer_path = outputs.out / "annotated" / f"{_safe_name(Path(source).stem)}.mp4"
+                            writer_path = outputs.out / "annotated" / f"{name}.mp4"
                             writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), video.fps / video.every, image.shape[1::-1])
                         writer.write(image)
                         record.seconds["write"] += time.perf_counter() - start
@@ -247,7 +265,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
         record.sources.append({"source": source, "kind": "video", "frames": frames_here, "faces": faces_here, "video_fps": round(video.fps, 3)})
         record.tracks += _track_summaries(analyzer, source, video.fps)
     if outputs is not None:
-        _timeline_plots(outputs.out, source, series, analyzer.labels)
+        _timeline_plots(outputs.out, name, source, series, analyzer.labels)
 
 
 def run_detect(options: DetectOptions) -> dict:
@@ -268,7 +286,7 @@ def run_detect(options: DetectOptions) -> dict:
         options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces,
         options.detector_model, options.threads, options.detect_size, options.balance,
     )
-    outputs = Outputs(options.out, analyzer.labels) if options.out else None
+    outputs = Outputs(options.out, analyzer.labels, Path(options.source) if kind == "folder" else None) if options.out else None
     record = RunRecord()
     display = Display(options.show)
     ready = time.perf_counter()

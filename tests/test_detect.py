@@ -144,6 +144,19 @@ def test_folder_skips_a_bad_file_and_processes_the_rest(tmp_path):
     assert sorted(os.path.basename(s["source"]) for s in summary["skipped"]) == ["broken.jpg", "broken.mp4", "notes.txt"]
 
 
+def test_same_named_media_in_a_folder_get_their_own_outputs(tmp_path):
+    folder = tmp_path / "in"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "clip.mp4").write_bytes(CLIP.read_bytes())
+    (folder / "x.jpg").write_bytes((DATA / "two_people.jpg").read_bytes())
+    (folder / "x.png").write_bytes((DATA / "two_people.jpg").read_bytes())  # a JPEG named .png still reads
+    done = _detect("--source", folder, "--out", tmp_path / "out", "--annotate", "--max-frames", 6)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in (tmp_path / "out" / "annotated").iterdir()) == ["a_clip.mp4", "b_clip.mp4", "x.jpg", "x_2.jpg"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("timeline_*.png")) == ["timeline_a_clip_track1.png", "timeline_b_clip_track1.png"]
+
+
 def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
