@@ -292,12 +292,8 @@ def run_detect(options: DetectOptions) -> dict:
     ready = time.perf_counter()
     try:
         if kind == "folder":
-            media, others = folder_media(Path(options.source))
-            if options.out is not None:
-                # An --out inside the source folder holds an earlier run's annotated images and plots: not input.
-                out = options.out.resolve()
-                media = [path for path in media if not path.resolve().is_relative_to(out)]
-                others = [path for path in others if not path.resolve().is_relative_to(out)]
+            # An --out inside the source folder holds an earlier run's annotated images and plots: not input.
+            media, others = folder_media(Path(options.source), exclude=options.out)
             record.skipped += [{"source": str(p), "error": "not an image or video"} for p in others]
             if not media:
                 raise UserError(f"{options.source}: folder holds no images or videos")

@@ -175,8 +175,12 @@ def classify_source(source: str) -> str:
     raise UserError(f"{source}: not an image or video (unknown extension {suffix or '(none)'})")
 
 
-def folder_media(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image and video files of a folder (recursive, sorted), and the other files found."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+def folder_media(folder: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Image and video files of a folder (recursive, sorted), and the other files found, none under ``exclude``."""
+    excluded = exclude.resolve() if exclude is not None else None
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and not (excluded and p.resolve().is_relative_to(excluded))
+    )
     media = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
     return media, [p for p in files if p not in media]
