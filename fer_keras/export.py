@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import __version__  # noqa: E402
-from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  # noqa: E402
 
@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         raise UserError("--out DIR is required")
+    # Checked before the data loads; only int8 calibrates, so other quantizations may take none.
+    check_at_least("--calibration-images", args.calibration_images, 1 if args.quantize == "int8" else 0)
     from fer_keras.evaluate import load_keras_model
 
     model, labels = load_keras_model(args.model, args.labels)

@@ -139,6 +139,10 @@ def test_export_cli_reads_labels_from_the_run_folder(face_folder, tmp_path):
     args = ["--model", str(run / "best.keras"), "--run-dir", str(no_holdout), "--out", str(tmp_path / "none"), "--parity-split", "val"]
     assert exporter.main(args) == 2 and not (tmp_path / "none" / "parity.json").exists()
     assert exporter.main(["--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)]) == 2
+    # A calibration count that int8 cannot use is refused before the data loads; other quantizations take none.
+    assert exporter.main(["--model", str(run / "best.keras"), "--out", str(tmp_path / "calibration"), "--calibration-images", "-5"]) == 2
+    assert not (tmp_path / "calibration").exists()
+    assert exporter.main(["--model", str(run / "best.keras"), "--quantize", "float16", "--out", str(tmp_path / "calibration"), "--calibration-images", "0"]) == 0
 
 
 def test_default_is_the_packaged_accurate_tier():
