@@ -16,6 +16,14 @@ import numpy as np  # noqa: E402
 from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
 
 
+def spatial_layer_names(model) -> list[str]:
+    """Names of the outer graph's layers with a spatial (4-D) output, preprocessing layers left out, in order."""
+    import keras
+
+    skip = (keras.layers.InputLayer, keras.layers.Rescaling, keras.layers.Resizing, keras.layers.Concatenate, keras.Model)
+    return [layer.name for layer in model.layers if len(getattr(layer.output, "shape", ())) == 4 and not isinstance(layer, skip)]
+
+
 def find_last_conv_layer(model) -> str | None:
     """Name of the last layer with a spatial (4-D) output after the preprocessing layers, or None.
 
@@ -24,11 +32,11 @@ def find_last_conv_layer(model) -> str | None:
     """
     import keras
 
-    skip = (keras.layers.InputLayer, keras.layers.Rescaling, keras.layers.Resizing, keras.layers.Concatenate)
+    spatial = set(spatial_layer_names(model))
     for layer in reversed(model.layers):
         if isinstance(layer, keras.Model):
             return None  # a nested backbone hides its conv layers from the outer graph
-        if len(getattr(layer.output, "shape", ())) == 4 and not isinstance(layer, skip):
+        if layer.name in spatial:
             return layer.name
     return None
 
@@ -64,7 +72,7 @@ def gradcam(model, images: np.ndarray, class_index: int | np.ndarray | None = No
     try:
         feature_layer = model.get_layer(layer)
     except ValueError:
-        raise UserError(f"{model.name}: no layer named {layer!r}") from None
+        raise UserError(f"{model.name}: no layer named {layer!r}; its spatial layers are {', '.join(spatial_layer_names(model)) or 'none'}") from None
     probe = keras.Model(model.inputs, [feature_layer.output, model.output])
     x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
     with tf.GradientTape() as tape:

@@ -171,6 +171,21 @@ def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):
     assert explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--class", "bored", "--out", str(tmp_path)]) == 2
 
 
+def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_tiny, tmp_path, capsys):
+    from fer_keras import explain
+
+    model, labels, images, _ = trained_tiny
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
+    Image.fromarray(images[0, ..., 0]).save(tmp_path / "face.png")
+    common = ["--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--out", str(tmp_path / "cam")]
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--layer", "conv9", *common]) == 2
+    assert capsys.readouterr().err == "error: tiny: no layer named 'conv9'; its spatial layers are conv\n"
+    assert explain.main(["--model", str(tmp_path / "m.tflite"), *common]) == 2
+    assert "m.tflite: an exported .tflite; this needs the .keras model it was exported from" in capsys.readouterr().err
+    assert not (tmp_path / "cam").exists()
+
+
 def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):
     import shutil
 

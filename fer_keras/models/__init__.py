@@ -72,6 +72,8 @@ def load_saved_model(path: str | Path, role: str = "model file") -> keras.Model:
     """
     if not Path(path).is_file():
         raise UserError(f"{path}: {role} not found")
+    if Path(path).suffix == ".tflite":
+        raise UserError(f"{path}: an exported .tflite; this needs the .keras model it was exported from (a run folder's best.keras)")
     try:
         return keras.saving.load_model(path)
     except Exception as err:  # Keras raises ValueError, OSError, zipfile errors for bad files
