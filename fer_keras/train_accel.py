@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
-import keras
+try:
+    import keras
+except (ImportError, ValueError) as err:  # KERAS_BACKEND names a backend that is not installed, or none Keras knows
+    print(f"error: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}: {err} (install that backend, or set one that is installed: jax, torch or tensorflow)", file=sys.stderr)
+    raise SystemExit(2) from None
 import numpy as np
 
 from fer_keras.augment import HostAugmenter

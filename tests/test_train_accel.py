@@ -170,3 +170,16 @@ def test_distillation_run_starts_from_a_model_and_learns_from_its_teacher(face_f
     )
     assert json.loads((student / "metrics.json").read_text())["val"]["n"] == 30
     assert (student / "config.yaml").read_text().count("teacher_weight: 0.5") == 1
+
+
+def test_a_backend_that_cannot_load_is_one_error_line():
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_keras.train_accel", "model.name=tiny"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "KERAS_BACKEND": "bogus"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: KERAS_BACKEND=bogus: Unable to import backend") and result.stderr.count("\n") == 1
