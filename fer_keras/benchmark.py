@@ -380,11 +380,12 @@ def build_parser() -> ArgumentParser:
     p_detectors = sub.add_parser("detectors", help="faces found and ms per image for each face detector")
     p_detectors.add_argument("--media", type=Path, default=Path("../shared/media"))
     p_detectors.add_argument("--detectors", nargs="*")
-    p_detectors.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
     p_pipeline = sub.add_parser("pipeline", help="end-to-end detect FPS and per-stage ms")
     p_pipeline.add_argument("--source", action="append", type=Path, required=True, help="a clip (repeatable)")
     p_pipeline.add_argument("--detectors", nargs="*")
-    p_pipeline.add_argument("--yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
+    for p in (p_detectors, p_pipeline):
+        # --detector-model is detect's name for the same file, which the detectors' errors name.
+        p.add_argument("--yunet", "--detector-model", dest="yunet", type=Path, help="YuNet .onnx, to include the yunet detector")
     p_pipeline.add_argument("--model", help="emotion .tflite (default: packaged)")
     for p in (p_train, p_latency, p_accuracy, p_robustness, p_detectors, p_pipeline):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the .md and .json results")

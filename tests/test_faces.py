@@ -46,6 +46,15 @@ def test_detector_errors_are_user_errors(tmp_path):
         make_detector("yunet", bad)
 
 
+def test_benchmarks_take_the_yunet_file_by_the_flag_its_error_names(tmp_path, capsys):
+    from fer_keras import benchmark
+
+    for command, source in (("detectors", ["--media", str(DATA)]), ("pipeline", ["--source", str(DATA / "two_people.jpg")])):
+        args = [command, *source, "--detectors", "yunet", "--out", str(tmp_path)]
+        assert benchmark.main([*args, "--detector-model", str(tmp_path / "missing.onnx")]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.onnx'}: no such file")
+
+
 def test_blank_frame_has_no_faces():
     assert make_detector()(np.zeros((360, 640, 3), np.uint8)) == []
 
