@@ -90,6 +90,8 @@ def resolve_model(model: str | Path | None) -> Path:
         return packaged_model_path(str(model))
     path = Path(model)
     if not path.is_file():
+        if not path.suffix and len(path.parts) == 1:  # a bare word was meant as a packaged name
+            raise UserError(f"no packaged model or file named {str(model)!r} (packaged: {', '.join(available_packaged_models())})")
         raise UserError(f"{path}: model file not found")
     return path
 

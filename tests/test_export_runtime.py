@@ -152,3 +152,8 @@ def test_default_is_the_packaged_accurate_tier():
     assert {"default", "accurate", "fast"} <= set(available_packaged_models())
     with pytest.raises(UserError, match="no packaged model named 'huge'"):
         packaged_model_path("huge")
+    # A bare word that is neither a packaged name nor a file reads as a mistyped name; a path as a missing file.
+    with pytest.raises(UserError, match=r"^no packaged model or file named 'acurate' \(packaged: accurate, default, fast"):
+        EmotionClassifier("acurate")
+    with pytest.raises(UserError, match=r"^acurate\.tflite: model file not found$"):
+        EmotionClassifier("acurate.tflite")
