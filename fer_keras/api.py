@@ -21,6 +21,7 @@ import numpy as np
 from fer_keras.errors import UserError, check_at_least
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8
+from fer_keras.sources import open_video, read_image
 from fer_keras.tracking import IoUTracker
 
 
@@ -156,10 +157,7 @@ def load_image(image) -> np.ndarray:
     import cv2
 
     if isinstance(image, (str, Path)):
-        frame = cv2.imread(str(image), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise UserError(f"{image}: not a readable image")
-        return frame
+        return read_image(image)
     if hasattr(image, "convert"):  # a Pillow image
         return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
     frame = np.asarray(image)
@@ -214,8 +212,6 @@ def analyze_video(
     Yields:
         One FrameResult per analyzed frame.
     """
-    from fer_keras.sources import open_video
-
     check_at_least("every", every, 1)
     analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance)
     with open_video(str(path), every=every) as video:

@@ -21,7 +21,7 @@ from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
-from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video
+from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video, read_image
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
 
@@ -184,9 +184,7 @@ def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, 
     from fer_keras.annotate import annotate
 
     started = time.perf_counter()
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise UserError(f"{path}: not a readable image")
+    frame = read_image(path)
     analyzer.reset()
     faces = analyzer(frame, 0)
     record.analysis_seconds += time.perf_counter() - started

@@ -123,11 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     from fer_keras.evaluate import load_keras_model
     from fer_keras.faces import crop_face, crop_margin, make_detector
     from fer_keras.plots import plt, save_figure
+    from fer_keras.sources import read_image
 
     model, labels = load_keras_model(args.model, args.labels)
-    frame = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise UserError(f"{args.image}: not a readable image")
+    frame = read_image(args.image)
     detector = make_detector(args.detector)
     faces = detector(frame)
     crops = [crop_face(frame, face, crop_margin(detector)) for face in faces] if faces else [frame]

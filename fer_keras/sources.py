@@ -141,6 +141,27 @@ class Video:
             stop.set()
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as a BGR uint8 (H, W, 3) array.
+
+    Raises:
+        UserError: When the file is missing, or OpenCV cannot decode it (a corrupt file, or not an image).
+    """
+    import cv2
+
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        path = Path(path)
+        if not path.exists():
+            problem = "no such file"
+        elif path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
+            problem = f"a {'folder' if path.is_dir() else 'video'}, not an image"
+        else:
+            problem = "not a readable image"
+        raise UserError(f"{path}: {problem}")
+    return frame
+
+
 def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
     """Opens a video file, a camera index ("0") or a stream URL."""
     if source.isdigit():

@@ -91,6 +91,21 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
 
 
+@pytest.mark.parametrize(
+    "name, problem",
+    [("absent.jpg", "no such file"), ("folder", "a folder, not an image"), ("clip.mp4", "a video, not an image"), ("fake.jpg", "not a readable image")],
+)
+def test_a_path_that_is_not_an_image_says_what_it_is(tmp_path, name, problem):
+    from fer_keras.errors import UserError
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "clip.mp4").write_bytes((REPO / "fer_keras" / "resources" / "sample" / "hamilton_clip.mp4").read_bytes()[:4096])
+    (tmp_path / "fake.jpg").write_bytes(b"\x00" * 100)
+    with pytest.raises(UserError) as raised:
+        fer_keras.analyze(tmp_path / name)
+    assert str(raised.value) == f"{tmp_path / name}: {problem}"
+
+
 def test_analyze_from_several_threads_gives_each_its_own_result():
     from concurrent.futures import ThreadPoolExecutor
 
