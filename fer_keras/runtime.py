@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fer_keras.errors import UserError
+from fer_keras.errors import UserError, check_at_least
 
 METADATA_NAME = "fer_keras"
 PACKAGED_MODELS = ("default", "fast", "accurate")
@@ -159,6 +159,7 @@ class EmotionClassifier:
         value_range: tuple[float, float] | None = None,
         balance: float = 0.0,
     ):
+        check_at_least("num_threads", num_threads, 1)
         self.path = resolve_model(model)
         self.metadata = read_metadata(self.path)
         threads = num_threads if num_threads is not None else min(2, os.cpu_count() or 1)

@@ -169,7 +169,7 @@ def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
     if "://" in source:
         return Video(source, every, live=True, max_frames=max_frames)
     if not Path(source).is_file():
-        raise UserError(f"{source}: file not found")
+        raise UserError(f"{source}: {'a folder, not a video' if Path(source).is_dir() else 'file not found'}")
     return Video(source, every, max_frames=max_frames)
 
 

@@ -133,6 +133,8 @@ def test_video_iterator_gives_per_frame_results():
 
     with pytest.raises(UserError, match="every=0 must be at least 1"):
         next(fer_keras.analyze_video(CLIP, every=0))
+    with pytest.raises(UserError, match=r": a folder, not a video$"):
+        next(fer_keras.analyze_video(DATA))
 
 
 def test_frames_without_faces_write_no_rows(tmp_path):

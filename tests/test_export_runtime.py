@@ -66,6 +66,9 @@ def test_a_batch_equals_single_calls_and_accepts_any_crop(exported, trained_tiny
     bgr_large = np.repeat(np.kron(images[0, ..., 0], np.ones((3, 3), np.uint8))[..., None], 3, axis=2)
     assert classifier.predict([bgr_large]).argmax() == batch[0].argmax()
     assert classifier.predict([]).shape == (0, 3)
+    # LiteRT's own refusal named the model file, as if it were broken.
+    with pytest.raises(UserError, match=r"^num_threads=0 must be at least 1$"):
+        EmotionClassifier(exported["float32"][0], num_threads=0)
 
 
 def test_one_crop_array_and_float_crops_read_as_the_same_pixels(exported, trained_tiny):
