@@ -237,7 +237,10 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             if not isinstance(node.get(part), dict):
                 raise UserError(_unknown_key_message(key))
             node = node[part]
-        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        if isinstance(node.get(parts[-1]), dict):
+            fields = ", ".join(f"{key.strip()}.{name}" for name in node[parts[-1]])
+            raise UserError(f"{key.strip()} is a section, not a value: set its keys ({fields})")
+        if parts[-1] not in node:
             raise UserError(_unknown_key_message(key))
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
     resolved = _from_dict(ExperimentConfig, values, "")

@@ -17,6 +17,12 @@ def test_unknown_key_names_the_nearest_valid_key():
         apply_overrides(ExperimentConfig(), ["train.epoch=3"])
 
 
+def test_a_section_given_a_value_names_its_keys():
+    # It was "unknown config key 'data.augment'; did you mean data.augment?".
+    with pytest.raises(UserError, match=r"^data\.augment is a section, not a value: set its keys \(data\.augment\.flip, data\.augment\.rotation, "):
+        apply_overrides(ExperimentConfig(), ["data.augment=false"])
+
+
 def test_bad_values_are_rejected():
     with pytest.raises(UserError, match="train.epochs='many' is not a valid int"):
         apply_overrides(ExperimentConfig(), ["train.epochs=many"])
