@@ -24,7 +24,7 @@ from fer_keras.callbacks import make_callbacks  # noqa: E402
 from fer_keras.config import ExperimentConfig, load_config  # noqa: E402
 from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
 from fer_keras.errors import ArgumentParser, cli_entry  # noqa: E402
-from fer_keras.models import build_from_config, initialize_from  # noqa: E402
+from fer_keras.models import build_from_config, check_model_config, initialize_from  # noqa: E402
 from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
 from fer_keras.pipeline import make_dataset  # noqa: E402
 from fer_keras.records import (  # noqa: E402
@@ -67,6 +67,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     precision = hardware.resolve_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
+    check_model_config(config.model)
     dataset = load_for_experiment(config, with_test=config.train.score_test)
     counts = report_counts(dataset)
 

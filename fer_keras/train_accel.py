@@ -36,7 +36,7 @@ from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_a
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.errors import ArgumentParser, cli_entry
-from fer_keras.models import build_from_config, initialize_from
+from fer_keras.models import build_from_config, check_model_config, initialize_from
 from fer_keras.optim import COSINE_FLOOR, compile_model, make_optimizer
 from fer_keras.records import (
     begin_run,
@@ -198,6 +198,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     started = time.monotonic()
     precision = accelerator_precision(config.train.precision)
     keras.utils.set_random_seed(config.train.seed)
+    check_model_config(config.model)
     dataset = load_for_experiment(config, with_test=False)
     counts = report_counts(dataset)
 

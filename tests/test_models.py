@@ -33,6 +33,25 @@ def test_unknown_model_lists_the_registered_ones():
         build_model("resnet9000", 7)
 
 
+@pytest.mark.parametrize("trainer", ["train", "train_accel"])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (["model.name=resnet9000"], "unknown model 'resnet9000'; registered models: "),
+        (["model.name=vgg", "model.weights=imagenet"], "model.weights=imagenet: vgg trains from scratch; pretrained backbones are "),
+        (["model.name=mobilenet_v3_small", "model.weights=/no/backbone.h5"], "/no/backbone.h5: backbone weights file not found"),
+    ],
+)
+def test_model_errors_come_before_the_data_loads(trainer, model, message, tmp_path, capsys):
+    import importlib
+
+    # The data folder does not exist: its error would come first if the data were loaded before the model was checked.
+    args = ["--data-dir", str(tmp_path / "no_data"), "data.label_set=folder", f"output_dir={tmp_path}", *model]
+    assert importlib.import_module(f"fer_keras.{trainer}").main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_imagenet_weights_offline_is_a_clear_error(monkeypatch):
     from keras.src.applications import mobilenet_v3
 

@@ -28,6 +28,23 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_model_name(name: str) -> None:
+    """Raises a UserError naming the registered models unless ``name`` is one."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+
+
+def check_model_config(model: ModelConfig) -> None:
+    """The model errors that need no data: an unknown name, or a ``model.weights`` the network cannot take.
+
+    Trainers call it first, so minutes of data loading do not come before these errors.
+    """
+    check_model_name(model.name)
+    check_weights = getattr(_REGISTRY[model.name], "check_weights", None)  # a builder's own model.weights rule
+    if check_weights is not None:
+        check_weights(model.weights)
+
+
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] = (48, 48, 1), **kwargs) -> keras.Model:
     """Builds a registered model.
 
@@ -43,8 +60,7 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] =
     Raises:
         UserError: For an unknown name.
     """
-    if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    check_model_name(name)
     return _REGISTRY[name](num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
 
 

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import layers
 
+from fer_keras.errors import UserError
 from fer_keras.models import register_model
 from fer_keras.models.common import classifier_head, raw_pixel_input
+
+
+def refuse_pretrained_weights(name: str, weights: str | None) -> None:
+    """Raises a UserError unless ``weights`` asks for none: these networks have no pretrained weights."""
+    if weights not in (None, "", "none"):
+        raise UserError(
+            f"model.weights={weights}: {name} trains from scratch; pretrained backbones are mobilenet_v3_small and "
+            "mobilenet_v3_large, and train.init_from=PATH starts from a saved .keras model"
+        )
+
+
+def from_scratch(builder):
+    """Gives a builder the registry's ``weights`` option, refusing any but ``none``, and that rule as ``check_weights``."""
+    check_weights = functools.partial(refuse_pretrained_weights, builder.__name__)
+
+    @functools.wraps(builder)
+    def build(*args, weights: str = "none", **kwargs) -> keras.Model:
+        check_weights(weights)
+        return builder(*args, **kwargs)
+
+    build.check_weights = check_weights
+    return build
 
 
 def _conv_bn_relu(x, filters: int, name: str, stride: int = 1):
@@ -16,7 +41,8 @@ def _conv_bn_relu(x, filters: int, name: str, stride: int = 1):
 
 
 @register_model
-def tiny(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0, weights: str = "none") -> keras.Model:
+@from_scratch
+def tiny(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0) -> keras.Model:
     """A few-hundred-parameter CNN for tests: one strided conv, pooling, softmax."""
     inputs = raw_pixel_input(input_shape)
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
@@ -26,7 +52,8 @@ def tiny(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width:
 
 
 @register_model
-def mini_xception(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0, weights: str = "none") -> keras.Model:
+@from_scratch
+def mini_xception(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.0, width: int = 0) -> keras.Model:
     """Mini-Xception (Arriaga et al. 2017) with depthwise-separable residual blocks, about 110k parameters.
 
     The stem is 16 channels wide rather than the paper's 8: TF 2.21's oneDNN conv backprop
@@ -52,7 +79,8 @@ def mini_xception(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.
 
 
 @register_model
-def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0, weights: str = "none") -> keras.Model:
+@from_scratch
+def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0) -> keras.Model:
     """VGG-style CNN: four blocks of two 3x3 conv + batch norm + ReLU, max pooling and dropout; about 1.24M parameters at width 32."""
     base = width or 32
     inputs = raw_pixel_input(input_shape)
@@ -91,7 +119,8 @@ def _residual_se_block(x, filters: int, stride: int, name: str):
 
 
 @register_model
-def resnet_se(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.3, width: int = 0, weights: str = "none") -> keras.Model:
+@from_scratch
+def resnet_se(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.3, width: int = 0) -> keras.Model:
     """ResNet-18-style network with squeeze-excitation: four stages of two residual blocks; about 2.8M parameters at width 32."""
     base = width or 32
     inputs = raw_pixel_input(input_shape)

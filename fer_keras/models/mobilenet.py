@@ -19,11 +19,16 @@ from fer_keras.models.common import classifier_head, raw_pixel_input
 BACKBONE_SIZE = 96  # 48x48 faces are upsampled: MobileNetV3's strides leave too little at 48
 
 
+def check_backbone_weights(weights: str | None) -> None:
+    """Raises a UserError unless ``weights`` is imagenet, none, or a file that exists."""
+    if weights not in (None, "", "imagenet", "none") and not Path(weights).is_file():
+        raise UserError(f"{weights}: backbone weights file not found (use model.weights=imagenet|none|PATH)")
+
+
 def _mobilenet_v3(application, num_classes, input_shape, dropout, weights, name) -> keras.Model:
     weights = weights or "none"
     source = "imagenet" if weights == "imagenet" else None
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise UserError(f"{weights}: backbone weights file not found (use model.weights=imagenet|none|PATH)")
+    check_backbone_weights(weights)
     try:
         backbone = application(
             input_shape=(BACKBONE_SIZE, BACKBONE_SIZE, 3),
@@ -60,3 +65,6 @@ def mobilenet_v3_small(num_classes: int, input_shape=(48, 48, 1), dropout: float
 def mobilenet_v3_large(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.2, width: int = 0, weights: str = "none") -> keras.Model:
     """MobileNetV3-Large backbone, 96x96 RGB inside, new softmax head."""
     return _mobilenet_v3(keras.applications.MobileNetV3Large, num_classes, input_shape, dropout, weights, "mobilenet_v3_large")
+
+
+mobilenet_v3_small.check_weights = mobilenet_v3_large.check_weights = check_backbone_weights
