@@ -251,8 +251,11 @@ def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: 
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title("One-vs-rest ROC")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.set_title("One-vs-rest ROC")
+        ax.legend(fontsize=8)
+    else:  # each curve needs faces of its class and of others
+        ax.set_title("One-vs-rest ROC: none, the data has fewer than two classes")
     plots["roc_curves.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 4))

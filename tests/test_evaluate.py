@@ -103,6 +103,21 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, t
         assert f"alt='{image}' src='data:image/png;base64," in report
 
 
+def test_a_one_class_folder_gets_its_report_without_warnings(trained_tiny, plain_folder, tmp_path):
+    import shutil
+    import warnings
+
+    from fer_keras.export import export
+
+    model, labels, _, _ = trained_tiny
+    export(model, labels, tmp_path / "tflite", "float32", "float32", None, None, None, "tiny", "synthetic")
+    shutil.copytree(plain_folder / "anger", tmp_path / "one" / "anger")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned that the ROC plot, with no curve, had no legend
+        metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(tmp_path / "one"), tmp_path / "out")
+    assert metrics["n"] == 8 and (tmp_path / "out" / "roc_curves.png").stat().st_size > 1000
+
+
 def _predict(model):
     return lambda x: model.predict(x, verbose=0)
 
