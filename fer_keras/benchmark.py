@@ -106,9 +106,9 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
     """Classifier latency of every quantization of each .keras model (exported on the fly), beside exported and peer .tflite files."""
     import tempfile
 
-    from fer_keras.data import load_dataset
+    from fer_keras.data import load_dataset, run_data_settings
     from fer_keras.evaluate import load_keras_model
-    from fer_keras.export import QUANTIZATIONS, export, run_info
+    from fer_keras.export import QUANTIZATIONS, export
     from fer_keras.runtime import read_metadata
 
     rows = []
@@ -116,9 +116,10 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
         files: list[tuple[str, str, Path]] = []
         for model_path in models:
             model, labels = load_keras_model(model_path)
-            info = run_info(model_path.parent)
+            info = run_data_settings(model_path.parent)
             _, height, _, channels = model.input_shape
-            calibration = load_dataset(info.get("label_set") or "fer2013", data_dir or info.get("data_dir"), int(height), int(channels), max_per_class=100)
+            calibration = load_dataset(info.get("label_set") or "fer2013", data_dir or info.get("data_dir"), int(height), int(channels), max_per_class=100,
+                                       **info.get("holdout", {}))
             images = calibration.splits["train"].images
             for mode in QUANTIZATIONS:
                 export(model, labels, Path(scratch) / mode, mode, "uint8", images, None, None, model_path.parent.name, "benchmark")

@@ -42,7 +42,8 @@ class DataConfig:
     label_set: str = "fer2013"  # fer2013 | ferplus | folder
     data_dir: str | None = None  # else $FER_KERAS_DATA, else kagglehub when online
     val_fraction: float = 0.1  # stratified hold-out from train (fer2013, folder)
-    split_seed: int = 1337  # seed of that hold-out, apart from train.seed so re-seeded runs share one validation set
+    test_fraction: float = 0.1  # training on a plain folder of class folders (no train/ inside): its stratified test hold-out, taken first
+    split_seed: int = 1337  # seed of the hold-outs, apart from train.seed so re-seeded runs share one validation set
     soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
     batch_size: int = 64
     class_weights: bool = False  # balanced class weights in the loss
@@ -119,10 +120,12 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
-        for key in ("data.val_fraction", "train.ema_momentum", "model.dropout", "train.label_smoothing"):
+        for key in ("data.val_fraction", "data.test_fraction", "train.ema_momentum", "model.dropout", "train.label_smoothing"):
             value = attrgetter(key)(self)
             if not 0.0 <= value < 1.0:
                 raise UserError(f"{key}={value} must be in [0, 1)")
+        if self.data.val_fraction + self.data.test_fraction >= 1.0:
+            raise UserError(f"data.val_fraction + data.test_fraction = {self.data.val_fraction + self.data.test_fraction:g} leaves nothing to train on")
         for key in ("train.learning_rate", "train.fine_tune_learning_rate"):
             value = attrgetter(key)(self)
             if not value > 0.0:

@@ -233,12 +233,15 @@ def load_folder_dataset(
     seed: int = 1337,
     max_per_class: int = 0,
     with_test: bool = True,
+    test_fraction: float = 0.0,
 ) -> Dataset:
     """Loads a folder of class folders, or a root with ``train/`` and ``test/`` inside.
 
     Class folders map onto ``labels`` through the aliases; unmatched ones are excluded and
     listed. With ``train/`` present, validation is a seeded stratified hold-out from it and
-    ``test/`` (if present) is the test split; without it the whole folder is the test split.
+    ``test/`` (if present) is the test split. Without it, a plain folder is the test split
+    whole (faces a model never saw), or with ``test_fraction`` > 0 (a folder to train on) it
+    is split: a stratified test hold-out first, then validation from the rest, all seeded.
 
     Raises:
         UserError: When the folder is missing, empty or has no matching class folders.
@@ -246,12 +249,17 @@ def load_folder_dataset(
     skipped: list[tuple[str, str]] = []
     excluded: set[str] = set()
     splits: dict[str, Split] = {}
-    if (root / "train").is_dir():
-        train = _folder_split(root / "train", labels, image_size, channels, max_per_class, skipped, excluded)
+    plain_to_train = not (root / "train").is_dir() and test_fraction > 0
+    if (root / "train").is_dir() or plain_to_train:
+        train = _folder_split(root / "train" if not plain_to_train else root, labels, image_size, channels, max_per_class, skipped, excluded)
+        if plain_to_train:
+            train, test = _stratified_holdout(train, test_fraction, seed)
         if val_fraction > 0:
-            train, splits["val"] = _stratified_holdout(train, val_fraction, seed)
+            train, splits["val"] = _stratified_holdout(train, val_fraction / (1 - test_fraction if plain_to_train else 1), seed)
         splits = {"train": train, **splits}
-        if with_test and (root / "test").is_dir():
+        if with_test and plain_to_train:
+            splits["test"] = test
+        elif with_test and (root / "test").is_dir():
             splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
     else:
         splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
@@ -340,6 +348,7 @@ def load_dataset(
     seed: int = 1337,
     max_per_class: int = 0,
     with_test: bool = True,
+    test_fraction: float = 0.0,
 ) -> Dataset:
     """Locates and loads a dataset for one of the label sets.
 
@@ -353,6 +362,7 @@ def load_dataset(
         seed: Seed of the hold-out split.
         max_per_class: Cap of images per class and split (0 = all).
         with_test: Also load the test split; training-only hosts leave it out (and need not hold its files).
+        test_fraction: A plain folder's test hold-out, for folders trained on (0: the whole folder is the test split).
 
     Returns:
         The dataset with its splits and the list of skipped files.
@@ -362,10 +372,33 @@ def load_dataset(
         dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class, with_test)
     else:
         labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
-        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction)
     for path, reason in dataset.skipped:
         log.warning("skipped %s: %s", path, reason)
     return dataset
+
+
+def run_data_settings(run_dir: Path) -> dict:
+    """The data a training run used, from its folder's config.yaml; {} without one.
+
+    Returns:
+        ``label_set``, ``data_dir``, ``soft_labels``, and ``holdout``: the keyword arguments of
+        ``load_dataset`` that cut the run's validation and test hold-outs (``val_fraction``,
+        ``test_fraction``, ``seed``), those its config names, so the others keep the defaults.
+    """
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(config.read_text()).get("data", {})
+    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed"}
+    return {
+        "label_set": data.get("label_set"),
+        "data_dir": data.get("data_dir"),
+        "soft_labels": bool(data.get("soft_labels")),
+        "holdout": {parameter: data[key] for parameter, key in keys.items() if key in data},
+    }
 
 
 def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dataset:
@@ -395,9 +428,12 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
         config.data.split_seed,
         config.data.max_per_class,
         with_test,
+        config.data.test_fraction,
     )
-    if "train" not in dataset.splits or "val" not in dataset.splits:
-        raise UserError(f"{config.data.data_dir}: training needs train/ with a validation hold-out (data.val_fraction > 0)")
+    if "train" not in dataset.splits:
+        raise UserError(f"{config.data.data_dir}: nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole for testing")
+    if "val" not in dataset.splits:
+        raise UserError(f"{config.data.data_dir}: training needs a validation hold-out (data.val_fraction > 0)")
     if config.data.teacher:
         from fer_keras.teacher import teacher_probabilities, with_teacher
 

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
-from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir  # noqa: E402
+from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir, run_data_settings  # noqa: E402
 from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
@@ -82,13 +82,17 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None, valu
     return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), classifier.predict_many)
 
 
-def load_evaluation_data(label_set: str, root: Path, split: str, shape: tuple[int, int, int]) -> tuple[Dataset, Split]:
-    """The dataset under ``root`` and the split to evaluate (a plain folder of class folders is evaluated whole)."""
+def load_evaluation_data(label_set: str, root: Path, split: str, shape: tuple[int, int, int], holdout: dict | None = None) -> tuple[Dataset, Split]:
+    """The dataset under ``root`` and the split to evaluate.
+
+    A plain folder of class folders is evaluated whole, unless ``holdout`` (the keyword arguments of
+    ``load_folder_dataset`` that cut a run's hold-outs) says it was trained on: then its held-out split.
+    """
     height, _, channels = shape
     if label_set == "ferplus":
         dataset = load_ferplus_dataset(root, height, channels)
     else:
-        dataset = load_folder_dataset(root, folder_labels(root), height, channels)
+        dataset = load_folder_dataset(root, folder_labels(root), height, channels, **(holdout or {}))
     name = {"test": "test", "val": "val"}[split]
     if name not in dataset.splits:
         name = "test" if "test" in dataset.splits else next(iter(dataset.splits))
@@ -395,7 +399,11 @@ def evaluate(
     """
     predictor = load_predictor(model, labels_arg, value_range, balance)
     root = locate_data_dir(data_dir)
-    dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape)
+    # The run that trained on this folder split it so: score the faces it held out (a plain folder's
+    # test or val split, or train/'s validation hold-out as that run cut it).
+    run = run_data_settings(run_dir or predictor.path.parent)
+    trained_here = bool(run.get("data_dir")) and Path(run["data_dir"]).resolve() == root.resolve()
+    dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
     no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
@@ -457,7 +465,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--data-dir", help="labelled folder (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--label-set", default="folder", choices=("folder", "fer2013", "ferplus"))
-    parser.add_argument("--split", default="test", choices=("test", "val"), help="ignored for a plain folder of class folders")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="a plain folder of class folders is scored whole, unless the model's run trained on it: then its hold-out")
     parser.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES, help="average over test-time views: flip (the default with a bare --tta) or ten-crop")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
     parser.add_argument("--crop-faces", nargs="?", const="blazeface", metavar="DETECTOR", help="detect the largest face in each image and cut it out as detect does (whole photos; default detector blazeface)")
@@ -465,7 +473,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
     parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
     parser.add_argument("--value-range", help="input range of a third-party .tflite without metadata, e.g. -1,1")
-    parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot (default: the model's folder)")
+    parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")
     return parser
 
 

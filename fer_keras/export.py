@@ -227,22 +227,6 @@ def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_tru
     }
 
 
-def run_info(run_dir: Path) -> dict:
-    """Data settings (``label_set``, ``data_dir``, ``soft_labels``, the hold-out's ``val_fraction`` and ``split_seed``) of a run folder, from its config.yaml."""
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        return {}
-    import yaml
-
-    data = yaml.safe_load(config.read_text()).get("data", {})
-    return {
-        "label_set": data.get("label_set"),
-        "data_dir": data.get("data_dir"),
-        "soft_labels": bool(data.get("soft_labels")),
-        **{key: data[key] for key in ("val_fraction", "split_seed") if key in data},
-    }
-
-
 def export(
     keras_model,
     labels: tuple[str, ...],
@@ -320,18 +304,21 @@ def build_parser() -> ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fer_keras.data import load_dataset
+    from fer_keras.data import load_dataset, run_data_settings
 
     if args.restamp != (args.model.suffix == ".tflite"):
         raise UserError(f"{args.model}: --restamp takes an exported .tflite; export takes a .keras model")
     if not args.model.is_file():
         raise UserError(f"{args.model}: model file not found")
-    info = run_info(args.run_dir or args.model.parent)
+    info = run_data_settings(args.run_dir or args.model.parent)
     label_set = args.label_set or info.get("label_set") or "folder"
     data_dir = args.data_dir or info.get("data_dir")
     soft_labels = info.get("soft_labels", False) and label_set == "ferplus"
+    # The run's own hold-outs, so that --parity-split val scores the images it was validated on and a
+    # plain folder it trained on splits as it did.
+    holdout = info.get("holdout", {})
     if args.restamp:
-        dataset = load_dataset(label_set, data_dir, soft_labels=soft_labels)
+        dataset = load_dataset(label_set, data_dir, soft_labels=soft_labels, **holdout)
         metadata = restamp(args.model, training_class_prior(dataset.splits["train"]), dataset.labels)
         print(f"{args.model}: class_prior " + " ".join(f"{k}={v:.4f}" for k, v in zip(metadata["labels"], metadata["class_prior"])))
         return 0
@@ -343,9 +330,6 @@ def main(argv: list[str] | None = None) -> int:
 
     model, labels = load_keras_model(args.model, args.labels)
     _, height, _, channels = model.input_shape
-    # The run's own hold-out, so that --parity-split val scores the images it was validated on; keys its
-    # config.yaml lacks keep load_dataset's defaults, which are the config's.
-    holdout = {parameter: info[key] for parameter, key in (("val_fraction", "val_fraction"), ("seed", "split_seed")) if key in info}
     dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels, with_test=args.parity_split == "test", **holdout)
     rng = np.random.default_rng(0)
     train = dataset.splits.get("train") or dataset.splits["test"]

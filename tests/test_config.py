@@ -44,6 +44,8 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["data.augment.blur=1.5"])
     with pytest.raises(UserError, match="must look like key=value"):
         apply_overrides(ExperimentConfig(), ["epochs"])
+    with pytest.raises(UserError, match=r"^data.val_fraction \+ data.test_fraction = 1 leaves nothing to train on$"):
+        apply_overrides(ExperimentConfig(), ["data.val_fraction=0.5", "data.test_fraction=0.5"])
     with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):
         apply_overrides(ExperimentConfig(), ["data.soft_labels=true"])
 

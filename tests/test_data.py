@@ -23,6 +23,20 @@ def test_folder_dataset_skips_broken_files_and_holds_out_stratified_val(face_fol
     assert not set(dataset.splits["train"].paths) & set(dataset.splits["val"].paths)
 
 
+def test_a_plain_folder_to_train_on_splits_into_disjoint_stratified_seeded_hold_outs(face_folder):
+    plain = face_folder / "train"  # class folders with no train/ inside: 40 faces a class
+    whole = data.load_dataset("folder", plain)
+    assert set(whole.splits) == {"test"} and len(whole.splits["test"]) == 120  # scored whole, as faces never seen
+    dataset = data.load_dataset("folder", plain, val_fraction=0.25, test_fraction=0.25, seed=3)
+    counts = dataset.class_counts()
+    assert counts["train"] == {"angry": 20, "happy": 20, "sad": 20}
+    assert counts["val"] == counts["test"] == {"angry": 10, "happy": 10, "sad": 10}  # fractions of the whole folder
+    paths = [set(split.paths) for split in dataset.splits.values()]
+    assert sum(map(len, paths)) == 120 and len(set().union(*paths)) == 120
+    again = data.load_dataset("folder", plain, val_fraction=0.25, test_fraction=0.25, seed=3, with_test=False)
+    assert set(again.splits) == {"train", "val"} and again.splits["val"].paths == dataset.splits["val"].paths
+
+
 def test_fer2013_label_set_maps_folders_onto_the_seven_labels(face_folder):
     dataset = data.load_dataset("fer2013", face_folder, image_size=32, channels=3, max_per_class=5)
     assert dataset.labels == FER2013_LABELS

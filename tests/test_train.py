@@ -38,6 +38,27 @@ def test_training_writes_a_complete_run_folder(face_folder, tmp_path):
     assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
 
 
+def test_a_plain_folder_of_classes_trains_and_is_scored_on_its_hold_out(face_folder, tmp_path):
+    from fer_keras import evaluate, export
+
+    plain = face_folder / "train"  # class folders only, as a user's own labelled faces often are
+    config = _config(face_folder, tmp_path, "train.epochs=1", f"data.data_dir={plain}", "data.val_fraction=0.2", "data.test_fraction=0.2")
+    run = train.run_training(config).run_dir
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert recorded["class_counts"]["train"] == {"angry": 24, "happy": 24, "sad": 24}
+    assert recorded["val"]["n"] == recorded["test"]["n"] == 24
+    # The run's model on the folder it trained on scores the faces the run held out, not the whole folder.
+    scored = evaluate.evaluate(run / "best.keras", str(plain), tmp_path / "eval", plots=False)
+    assert scored["n"] == 24 and scored["accuracy"] == pytest.approx(recorded["test"]["accuracy"], abs=1e-6)
+    assert export.main(["--model", str(run / "best.keras"), "--quantize", "dynamic", "--out", str(tmp_path / "tflite")]) == 0
+    assert json.loads((tmp_path / "tflite" / "parity.json").read_text())["n"] == 24
+    exported = tmp_path / "tflite" / f"{run.name}_dynamic.tflite"
+    assert evaluate.evaluate(exported, str(plain), tmp_path / "whole", plots=False)["n"] == 120  # no run beside it: all faces
+    assert evaluate.evaluate(exported, str(plain), tmp_path / "held", plots=False, run_dir=run)["n"] == 24
+    with pytest.raises(UserError, match="nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole"):
+        train.run_training(_config(face_folder, tmp_path, f"data.data_dir={plain}", "data.test_fraction=0"))
+
+
 def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
     result = train.run_training(_config(face_folder, tmp_path, "train.epochs=1", "train.score_test=false"))
     assert set(result.metrics) >= {"val"} and "test" not in result.metrics
