@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from fer_keras import plots
-from fer_keras.config import ExperimentConfig, save_config, to_dict
+from fer_keras.config import ExperimentConfig, load_config, save_config, to_dict
 from fer_keras.data import Dataset
 from fer_keras.errors import UserError
 from fer_keras.files import write_atomic, write_json
@@ -33,14 +33,19 @@ def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
     if not new:
         for candidate in sorted(root.glob(f"*-{config.name}"), reverse=True):
             unfinished = (candidate / "backup").exists() and not (candidate / "metrics.json").exists()
-            if unfinished and (candidate / "config.yaml").exists():
-                import yaml
-
-                if yaml.safe_load((candidate / "config.yaml").read_text()) == wanted:
-                    return candidate, True
+            if unfinished and (candidate / "config.yaml").exists() and _saved_config(candidate / "config.yaml") == wanted:
+                return candidate, True
     run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}"
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir, False
+
+
+def _saved_config(path: Path) -> dict | None:
+    """A run's config.yaml resolved as today's defaults fill it, so a key added since (at its default) does not stop a resume; None if it no longer loads."""
+    try:
+        return to_dict(load_config(path))
+    except UserError:  # a key since removed, or a value since refused: not this config
+        return None
 
 
 def report_counts(dataset: Dataset) -> dict:

@@ -116,6 +116,10 @@ def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, 
     monkeypatch.setattr(train, "make_callbacks", original)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "backup").exists() and not (run_dir / "metrics.json").exists()
+    # As a run begun before data.test_fraction existed saved it: a key added since, at its default, still resumes.
+    saved = (run_dir / "config.yaml").read_text()
+    assert "  test_fraction: 0.1\n" in saved
+    (run_dir / "config.yaml").write_text(saved.replace("  test_fraction: 0.1\n", ""))
     result = train.run_training(config)
     assert result.run_dir == run_dir
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2, 3]
