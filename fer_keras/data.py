@@ -251,7 +251,7 @@ def load_folder_dataset(
     splits: dict[str, Split] = {}
     plain_to_train = not (root / "train").is_dir() and test_fraction > 0
     if (root / "train").is_dir() or plain_to_train:
-        train = _folder_split(root / "train" if not plain_to_train else root, labels, image_size, channels, max_per_class, skipped, excluded)
+        train = _folder_split(root if plain_to_train else root / "train", labels, image_size, channels, max_per_class, skipped, excluded)
         if plain_to_train:
             train, test = _stratified_holdout(train, test_fraction, seed)
         if val_fraction > 0:
