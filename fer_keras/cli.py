@@ -1,9 +1,11 @@
-"""The ``fer-keras`` console script: ``fer-keras <command> [args]`` runs ``python -m fer_keras.<command>``."""
+"""The ``fer-keras`` console script (also ``python -m fer_keras``): ``fer-keras <command> [args]`` runs ``python -m fer_keras.<command>``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from fer_keras import __version__
 
 COMMANDS = {
     "train": "train a model and record the run",
@@ -19,12 +21,28 @@ COMMANDS = {
 }
 
 
+def usage() -> str:
+    """The command list that ``fer-keras --help`` prints."""
+    width = max(map(len, COMMANDS))
+    return "usage: fer-keras <command> [args]   (or python -m fer_keras <command>)\n\ncommands:\n" + "\n".join(
+        f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        usage = "usage: fer-keras <command> [args]\n\ncommands:\n" + "\n".join(f"  {k:<10} {v}" for k, v in COMMANDS.items())
-        print(usage, file=sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv and argv[0] == "--version":
+        print(f"fer-keras {__version__}")
+        return 0
+    if not argv:
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)} (see fer-keras --help)", file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(f"fer_keras.{argv[0]}")
     except ModuleNotFoundError:

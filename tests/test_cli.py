@@ -6,8 +6,21 @@ def test_console_script_lists_commands_and_dispatches(capsys):
     listed = capsys.readouterr().out
     assert all(f"  {command} " in listed for command in ("train", "train_accel", "ensemble", "recover", "soup", "evaluate", "export", "detect", "benchmark"))
     assert cli.main(["frobnicate"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown command 'frobnicate'; choose one of train, train_accel, ")
     assert cli.main(["detect", "--source", "/no/such/file.mp4"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+
+    import fer_keras
+
+    done = subprocess.run([sys.executable, "-m", "fer_keras", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == f"fer-keras {fer_keras.__version__}\n"
+    done = subprocess.run([sys.executable, "-m", "fer_keras"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("usage: fer-keras <command> [args]")
 
 
 def test_bad_arguments_give_one_error_line_and_exit_2(capsys):
