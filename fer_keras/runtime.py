@@ -170,7 +170,11 @@ class EmotionClassifier:
         self.input_size = (height, width)
         num_classes = int(self._output["shape"][-1])
         self.labels = tuple(labels or self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
-        self.value_range = tuple(value_range or self.metadata.get("input", {}).get("value_range") or (0, 255))
+        stated_range = self.metadata.get("input", {}).get("value_range")
+        if value_range is not None and stated_range is not None and tuple(value_range) != tuple(stated_range):
+            # A range that contradicts the model's own would feed it wrongly scaled pixels, silently.
+            raise UserError(f"{self.path}: its metadata says it takes inputs in {tuple(stated_range)}; value_range {tuple(value_range)} is for models without metadata")
+        self.value_range = tuple(value_range or stated_range or (0, 255))
         if len(self.labels) != num_classes:
             source = "labels were given" if labels else "labels are in its metadata"
             raise UserError(f"{self.path}: {len(self.labels)} {source} but the model outputs {num_classes} classes")

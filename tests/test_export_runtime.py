@@ -105,6 +105,10 @@ def test_metadata_reads_back_without_sidecars(exported, tmp_path):
     lone = tmp_path / "lone.tflite"
     lone.write_bytes(exported["dynamic"][0].read_bytes())
     assert read_metadata(lone)["labels"] == ["angry", "happy", "sad"]
+    # A range that contradicts the embedded one is refused; restating it is harmless.
+    with pytest.raises(UserError, match=r"lone\.tflite: its metadata says it takes inputs in \(0, 255\); value_range \(-1, 1\) is for models without"):
+        EmotionClassifier(lone, value_range=(-1, 1))
+    assert EmotionClassifier(lone, value_range=(0, 255)).value_range == (0, 255)
 
 
 def test_int8_drift_is_refused_and_nothing_is_written(trained_tiny, tmp_path, monkeypatch):
