@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_keras.api import FaceResult, FrameAnalyzer
+from fer_keras.display import Display
 from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
@@ -117,27 +118,6 @@ class Outputs:
             (self.out / f"{name}.tmp").unlink(missing_ok=True)
 
 
-class Display:
-    """An OpenCV window, where one can be opened; otherwise a one-time message and headless operation."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.closed = False
-
-    def show(self, image: np.ndarray) -> None:
-        if not self.enabled or self.closed:
-            return
-        import cv2
-
-        try:
-            cv2.imshow("fer_keras", image)
-            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                self.closed = True
-        except cv2.error:
-            print("--show: no display available (headless OpenCV build or no screen); continuing without a window", file=sys.stderr)
-            self.enabled = False
-
-
 def _safe_name(path: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in path).strip("_") or "source"
 
@@ -199,7 +179,7 @@ def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, 
         start = time.perf_counter()
         image = annotate(frame, faces)
         record.seconds["annotate"] += time.perf_counter() - start
-        display.show(image)
+        display.show(image, hold=True)  # a still stays up until a key
         if options.annotate and outputs is not None:
             start = time.perf_counter()
             (outputs.out / "annotated").mkdir(exist_ok=True)
@@ -314,6 +294,8 @@ def run_detect(options: DetectOptions) -> dict:
         if outputs is not None:
             outputs.discard()
         raise
+    finally:
+        display.close()
     stages = {**{k: v for k, v in analyzer.timings.items()}, **record.seconds}
     summary = {
         "source": options.source,
@@ -350,7 +332,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
     parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
-    parser.add_argument("--show", action="store_true", help="open a window (where a display exists)")
+    parser.add_argument("--show", action="store_true", help="live window (q or Esc stops; a still waits for a key): OpenCV's where its build has a GUI, else Tk")
     parser.add_argument("--every", type=int, default=1, help="analyze every Nth frame")
     parser.add_argument("--min-face", type=int, default=0, metavar="PX", help="ignore faces smaller than PX on a side")
     parser.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
