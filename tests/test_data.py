@@ -33,6 +33,8 @@ def test_a_plain_folder_to_train_on_splits_into_disjoint_stratified_seeded_hold_
     assert counts["val"] == counts["test"] == {"angry": 10, "happy": 10, "sad": 10}  # fractions of the whole folder
     paths = [set(split.paths) for split in dataset.splits.values()]
     assert sum(map(len, paths)) == 120 and len(set().union(*paths)) == 120
+    # Shares of the whole folder, counted exactly: 0.1 / 0.9 of the 108 left after the test split is 12.000000000000002.
+    assert {name: len(split) for name, split in data.load_dataset("folder", plain, test_fraction=0.1).splits.items()} == {"train": 96, "val": 12, "test": 12}
     again = data.load_dataset("folder", plain, val_fraction=0.25, test_fraction=0.25, seed=3, with_test=False)
     assert set(again.splits) == {"train", "val"} and again.splits["val"].paths == dataset.splits["val"].paths
 
