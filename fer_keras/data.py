@@ -186,17 +186,16 @@ def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int) -> tuple[li
     return [paths[i] for i in keep], targets[keep]
 
 
-def _stratified_holdout(split: Split, fraction: float, seed: int, of: int | None = None) -> tuple[Split, Split]:
-    """Splits off ``fraction`` of ``of`` images (default: of the split), rounded up, stratified where it can be."""
+def _stratified_holdout(split: Split, size: int, seed: int) -> tuple[Split, Split]:
+    """Splits off ``size`` images, seeded, stratified where it can be: (the rest, the hold-out)."""
     from sklearn.model_selection import train_test_split
 
     labels = split.labels
     counts = np.bincount(labels)
-    n_val = int(np.ceil(fraction * (of or len(split))))
     # Stratify only where every class can appear on both sides; tiny folders fall back to a plain shuffle.
-    stratifiable = counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum()
+    stratifiable = counts[counts > 0].min() >= 2 and size >= (counts > 0).sum()
     stratify = labels if stratifiable else None
-    train_idx, val_idx = train_test_split(np.arange(len(split)), test_size=n_val, random_state=seed, stratify=stratify)
+    train_idx, val_idx = train_test_split(np.arange(len(split)), test_size=size, random_state=seed, stratify=stratify)
     take = lambda idx: Split(split.images[idx], split.targets[idx], [split.paths[i] for i in idx])  # noqa: E731
     return take(np.sort(train_idx)), take(np.sort(val_idx))
 
@@ -253,11 +252,12 @@ def load_folder_dataset(
     plain_to_train = not (root / "train").is_dir() and test_fraction > 0
     if (root / "train").is_dir() or plain_to_train:
         train = _folder_split(root if plain_to_train else root / "train", labels, image_size, channels, max_per_class, skipped, excluded)
+        # Both hold-outs are shares of all the training images, rounded up (train_test_split rounds a float share so too).
         whole = len(train)
         if plain_to_train:
-            train, test = _stratified_holdout(train, test_fraction, seed)
+            train, test = _stratified_holdout(train, int(np.ceil(test_fraction * whole)), seed)
         if val_fraction > 0:
-            train, splits["val"] = _stratified_holdout(train, val_fraction, seed, of=whole)  # a share of the whole folder
+            train, splits["val"] = _stratified_holdout(train, int(np.ceil(val_fraction * whole)), seed)
         splits = {"train": train, **splits}
         if with_test and plain_to_train:
             splits["test"] = test
