@@ -203,5 +203,7 @@ def folder_media(folder: Path, exclude: Path | None = None) -> tuple[list[Path],
         p for p in folder.rglob("*")
         if p.is_file() and not p.name.startswith(".") and not (excluded and p.resolve().is_relative_to(excluded))
     )
-    media = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
-    return media, [p for p in files if p not in media]
+    media, others = [], []
+    for path in files:
+        (media if path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else others).append(path)
+    return media, others
