@@ -10,7 +10,7 @@ import platform
 import time
 from pathlib import Path
 
-from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, in_range
 from fer_keras.files import write_atomic, write_json
 
 DEFAULT_OUT = Path("experiments/benchmarks")
@@ -357,17 +357,17 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="training images/s per model, float32 vs bf16")
     p_train.add_argument("--models", nargs="*", help="models to time (default: all registered)")
-    p_train.add_argument("--batch-size", type=int, default=128)
-    p_train.add_argument("--steps", type=int, default=10)
+    p_train.add_argument("--batch-size", type=at_least(1), default=128)
+    p_train.add_argument("--steps", type=at_least(1), default=10)
     p_latency = sub.add_parser("latency", help="ms/face of each quantization of .keras models, beside peer .tflite files")
     p_latency.add_argument("--models", nargs="+", type=Path, default=[], help=".keras files, exported in every quantization (labels and data from their run folders)")
     p_latency.add_argument("--tflite", action="append", type=Path, default=[], help="an exported .tflite of ours, timed as it is (repeatable)")
     p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
     p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
-    p_latency.add_argument("--repeats", type=int, default=200)
+    p_latency.add_argument("--repeats", type=at_least(1), default=200)
     p_latency.add_argument("--name", default="latency", help="result file stem under --out (default latency)")
     p_accuracy = sub.add_parser("accuracy", help="test accuracy of our models and peers on FERPlus and FER2013, in one run")
-    p_accuracy.add_argument("--balance", nargs="+", type=float, default=[0.0], help="class-prior corrections to report per model (default: 0)")
+    p_accuracy.add_argument("--balance", nargs="+", type=in_range(0, 1), default=[0.0], help="class-prior corrections to report per model (default: 0)")
     p_robustness = sub.add_parser("robustness", help="FERPlus test accuracy of our models and peers under blur, noise, dark, JPEG, tilt, masks ...")
     for p in (p_accuracy, p_robustness):
         p.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite or .keras files, or packaged names (default: accurate fast)")
@@ -403,13 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(models) - set(list_models()))
         if unknown:
             raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
-        check_at_least("--batch-size", args.batch_size, 1)
-        check_at_least("--steps", args.steps, 1)
         benchmark_train(models, args.batch_size, args.steps, args.out)
     elif args.command == "latency":
         if not (args.models or args.tflite or args.peer):
             raise UserError("nothing to time: give --models, --tflite or --peer")
-        check_at_least("--repeats", args.repeats, 1)
         for path in [*args.models, *args.tflite, *args.peer]:
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")

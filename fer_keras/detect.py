@@ -19,7 +19,7 @@ import numpy as np
 
 from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.display import Display
-from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, at_least, check_at_least, cli_entry, in_range
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
 from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video, read_image
@@ -328,18 +328,18 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
-    parser.add_argument("--detect-size", type=int, metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
+    parser.add_argument("--detect-size", type=at_least(0), metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
-    parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
+    parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
     parser.add_argument("--show", action="store_true", help="live window (q or Esc stops; a still waits for a key): OpenCV's where its build has a GUI, else Tk")
-    parser.add_argument("--every", type=int, default=1, help="analyze every Nth frame")
-    parser.add_argument("--min-face", type=int, default=0, metavar="PX", help="ignore faces smaller than PX on a side")
-    parser.add_argument("--smooth", type=float, default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
-    parser.add_argument("--max-faces", type=int, default=0, help="at most N faces per frame, largest first (0 = all)")
-    parser.add_argument("--margin", type=float, help="crop border as a fraction of the face box (default: measured per detector, 0.2 for BlazeFace)")
-    parser.add_argument("--threads", type=int, help="LiteRT threads")
-    parser.add_argument("--max-frames", type=int, default=0, help="stop after N analyzed frames per video (0 = all)")
+    parser.add_argument("--every", type=at_least(1), default=1, help="analyze every Nth frame")
+    parser.add_argument("--min-face", type=at_least(0), default=0, metavar="PX", help="ignore faces smaller than PX on a side")
+    parser.add_argument("--smooth", type=in_range(0, 1, low_open=True), default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
+    parser.add_argument("--max-faces", type=at_least(0), default=0, help="at most N faces per frame, largest first (0 = all)")
+    parser.add_argument("--margin", type=at_least(0, float), help="crop border as a fraction of the face box (default: measured per detector, 0.2 for BlazeFace)")
+    parser.add_argument("--threads", type=at_least(1), help="LiteRT threads")
+    parser.add_argument("--max-frames", type=at_least(0), default=0, help="stop after N analyzed frames per video (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -35,6 +35,46 @@ def check_at_least(what: str, value: float | None, least: float) -> None:
         raise UserError(f"{what}={value} must be at least {least}")
 
 
+def at_least(least: float, cast: Callable[[str], float] = int) -> Callable[[str], float]:
+    """An argparse ``type`` for a number of at least ``least``, so a bad value names its flag.
+
+    The library's own checks (``check_at_least``) name its keywords; a CLI flag checked here reads
+    ``argument --min-face: -1 must be at least 0`` instead.
+
+    Args:
+        least: The smallest allowed value.
+        cast: ``int`` or ``float``.
+    """
+
+    def parse(text: str) -> float:
+        value = cast(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {least}")
+        return value
+
+    parse.__name__ = cast.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def in_range(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` for a float in [low, high], or (low, high] with ``low_open``.
+
+    Args:
+        low: The smallest allowed value (excluded when ``low_open``).
+        high: The largest allowed value.
+        low_open: Whether ``low`` itself is refused.
+    """
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"{value} must be in {'(' if low_open else '['}{low}, {high}]")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wraps a CLI ``main(argv)`` so a UserError or OSError prints one line on stderr and exits 2.
 

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir, run_data_settings  # noqa: E402
-from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 
@@ -470,7 +470,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
     parser.add_argument("--crop-faces", nargs="?", const="blazeface", metavar="DETECTOR", help="detect the largest face in each image and cut it out as detect does (whole photos; default detector blazeface)")
     parser.add_argument("--detector-model", help="model file for a detector that needs one (yunet: its .onnx)")
-    parser.add_argument("--balance", type=float, default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
+    parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
     parser.add_argument("--labels", help="comma-separated labels for a .keras model without a run folder")
     parser.add_argument("--value-range", help="input range of a third-party .tflite without metadata, e.g. -1,1")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")

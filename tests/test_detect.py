@@ -10,6 +10,7 @@ import pytest
 import fer_keras
 from conftest import REPO
 from fer_keras.detect import DetectOptions, run_detect
+from fer_keras.errors import UserError
 
 DATA = REPO / "tests" / "data"
 CLIP = REPO / "fer_keras" / "resources" / "sample" / "hamilton_clip.mp4"
@@ -229,20 +230,30 @@ def test_out_naming_a_file_is_one_error_line(tmp_path):
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--every", "0", "--every=0 must be at least 1"),
-        ("--max-frames", "-1", "--max-frames=-1 must be at least 0"),
-        ("--max-faces", "-1", "max_faces=-1 must be at least 0"),
-        ("--min-face", "-1", "min_face=-1 must be at least 0"),
-        ("--margin", "-1", "margin=-1.0 must be at least 0"),
-        ("--threads", "0", "num_threads=0 must be at least 1"),
-        ("--detect-size", "-5", "detect_size=-5 must be at least 0"),
+        ("--every", "0", "0 must be at least 1"),
+        ("--max-frames", "-1", "-1 must be at least 0"),
+        ("--max-faces", "-1", "-1 must be at least 0"),
+        ("--min-face", "-1", "-1 must be at least 0"),
+        ("--margin", "-1", "-1.0 must be at least 0"),
+        ("--threads", "0", "0 must be at least 1"),
+        ("--detect-size", "-5", "-5 must be at least 0"),
+        ("--detect-size", "big", "invalid int value: 'big'"),
+        ("--smooth", "0", "0.0 must be in (0, 1]"),
+        ("--balance", "1.5", "1.5 must be in [0, 1]"),
     ],
 )
 def test_out_of_range_options_are_one_error_line(flag, value, message, capsys):
     from fer_keras.detect import main
 
     assert main(["--source", str(DATA / "two_people.jpg"), "--no-progress", flag, value]) == 2
-    assert capsys.readouterr().err == f"error: {message}\n"
+    assert capsys.readouterr().err == f"error: python -m fer_keras.detect: argument {flag}: {message} (see --help)\n"
+
+
+def test_the_api_names_its_keywords_in_range_errors():
+    from fer_keras.api import FrameAnalyzer
+
+    with pytest.raises(UserError, match=r"^max_faces=-1 must be at least 0$"):
+        FrameAnalyzer(max_faces=-1)
 
 
 def test_bad_model_exits_2(tmp_path):
