@@ -14,28 +14,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_keras.config import ExperimentConfig, load_config
+from fer_keras.data import locate_data_dir
+from fer_keras.errors import ArgumentParser, cli_entry
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fer_keras import hardware  # noqa: E402
-from fer_keras.callbacks import make_callbacks  # noqa: E402
-from fer_keras.config import ExperimentConfig, load_config  # noqa: E402
-from fer_keras.data import balanced_class_weights, load_for_experiment  # noqa: E402
-from fer_keras.errors import ArgumentParser, cli_entry  # noqa: E402
-from fer_keras.models import build_from_config, check_model_config, initialize_from  # noqa: E402
-from fer_keras.optim import compile_model, make_optimizer  # noqa: E402
-from fer_keras.pipeline import make_dataset  # noqa: E402
-from fer_keras.records import (  # noqa: E402
-    begin_run,
-    record_run,
-    report_counts,
-    resolve_run_dir,
-    run_metrics,
-)
-
-log = logging.getLogger("fer_keras.train")
 
 
 @dataclass
@@ -49,6 +32,8 @@ class RunResult:
 
 def _unfreeze_top(backbone: keras.Model, n_layers: int) -> None:
     """Unfreezes the top ``n_layers`` of a backbone, keeping BatchNorm frozen (its statistics stay ImageNet's)."""
+    import keras
+
     backbone.trainable = True
     for i, layer in enumerate(backbone.layers):
         layer.trainable = i >= len(backbone.layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
@@ -64,6 +49,21 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     Returns:
         The run folder, best validation accuracy and the final metrics.
     """
+    # TensorFlow loads here rather than at import, and only once the data folder is found, so a bad
+    # config, override or --data-dir is one error line at once, not after seconds of loading and
+    # TensorFlow's start-up log lines.
+    locate_data_dir(config.data.data_dir)
+    import keras
+    import numpy as np
+
+    from fer_keras import hardware
+    from fer_keras.callbacks import make_callbacks
+    from fer_keras.data import balanced_class_weights, load_for_experiment
+    from fer_keras.models import build_from_config, check_model_config, initialize_from
+    from fer_keras.optim import compile_model, make_optimizer
+    from fer_keras.pipeline import make_dataset
+    from fer_keras.records import begin_run, record_run, report_counts, resolve_run_dir, run_metrics
+
     precision = hardware.resolve_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)

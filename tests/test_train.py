@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, tiny_run_config
-from fer_keras import train, train_accel
+from fer_keras import callbacks, train, train_accel
 from fer_keras.errors import UserError
 from fer_keras.models import build_from_config
 
@@ -103,17 +103,17 @@ class _Crash(Exception):
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
 def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, monkeypatch, ema_momentum):
     config = _config(face_folder, tmp_path, "train.epochs=4", f"train.ema_momentum={ema_momentum}")
-    original = train.make_callbacks
+    original = callbacks.make_callbacks
 
     class CrashAfterSecondEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 raise _Crash()
 
-    monkeypatch.setattr(train, "make_callbacks", lambda *a: original(*a) + [CrashAfterSecondEpoch()])
+    monkeypatch.setattr(callbacks, "make_callbacks", lambda *a: original(*a) + [CrashAfterSecondEpoch()])
     with pytest.raises(_Crash):
         train.run_training(config)
-    monkeypatch.setattr(train, "make_callbacks", original)
+    monkeypatch.setattr(callbacks, "make_callbacks", original)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "backup").exists() and not (run_dir / "metrics.json").exists()
     # As a run begun before data.test_fraction existed saved it: a key added since, at its default, still resumes.
@@ -203,6 +203,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypat
 def test_cli_help():
     done = _cli("--help")
     assert done.returncode == 0 and "key=value" in done.stdout
+
+
+@pytest.mark.parametrize("arg", ["train.epoch=3", "--data-dir=/no/such/dir"])
+def test_cli_refuses_a_bad_override_before_tensorflow_loads(arg):
+    # TensorFlow writes start-up lines to stderr at import, whatever its log level: the error must come first and alone.
+    done = _cli(arg)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
 
 
 def test_transfer_backbone_trains_in_two_stages_with_batchnorm_frozen(face_folder, tmp_path, monkeypatch):
