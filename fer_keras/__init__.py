@@ -4,6 +4,7 @@ The inference API (`analyze`, `EmotionClassifier`) imports no TensorFlow; traini
 evaluation and export modules do, and are imported only by their CLIs.
 """
 
+import importlib
 import os
 
 __version__ = "0.6.0"
@@ -15,14 +16,24 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
+# The public API, imported lazily so `import fer_keras` stays cheap and TensorFlow-free.
+_LAZY = {
+    "analyze": "fer_keras.api",
+    "analyze_video": "fer_keras.api",
+    "FaceResult": "fer_keras.api",
+    "FrameResult": "fer_keras.api",
+    "FrameAnalyzer": "fer_keras.api",
+    "EmotionClassifier": "fer_keras.runtime",
+}
+__all__ = ["__version__", *_LAZY]
+
+
 def __getattr__(name):
-    # Lazy so `import fer_keras` stays cheap and TensorFlow-free.
-    if name == "analyze" or name == "analyze_video" or name == "FaceResult":
-        from fer_keras import api
-
-        return getattr(api, name)
-    if name == "EmotionClassifier":
-        from fer_keras.runtime import EmotionClassifier
-
-        return EmotionClassifier
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fer_keras' has no attribute {name!r}")
+
+
+def __dir__():
+    # dir(), help() and editors list the lazy names too.
+    return sorted({*globals(), *_LAZY})

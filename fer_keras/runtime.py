@@ -237,9 +237,14 @@ def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
     Other values are rounded and clipped to 0-255.
+
+    Raises:
+        UserError: For NaN or infinite pixels, which have no brightness to clip to.
     """
     if pixels.dtype == np.uint8:
         return pixels
+    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+        raise UserError(f"image has {np.isnan(pixels).sum()} NaN and {np.isinf(pixels).sum()} infinite pixel values")
     scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) and pixels.max() <= 1.0 else 1.0
     return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
 

@@ -90,6 +90,17 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
     assert len(fer_keras.analyze(gray)) == len(fer_keras.analyze(gray[..., None])) == 2
     with pytest.raises(UserError, match=r"got shape \(4, 4, 2\)"):
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
+    broken = bgr / 255.0
+    broken[0, :2] = np.nan
+    with pytest.raises(UserError, match=r"^image has 6 NaN and 0 infinite pixel values$"):
+        fer_keras.analyze(broken)
+
+
+def test_the_package_lists_its_lazy_api_without_loading_it():
+    code = "import sys, fer_keras; print(sorted(set(fer_keras.__all__) - set(dir(fer_keras))), 'fer_keras.api' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[] False\n"
+    assert fer_keras.FrameAnalyzer is fer_keras.api.FrameAnalyzer
 
 
 @pytest.mark.parametrize(
