@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_keras.errors import UserError, check_at_least
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
-from fer_keras.runtime import EmotionClassifier, as_uint8
+from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
 from fer_keras.sources import open_video, read_image
 from fer_keras.tracking import IoUTracker
 
@@ -161,8 +161,7 @@ def load_image(image) -> np.ndarray:
     if hasattr(image, "convert"):  # a Pillow image
         return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
     frame = np.asarray(image)
-    if frame.ndim not in (2, 3) or frame.size == 0 or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
-        raise UserError(f"expected an image array (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {frame.shape}")
+    check_pixels(frame, "image")
     frame = as_uint8(frame)
     # The detectors take three channels; gray and BGRA frames become BGR here, once.
     if frame.ndim == 2 or frame.shape[2] == 1:

@@ -233,6 +233,21 @@ class EmotionClassifier:
         return rebalance(probabilities, self._row_weights)
 
 
+def check_pixels(pixels: np.ndarray, what: str) -> None:
+    """Raises a UserError naming ``what`` unless ``pixels`` is a non-empty numeric image (H, W) or (H, W, 1|3|4).
+
+    Args:
+        pixels: The array given as an image or face crop.
+        what: How the error names it (``image``, ``face crop 2``).
+    """
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
+        raise UserError(f"{what}: expected an image array (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {pixels.shape}")
+    if pixels.size == 0:
+        raise UserError(f"{what} is empty (shape {pixels.shape})")
+    if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.bool_):
+        raise UserError(f"{what}: expected numeric pixels, got dtype {pixels.dtype}")
+
+
 def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
@@ -257,7 +272,7 @@ def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, in
     enlarging bilinear.
 
     Raises:
-        UserError: For an empty crop.
+        UserError: For an empty crop, or one that is not an image array.
     """
     import cv2
 
@@ -267,8 +282,7 @@ def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, in
     batch = np.empty((len(faces), height, width, channels), dtype=np.float32)
     for i, face in enumerate(faces):
         face = np.asarray(face)
-        if face.size == 0:
-            raise UserError(f"face crop {i} is empty (shape {face.shape})")
+        check_pixels(face, f"face crop {i}")
         if face.ndim == 3 and face.shape[2] == 1:
             face = face[..., 0]
         face = as_uint8(face)

@@ -90,6 +90,8 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
     assert len(fer_keras.analyze(gray)) == len(fer_keras.analyze(gray[..., None])) == 2
     with pytest.raises(UserError, match=r"got shape \(4, 4, 2\)"):
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(UserError, match=r"^image: expected numeric pixels, got dtype complex128$"):
+        fer_keras.analyze(np.zeros((4, 4), complex))
     broken = bgr / 255.0
     broken[0, :2] = np.nan
     with pytest.raises(UserError, match=r"^image has 6 NaN and 0 infinite pixel values$"):

@@ -80,6 +80,9 @@ def test_one_crop_array_and_float_crops_read_as_the_same_pixels(exported, traine
         np.testing.assert_allclose(classifier.predict(same), expected, atol=1e-6)
     with pytest.raises(UserError, match=r"face crop 1 is empty \(shape \(0, 4\)\)"):
         classifier.predict([face, np.zeros((0, 4), np.uint8)])
+    # A batch of the wrong rank was an OpenCV traceback.
+    with pytest.raises(UserError, match=r"^face crop 0: expected an image array .* got shape \(4, 48, 48\)$"):
+        classifier.predict(np.zeros((3, 4, 48, 48), np.uint8))
 
 
 def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
