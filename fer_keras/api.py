@@ -92,7 +92,7 @@ class FrameAnalyzer:
         balance: float = 0.0,
     ):
         if not 0.0 < smooth <= 1.0:
-            raise UserError(f"smoothing weight {smooth} must be in (0, 1] (1 = no smoothing)")
+            raise UserError(f"smooth={smooth} must be in (0, 1] (1 = no smoothing)")
         # Checked here, as the caller wrote them: downstream a negative max_faces slices faces off the
         # end, a negative margin shrinks the crop to a pixel, zero threads fail inside the detector.
         for what, value, least in (("margin", margin, 0), ("min_face", min_face, 0), ("max_faces", max_faces, 0),

@@ -267,6 +267,8 @@ def test_the_api_names_its_keywords_in_range_errors():
 
     with pytest.raises(UserError, match=r"^max_faces=-1 must be at least 0$"):
         FrameAnalyzer(max_faces=-1)
+    with pytest.raises(UserError, match=r"^smooth=0 must be in \(0, 1\] \(1 = no smoothing\)$"):
+        FrameAnalyzer(smooth=0)
 
 
 def test_bad_model_exits_2(tmp_path):
