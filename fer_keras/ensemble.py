@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from fer_keras.config import load_run_config
@@ -42,10 +42,12 @@ from fer_keras.data import load_for_experiment
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
-from fer_keras.models.common import MirroredBatch, ViewMean, WeightedMean
 from fer_keras.metrics import classification_metrics
 from fer_keras.records import shared_labels, write_model_folder
 from fer_keras.soup import check_shares
+
+if TYPE_CHECKING:  # Keras loads with the models, so a bad argument is refused before TensorFlow starts
+    import keras
 
 # Every affordable subset is scored (a mean and an argmax over the validation set each, about 0.05 ms
 # for three members on FERPlus PublicTest), so this bound is a few seconds; a latency budget keeps a
@@ -81,6 +83,10 @@ def average_models(
     Raises:
         UserError: When the members' input or output shapes differ, or ``views`` does not fit them.
     """
+    import keras
+
+    from fer_keras.models.common import MirroredBatch, ViewMean, WeightedMean
+
     shapes = {(tuple(m.input_shape[1:]), m.output_shape[-1]) for m in members}
     if len(shapes) != 1:
         raise UserError(f"ensemble members must share input shape and classes; got {sorted(shapes)}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from fer_keras import plots
@@ -19,6 +19,9 @@ from fer_keras.data import Dataset
 from fer_keras.errors import UserError
 from fer_keras.files import write_atomic, write_json
 from fer_keras.metrics import classification_metrics
+
+if TYPE_CHECKING:  # Keras (and with it TensorFlow) loads only where a model is used, not when a CLI reads its arguments
+    import keras
 
 
 def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:

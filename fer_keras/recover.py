@@ -27,18 +27,20 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from fer_keras.config import load_run_config
 from fer_keras.data import load_dataset
 from fer_keras.ensemble import VIEWS, average_models, check_views
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
-from fer_keras.models import build_from_config
 from fer_keras.records import write_model_folder
 from fer_keras.runtime import EmotionClassifier, open_interpreter
 from fer_keras.soup import check_shares
+
+if TYPE_CHECKING:  # Keras loads with the models, so a bad argument is refused before TensorFlow starts
+    import keras
 
 # Below this top-1 agreement between the rebuilt members and the .tflite, the weights went to the wrong layers.
 MIN_AGREEMENT = 0.97
@@ -132,6 +134,8 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
 
 def _weighted_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.layers.BatchNormalization | None]]:
     """Conv2D and Dense layers in graph order, each with the batch norm that follows it, if any."""
+    import keras
+
     batch_norm_after = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -150,6 +154,8 @@ def load_folded_weights(model: keras.Model, ops: list[WeightedOp], source: str) 
     Raises:
         UserError: When a layer has no op of its shape, an op is left over, or a bias has no layer to go to.
     """
+    import keras
+
     unused = list(range(len(ops)))
     for layer, batch_norm in _weighted_layers(model):
         shape = tuple(layer.kernel.shape)
@@ -200,6 +206,8 @@ def recover(
     Raises:
         UserError: For a missing file or config, weights that do not fit, or an agreement below ``MIN_AGREEMENT``.
     """
+    from fer_keras.models import build_from_config
+
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path}: model file not found")
     if shares is not None:

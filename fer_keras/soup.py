@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from fer_keras.config import load_run_config
@@ -23,6 +23,9 @@ from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model
 from fer_keras.metrics import classification_metrics
 from fer_keras.records import shared_labels, write_model_folder
+
+if TYPE_CHECKING:  # Keras loads with the models, so a bad argument is refused before TensorFlow starts
+    import keras
 
 
 def average_weights(weight_sets: list[list[np.ndarray]], shares: list[float]) -> list[np.ndarray]:

@@ -39,3 +39,15 @@ def test_every_listed_command_has_a_main(capsys):
         assert callable(importlib.import_module(f"fer_keras.{command}").main), command
     assert cli.main(["recover", "--tflite", "/no/such.tflite", "--run", "r", "--out", "o"]) == 2
     assert capsys.readouterr().err.startswith("error: /no/such.tflite")
+
+
+def test_commands_load_keras_only_once_their_arguments_are_checked():
+    # TensorFlow prints start-up lines on stderr at import whatever its log level, and takes seconds:
+    # a command that imported it at the top could not answer a bad argument with one line at once.
+    import subprocess
+    import sys
+
+    commands = [command for command in cli.COMMANDS if command != "train_accel"]  # it picks Keras's backend on import
+    code = f"import sys\nfor c in {commands!r}: __import__('fer_keras.' + c)\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & {{'keras', 'tensorflow'}}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "[]\n", done.stderr[-2000:]
