@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras.errors import ArgumentParser, UserError, cli_entry  # noqa: E402
+from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS  # noqa: E402
 
 
 def spatial_layer_names(model) -> list[str]:
@@ -110,7 +111,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--class", dest="class_name", help="label to explain (default: the predicted one)")
     parser.add_argument("--layer", help="conv layer (default: the last one)")
     parser.add_argument("--labels", help="comma-separated labels when the model has no run folder")
-    parser.add_argument("--detector", default="blazeface", help="face detector for photos")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector for photos")
+    parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
     parser.add_argument("--out", required=True, type=Path)
     return parser
 
@@ -118,21 +120,20 @@ def build_parser() -> ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import cv2
-
     from fer_keras.evaluate import load_keras_model
     from fer_keras.faces import crop_face, crop_margin, make_detector
     from fer_keras.plots import plt, save_figure
+    from fer_keras.runtime import to_model_input
     from fer_keras.sources import read_image
 
-    model, labels = load_keras_model(args.model, args.labels)
+    # The image and the detector first: their mistakes are found before TensorFlow loads.
     frame = read_image(args.image)
-    detector = make_detector(args.detector)
+    detector = make_detector(args.detector, args.detector_model)
+    model, labels = load_keras_model(args.model, args.labels)
     faces = detector(frame)
     crops = [crop_face(frame, face, crop_margin(detector)) for face in faces] if faces else [frame]
     _, height, width, channels = model.input_shape
-    code = cv2.COLOR_BGR2GRAY if channels == 1 else cv2.COLOR_BGR2RGB
-    batch = np.stack([cv2.resize(cv2.cvtColor(c, code), (width, height), interpolation=cv2.INTER_AREA).reshape(height, width, channels) for c in crops])
+    batch = to_model_input(crops, (height, width), channels)  # as the runtime feeds the exported model
     class_index = None
     if args.class_name:
         if args.class_name not in labels:

@@ -184,6 +184,10 @@ def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):
     assert code == 0
     assert (tmp_path / "cam" / "face_face1_gradcam.png").stat().st_size > 1000
     assert explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(tmp_path / "face.png"), "--class", "bored", "--out", str(tmp_path)]) == 2
+    # A photo: each detected face is cropped as detect crops it, and explained.
+    photo = REPO / "tests" / "data" / "two_people.jpg"
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--labels", ",".join(labels), "--image", str(photo), "--out", str(tmp_path / "photo")]) == 0
+    assert sorted(p.name for p in (tmp_path / "photo").iterdir()) == ["two_people_face1_gradcam.png", "two_people_face2_gradcam.png"]
 
 
 def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_tiny, tmp_path, capsys):
@@ -198,6 +202,8 @@ def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_ti
     assert capsys.readouterr().err == "error: tiny: no layer named 'conv9'; its spatial layers are conv\n"
     assert explain.main(["--model", str(tmp_path / "m.tflite"), *common]) == 2
     assert "m.tflite: an exported .tflite; this needs the .keras model it was exported from" in capsys.readouterr().err
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--detector", "yunet", *common]) == 2
+    assert capsys.readouterr().err == "error: the yunet detector needs its .onnx file (--detector-model PATH)\n"
     assert not (tmp_path / "cam").exists()
 
 
