@@ -26,21 +26,29 @@ class Video:
     """Frames of a video file, camera or stream.
 
     Files are read in order (every Nth frame decoded, the rest only grabbed). Live sources
-    (cameras, URLs) are read on their own thread that keeps only the newest frame, so a slow
-    consumer drops frames instead of falling behind.
+    (cameras, live streams) are read on their own thread that keeps only the newest frame, so a
+    slow consumer drops frames instead of falling behind.
+
+    Args:
+        source: A file path, stream URL or camera index.
+        every: Analyze every Nth frame (files).
+        live: Whether the source is live; None decides from the container: a URL whose container
+            counts its frames is a file served over the network, read in order like a local one.
+        max_frames: Stop after this many frames (0 = all).
     """
 
-    def __init__(self, source: str | int, every: int = 1, live: bool = False, max_frames: int = 0):
+    def __init__(self, source: str | int, every: int = 1, live: bool | None = False, max_frames: int = 0):
         import cv2
 
-        self.source, self.every, self.live, self.max_frames = source, max(1, every), live, max_frames
+        self.source, self.every, self.max_frames = source, max(1, every), max_frames
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
             kind = "camera" if isinstance(source, int) else ("stream" if "://" in str(source) else "video")
             raise UserError(f"{source}: cannot open {kind} (missing, unreadable or not a video)")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.frame_count = count if count > 0 and not live else None
+        self.live = count <= 0 if live is None else live
+        self.frame_count = count if count > 0 and not self.live else None
         self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.decode_seconds = 0.0
@@ -131,6 +139,8 @@ class Video:
                     ready.wait_for(lambda: latest[0] is False or (latest[0] is not None and latest[0][0] != last))
                     item = latest[0]
                 if item is False:
+                    if yielded == 0:  # opened, but not one picture: as a video file that decodes to nothing
+                        raise UserError(f"{self.source}: no frame could be read (the stream ended, or the camera gives no picture)")
                     return
                 last = item[0]
                 yield Frame(item[0], time.perf_counter() - start, item[1])
@@ -163,11 +173,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
-    """Opens a video file, a camera index ("0") or a stream URL."""
+    """Opens a video file, a camera index ("0") or a stream URL (live unless its container counts its frames)."""
     if source.isdigit():
         return Video(int(source), every, live=True, max_frames=max_frames)
     if "://" in source:
-        return Video(source, every, live=True, max_frames=max_frames)
+        return Video(source, every, live=None, max_frames=max_frames)
     if not Path(source).is_file():
         raise UserError(f"{source}: {'a folder, not a video' if Path(source).is_dir() else 'file not found'}")
     return Video(source, every, max_frames=max_frames)

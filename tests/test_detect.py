@@ -105,6 +105,46 @@ def test_the_package_lists_its_lazy_api_without_loading_it():
     assert fer_keras.FrameAnalyzer is fer_keras.api.FrameAnalyzer
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["file", "stream"])
+def test_a_video_that_opens_but_yields_no_frame_is_an_error(tmp_path, live):
+    import cv2
+
+    from fer_keras.sources import Video
+
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()  # a header, no frames
+    # A stream is read as a live source: this one ended before its first picture, and said nothing before.
+    with Video(str(empty), live=live) as video, pytest.raises(UserError, match=r"empty\.avi: no frame could be (decoded|read)"):
+        list(video)
+
+
+def test_a_video_file_served_over_http_is_read_frame_by_frame(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    import cv2
+
+    from fer_keras.sources import open_video
+
+    clip = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(12):
+        clip.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    clip.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # Read as a live source, it lost every frame but the newest few while the reader ran ahead.
+        with open_video(f"http://127.0.0.1:{server.server_address[1]}/clip.avi") as video:
+            frames = list(video)
+        assert not video.live and video.frame_count == 12
+        assert [f.index for f in frames] == list(range(12)) and frames[3].time_s == pytest.approx(0.3)
+    finally:
+        server.shutdown()
+
+
 @pytest.mark.parametrize(
     "name, problem",
     [("absent.jpg", "no such file"), ("folder", "a folder, not an image"), ("clip.mp4", "a video, not an image"), ("fake.jpg", "not a readable image")],
