@@ -31,7 +31,7 @@ class Video:
 
     Args:
         source: A file path, stream URL or camera index.
-        every: Analyze every Nth frame (files).
+        every: Analyze every Nth frame (live: at most every Nth, as the newest frame is taken).
         live: Whether the source is live; None decides from the container: a URL whose container
             counts its frames is a file served over the network, read in order like a local one.
         max_frames: Stop after this many frames (0 = all).
@@ -115,7 +115,8 @@ class Video:
     def _live_frames(self) -> Iterator[Frame]:
         import time
 
-        latest: list = [None]
+        latest: list = [None]  # (index, image) of the newest frame read
+        ended = [False]
         stop = threading.Event()
         ready = threading.Condition()
 
@@ -124,7 +125,10 @@ class Video:
             while not stop.is_set():
                 ok, image = self._capture.read()
                 with ready:
-                    latest[0] = (index, image) if ok else False
+                    if ok:
+                        latest[0] = (index, image)
+                    else:
+                        ended[0] = True  # the newest frame stays, so the end of a stream does not swallow it
                     ready.notify()
                 if not ok:
                     return
@@ -132,13 +136,15 @@ class Video:
 
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
-        start, yielded, last = time.perf_counter(), 0, -1
+        start, yielded, last = time.perf_counter(), 0, -self.every
+        # The newest frame, at least `every` frames after the last one analyzed.
+        fresh = lambda: latest[0] is not None and latest[0][0] >= last + self.every  # noqa: E731
         try:
             while True:
                 with ready:
-                    ready.wait_for(lambda: latest[0] is False or (latest[0] is not None and latest[0][0] != last))
-                    item = latest[0]
-                if item is False:
+                    ready.wait_for(lambda: ended[0] or fresh())
+                    item = latest[0] if fresh() else None
+                if item is None:
                     if yielded == 0:  # opened, but not one picture: as a video file that decodes to nothing
                         raise UserError(f"{self.source}: no frame could be read (the stream ended, or the camera gives no picture)")
                     return

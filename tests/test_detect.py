@@ -118,14 +118,14 @@ def test_a_video_that_opens_but_yields_no_frame_is_an_error(tmp_path, live):
         list(video)
 
 
-def test_a_video_file_served_over_http_is_read_frame_by_frame(tmp_path):
+def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thinned_by_every(tmp_path):
     import functools
     import http.server
     import threading
 
     import cv2
 
-    from fer_keras.sources import open_video
+    from fer_keras.sources import Video, open_video
 
     clip = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
     for i in range(12):
@@ -143,6 +143,10 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame(tmp_path):
         assert [f.index for f in frames] == list(range(12)) and frames[3].time_s == pytest.approx(0.3)
     finally:
         server.shutdown()
+    # Live, --every N still thins the frames: the newest, but at least N after the last one analyzed.
+    with Video(str(tmp_path / "clip.avi"), every=3, live=True) as video:
+        indices = [f.index for f in video]
+    assert indices[0] == 0 and all(later - earlier >= 3 for earlier, later in zip(indices, indices[1:]))
 
 
 @pytest.mark.parametrize(
