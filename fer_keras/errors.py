@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from typing import Callable
 
@@ -92,6 +93,11 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # The reader of our output left (``| head``): not an error to report. Python's own recipe:
+            # point stdout at devnull so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except OSError as err:
             # A path the user named cannot be used (a file where an output folder should go, no
             # permission, a full disk): the environment's fault, not the program's, so no traceback.

@@ -51,3 +51,15 @@ def test_commands_load_keras_only_once_their_arguments_are_checked():
     code = f"import sys\nfor c in {commands!r}: __import__('fer_keras.' + c)\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & {{'keras', 'tensorflow'}}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "[]\n", done.stderr[-2000:]
+
+
+def test_a_reader_that_leaves_early_is_not_an_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    photo = Path(__file__).parent / "data" / "multiface.jpg"
+    # As `fer-keras detect ... | head -0`: the pipe is closed long before the command writes its first line.
+    process = subprocess.Popen([sys.executable, "-m", "fer_keras.detect", "--source", str(photo), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    assert process.wait(timeout=60) == 1 and process.stderr.read() == b""
