@@ -52,12 +52,16 @@ class Video:
         self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.decode_seconds = 0.0
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> "Video":
         return self
 
     def __exit__(self, *exc) -> None:
-        self._capture.release()
+        # Releasing the capture while a live reader is inside read() crashes OpenCV (SIGSEGV). The
+        # reader is joined when the frames stop; one stuck on a stalled stream keeps its capture.
+        if self._reader is None or not self._reader.is_alive():
+            self._capture.release()
 
     def __iter__(self) -> Iterator[Frame]:
         return self._live_frames() if self.live else self._file_frames()
@@ -134,8 +138,8 @@ class Video:
                     return
                 index += 1
 
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
+        self._reader = threading.Thread(target=reader, daemon=True)
+        self._reader.start()
         start, yielded, last = time.perf_counter(), 0, -self.every
         # The newest frame, at least `every` frames after the last one analyzed.
         fresh = lambda: latest[0] is not None and latest[0][0] >= last + self.every  # noqa: E731
@@ -155,6 +159,7 @@ class Video:
                     return
         finally:
             stop.set()
+            self._reader.join(timeout=5.0)  # one read: a frame's time on a camera
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -149,6 +149,26 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
     assert indices[0] == 0 and all(later - earlier >= 3 for earlier, later in zip(indices, indices[1:]))
 
 
+def test_stopping_a_live_source_early_does_not_crash(tmp_path):
+    import cv2
+
+    clip = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(12):
+        clip.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    clip.release()
+    # Closing the capture while the reader thread was inside read() killed the process (SIGSEGV)
+    # within 30 rounds: a webcam run stopped by --max-frames or the window's q key.
+    code = (
+        "from fer_keras.sources import Video\n"
+        "for i in range(60):\n"
+        f"    with Video({str(tmp_path / 'clip.avi')!r}, live=True, max_frames=1 + i % 2) as video:\n"
+        "        for frame in video:\n"
+        "            if i % 3 == 0: break\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     "name, problem",
     [("absent.jpg", "no such file"), ("folder", "a folder, not an image"), ("clip.mp4", "a video, not an image"), ("fake.jpg", "not a readable image")],
