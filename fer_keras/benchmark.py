@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from fer_keras.faces import DETECTORS
 
-        detectors = args.detectors or [d for d in DETECTORS if d != "yunet" or args.yunet]
+        detectors = args.detectors or [d for d in DETECTORS if d != "none" and (d != "yunet" or args.yunet)]
         unknown = sorted(set(detectors) - set(DETECTORS))
         if unknown:
             raise UserError(f"unknown detector(s) {', '.join(unknown)}; choose from {', '.join(DETECTORS)}")

@@ -9,6 +9,7 @@ except MTCNN, whose package is built on it and is imported only when that detect
 - ``yunet``: OpenCV's FaceDetectorYN with a YuNet ``.onnx`` the user supplies (``model_path``).
 - ``haar``: OpenCV 4.x's frontal-face Haar cascade.
 - ``mtcnn``: the ``mtcnn`` package (weights ship in its wheel).
+- ``none``: no detection; each frame is one face, for images that are face crops already.
 """
 
 from __future__ import annotations
@@ -303,6 +304,16 @@ class Downscaled:
         return faces
 
 
+class WholeFrame:
+    """No detection: the whole frame is one face (FER2013's images, a folder of face crops, a cropped camera feed)."""
+
+    name = "none"
+
+    def __call__(self, frame_bgr: np.ndarray) -> list[Face]:
+        height, width = frame_bgr.shape[:2]
+        return [Face((0, 0, width, height))]
+
+
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "blazeface": lambda model_path=None, num_threads=None: BlazeFaceDetector("full", num_threads=num_threads),
     "blazeface_short": lambda model_path=None, num_threads=None: BlazeFaceDetector("short", num_threads=num_threads),
@@ -310,6 +321,7 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "yunet": lambda model_path=None, num_threads=None: YuNetDetector(model_path),
     "haar": lambda model_path=None, num_threads=None: HaarDetector(),
     "mtcnn": lambda model_path=None, num_threads=None: MTCNNDetector(),
+    "none": lambda model_path=None, num_threads=None: WholeFrame(),
 }
 DEFAULT_DETECTOR = "blazeface"
 # Long side (px) frames are shrunk to before detection; BlazeFace scales to its own input itself.
@@ -318,7 +330,7 @@ DEFAULT_DETECT_SIZE = {"yunet": 640, "haar": 640, "mtcnn": 640}
 # MTCNN's tall boxes and Haar's square ones already span it; BlazeFace's boxes are tighter.
 # Measured by experiments/framing/measure_framing.py (see its README): a 0.2 margin cost these
 # three 2.0-2.8 points against 0.0 on 1,000 FERPlus test faces, and BlazeFace scored best at 0.2.
-CROP_MARGIN = {"yunet": 0.0, "haar": 0.0, "mtcnn": 0.0}
+CROP_MARGIN = {"yunet": 0.0, "haar": 0.0, "mtcnn": 0.0, "none": 0.0}
 DEFAULT_CROP_MARGIN = 0.2
 
 
@@ -333,7 +345,7 @@ def make_detector(
     num_threads: int | None = None,
     detect_size: int | None = None,
 ) -> FaceDetector:
-    """Builds a detector by name (``blazeface``, ``blazeface_short``, ``blazeface_back``, ``yunet``, ``haar``, ``mtcnn``).
+    """Builds a detector by name (``blazeface``, ``blazeface_short``, ``blazeface_back``, ``yunet``, ``haar``, ``mtcnn``, ``none``).
 
     Args:
         name: Detector name.

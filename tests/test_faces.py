@@ -22,6 +22,19 @@ def test_default_detector_finds_every_face_in_known_photos(photo, expected):
         assert face.eyes is not None  # BlazeFace gives landmarks, so crops are aligned
 
 
+def test_no_detector_takes_each_image_as_one_face_crop():
+    import fer_keras
+    from fer_keras.runtime import EmotionClassifier
+
+    # A FER2013-style crop: the face fills the frame, where detectors often find nothing.
+    photo = cv2.imread(str(DATA / "two_people.jpg"))
+    face = cv2.resize(crop_face(photo, make_detector()(photo)[0]), (48, 48), interpolation=cv2.INTER_AREA)
+    (whole,) = make_detector("none")(face)
+    assert whole.box == (0, 0, 48, 48) and crop_margin(make_detector("none")) == 0.0
+    (result,) = fer_keras.analyze(face, detector="none")
+    assert result.probabilities == pytest.approx(dict(zip(result.probabilities, EmotionClassifier().predict(face)[0])), abs=1e-6)
+
+
 def test_haar_detector_on_a_known_photo():
     assert len(make_detector("haar")(cv2.imread(str(DATA / "two_people.jpg")))) == 2
 
