@@ -158,8 +158,10 @@ def load_image(image) -> np.ndarray:
 
     if isinstance(image, (str, Path)):
         return read_image(image)
-    if hasattr(image, "convert"):  # a Pillow image
-        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    if hasattr(image, "convert"):  # a Pillow image, turned upright as its EXIF orientation says (as imread does for paths)
+        from PIL import ImageOps
+
+        return cv2.cvtColor(np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR)
     frame = np.asarray(image)
     check_pixels(frame, "image")
     frame = as_uint8(frame)

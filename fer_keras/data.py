@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fer_keras import labels as taxonomy
 from fer_keras.config import ExperimentConfig
@@ -122,7 +122,12 @@ def list_class_folders(root: Path) -> dict[str, list[Path]]:
 
 
 def to_uint8_array(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Converts a Pillow image of any mode and bit depth to a (size, size, channels) uint8 array."""
+    """Converts a Pillow image of any mode and bit depth to a (size, size, channels) uint8 array.
+
+    The image is turned upright as its EXIF orientation says (phone photos are stored sideways), as
+    OpenCV's ``imread`` does for ``detect`` and ``evaluate --crop-faces``.
+    """
+    image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         wide = np.asarray(image, dtype=np.float64)
         peak = wide.max() or 1.0

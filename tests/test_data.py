@@ -59,6 +59,21 @@ def test_any_mode_and_bit_depth_is_converted(tmp_path):
     assert images[0].max() == 255 and 120 < images[0].mean() < 135
 
 
+def test_phone_photos_stored_sideways_are_read_upright(tmp_path):
+    from fer_keras.api import load_image
+
+    upright = np.zeros((40, 64), np.uint8)
+    upright[:10] = 255  # a white band at the top
+    sideways = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: show rotated 90 degrees clockwise
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif.tobytes(), quality=100)
+    images, ok, _ = data.read_images([sideways], size=64, channels=1)
+    assert ok.all() and images[0, :12].mean() > 200 and images[0, 20:].mean() < 30
+    # The Python API reads a Pillow image as OpenCV reads the path.
+    assert np.array_equal(load_image(Image.open(sideways)), load_image(sideways))
+
+
 def test_missing_or_empty_folders_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         data.locate_data_dir(tmp_path / "nope")
