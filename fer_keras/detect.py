@@ -324,7 +324,7 @@ def run_detect(options: DetectOptions) -> dict:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.detect", description="Emotions of every face in a camera, video, image, folder or stream.")
-    parser.add_argument("--source", required=True, help="camera index (0), video file, image file, folder, or stream URL")
+    parser.add_argument("--source", required=True, help="camera index (0) or device (/dev/video0), video file, image file, folder, or stream URL")
     parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")

@@ -43,7 +43,7 @@ class Video:
         self.source, self.every, self.max_frames = source, max(1, every), max_frames
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
-            kind = "camera" if isinstance(source, int) else ("stream" if "://" in str(source) else "video")
+            kind = "camera" if _is_camera(source) else ("stream" if "://" in str(source) else "video")
             raise UserError(f"{source}: cannot open {kind} (missing, unreadable or not a video)")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -183,10 +183,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return frame
 
 
+def _is_camera(source: str | int) -> bool:
+    """A camera index (0, "0") or a camera device file (Linux's /dev/video0)."""
+    return isinstance(source, int) or source.isdigit() or Path(source).is_char_device()
+
+
 def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
-    """Opens a video file, a camera index ("0") or a stream URL (live unless its container counts its frames)."""
-    if source.isdigit():
-        return Video(int(source), every, live=True, max_frames=max_frames)
+    """Opens a video file, a camera (index "0" or a device such as /dev/video0) or a stream URL (live unless its container counts its frames)."""
+    if _is_camera(source):
+        return Video(int(source) if source.isdigit() else source, every, live=True, max_frames=max_frames)
     if "://" in source:
         return Video(source, every, live=None, max_frames=max_frames)
     if not Path(source).is_file():
@@ -200,7 +205,7 @@ def classify_source(source: str) -> str:
     Raises:
         UserError: When a path does not exist or is not media.
     """
-    if source.isdigit():
+    if _is_camera(source):
         return "camera"
     if "://" in source:
         return "url"
