@@ -97,29 +97,37 @@ def convert(model, quantize: str, io_type: str = "float32", representative_image
 
 
 def embed_metadata(tflite_model: bytes, metadata: dict) -> bytes:
-    """Sets the JSON ``fer_keras`` entry of the flatbuffer's metadata table (preserved by stock TFLite tools).
+    """Stores ``metadata`` in the model: our JSON entry ``fer_keras``, and the TFLite Metadata standard's record.
 
-    An existing entry's buffer is overwritten, so re-stamping a model does not leave the old JSON behind.
+    Existing entries' buffers are overwritten, so re-stamping a model leaves neither old record behind.
+    The standard record's labels file is appended as a zip archive (``fer_keras.tflite_metadata``).
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    from fer_keras.tflite_metadata import STANDARD_METADATA_NAME, append_labels, model_metadata
+
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_model, 0))
-    data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
-    existing = [m for m in (model.metadata or []) if m.name in (METADATA_NAME, METADATA_NAME.encode())]
-    if existing:
-        model.buffers[existing[0].buffer].data = data
-    else:
+    records = {
+        METADATA_NAME: json.dumps(metadata, sort_keys=True).encode(),
+        STANDARD_METADATA_NAME: model_metadata(metadata),
+    }
+    for name, content in records.items():
+        data = np.frombuffer(content, dtype=np.uint8)
+        existing = [m for m in (model.metadata or []) if m.name in (name, name.encode())]
+        if existing:
+            model.buffers[existing[0].buffer].data = data
+            continue
         buffer = schema.BufferT()
         buffer.data = data
         model.buffers.append(buffer)
         entry = schema.MetadataT()
-        entry.name = METADATA_NAME
+        entry.name = name
         entry.buffer = len(model.buffers) - 1
         model.metadata = (model.metadata or []) + [entry]
-    builder = flatbuffers.Builder(len(tflite_model) + 4096)
+    builder = flatbuffers.Builder(len(tflite_model) + 8192)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return append_labels(bytes(builder.Output()), metadata["labels"])
 
 
 def training_class_prior(train) -> list[float]:
@@ -169,8 +177,9 @@ def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, t
 def restamp(tflite_path: Path, class_prior: list[float], labels: tuple[str, ...]) -> dict:
     """Adds (or replaces) the class prior in an exported ``.tflite``'s metadata, and in ``model.json`` beside it.
 
-    For models exported before the prior was embedded; the network itself is untouched. Both files
-    are replaced atomically.
+    For models exported before the prior was embedded; the network itself is untouched. The TFLite
+    Metadata standard record is written again too (``embed_metadata``), so this also adds it to
+    files exported before it was. Both files are replaced atomically.
 
     Args:
         tflite_path: The exported model.
@@ -283,7 +292,7 @@ def export(
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json); with --restamp, an exported .tflite")
-    parser.add_argument("--restamp", action="store_true", help="only add the training data's class prior to an exported .tflite's metadata (and its model.json)")
+    parser.add_argument("--restamp", action="store_true", help="only re-stamp an exported .tflite's metadata (the network is untouched): the training data's class prior (also in its model.json) and the TFLite Metadata standard record")
     parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)
     parser.add_argument("--io", default="uint8", choices=IO_TYPES, help="int8 models' input/output type (default uint8: raw pixels)")
     parser.add_argument("--out", type=Path, help="output folder (required unless --restamp)")

@@ -114,6 +114,83 @@ def test_metadata_reads_back_without_sidecars(exported, tmp_path):
     assert EmotionClassifier(lone, value_range=(0, 255)).value_range == (0, 255)
 
 
+def _standard_metadata(model: bytes) -> dict:
+    """Reads back the fields tools use from the TFLite Metadata standard's record, by the schema's slot numbers.
+
+    Written independently of fer_keras.tflite_metadata; its output was checked once against
+    tflite-support 0.4.4 (MetadataDisplayer, and the Task Library's ImageClassifier on an RGB export).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(model, 0)
+    (entry,) = [graph.Metadata(i) for i in range(graph.MetadataLength()) if graph.Metadata(i).Name() == b"TFLITE_METADATA"]
+    data = graph.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    assert data[4:8] == b"M001"
+
+    def table(buf, position):
+        return flatbuffers.table.Table(buf, position)
+
+    def field(t, slot):
+        return t.Offset(4 + 2 * slot)
+
+    def string(t, slot):
+        return t.String(t.Pos + field(t, slot)).decode()
+
+    def child(t, slot):
+        return table(t.Bytes, t.Indirect(t.Pos + field(t, slot)))
+
+    def first(t, slot):
+        return table(t.Bytes, t.Indirect(t.Vector(field(t, slot))))
+
+    def byte(t, slot):
+        return t.Get(flatbuffers.number_types.Int8Flags, t.Pos + field(t, slot))
+
+    root = table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+    subgraph = first(root, 3)
+    image, probability = first(subgraph, 2), first(subgraph, 3)
+    labels_file = first(probability, 6)
+    return {
+        "name": string(root, 0),
+        "min_parser_version": string(root, 7),
+        "input": string(image, 0),
+        "content_type": byte(child(image, 3), 0),
+        "color_space": byte(child(child(image, 3), 1), 0),
+        "output": string(probability, 0),
+        "labels_file": (string(labels_file, 0), byte(labels_file, 2)),
+    }
+
+
+def test_the_tflite_metadata_standard_record_names_labels_and_input(exported, tmp_path):
+    import io
+    import zipfile
+
+    model = exported["int8"][0].read_bytes()
+    assert _standard_metadata(model) == {
+        "name": "tiny",
+        "min_parser_version": "1.0.0",
+        "input": "image",
+        "content_type": 2,  # ImageProperties
+        "color_space": 2,  # GRAYSCALE
+        "output": "probability",
+        "labels_file": ("labels.txt", 2),  # TENSOR_AXIS_LABELS
+    }
+    assert zipfile.ZipFile(io.BytesIO(model)).read("labels.txt") == b"angry\nhappy\nsad\n"
+    # Re-stamping replaces both records and the packed labels instead of stacking them.
+    restamped = tmp_path / "tiny_int8.tflite"
+    restamped.write_bytes(model)
+    exporter.restamp(restamped, [0.2, 0.3, 0.5], ("angry", "happy", "sad"))
+    again = restamped.read_bytes()
+    assert _standard_metadata(again) == _standard_metadata(model) and len(zipfile.ZipFile(io.BytesIO(again)).namelist()) == 1
+    from ai_edge_litert import schema_py_generated as schema
+
+    def entries(flatbuffer):
+        graph = schema.Model.GetRootAs(flatbuffer, 0)
+        return sorted(graph.Metadata(i).Name() for i in range(graph.MetadataLength()))
+
+    assert entries(again) == entries(model) and {b"fer_keras", b"TFLITE_METADATA"} <= set(entries(model))
+
+
 def test_int8_drift_is_refused_and_nothing_is_written(trained_tiny, tmp_path, monkeypatch):
     model, labels, images, y = trained_tiny
     monkeypatch.setattr(exporter, "MIN_INT8_AGREEMENT", 1.01)
