@@ -50,6 +50,28 @@ def as_float32(model):
     return rebuilt
 
 
+def with_rgb_input(model):
+    """The model behind an RGB input that it turns gray itself; a model that takes RGB as it is.
+
+    For tools that feed only RGB, such as the TFLite Task Library's and MediaPipe's ImageClassifier.
+    A frozen 1x1 convolution computes ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B), the
+    grayscale conversion of OpenCV and of the integration notes, so an RGB face gives the network
+    the pixels our runtime would: a plain Conv2D, so the graph needs no custom layer. Its weights
+    are 65, 127 and 25 217ths (within 0.002 of those), which int8 stores exactly and which sum to
+    1, so a gray face passes unchanged and the int8 file answers as the grayscale one does.
+    """
+    import keras
+
+    _, height, width, channels = model.input_shape
+    if channels == 3:
+        return model
+    image = keras.Input(shape=(height, width, 3), name="image")
+    luma = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="rgb_to_gray")
+    gray = luma(image)
+    luma.set_weights([(np.array([65, 127, 25], dtype=np.float32) / 217).reshape(1, 1, 3, 1)])
+    return keras.Model(image, model(gray), name=model.name)
+
+
 def convert(model, quantize: str, io_type: str = "float32", representative_images: np.ndarray | None = None) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
@@ -303,6 +325,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--run-dir", type=Path, help="training run folder whose config.yaml describes the data (default: the model's folder)")
     parser.add_argument("--calibration-images", type=int, default=500, help="representative images from the training split (>= 300 advised)")
     parser.add_argument("--allow-drift", action="store_true", help="write an int8 model even under 98%% top-1 agreement")
+    parser.add_argument("--rgb-input", action="store_true", help="give a grayscale model an RGB input it turns gray itself, for the Task Library's and MediaPipe's ImageClassifier (which take only RGB)")
     parser.add_argument(
         "--parity-split", choices=("test", "val"), default="test",
         help="labelled split of the parity check (default test; val while candidates are compared, so test stays untouched)",
@@ -338,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     from fer_keras.evaluate import load_keras_model
 
     model, labels = load_keras_model(args.model, args.labels)
+    if args.rgb_input:
+        model = with_rgb_input(model)
     _, height, _, channels = model.input_shape
     dataset = load_dataset(label_set, data_dir, int(height), int(channels), soft_labels=soft_labels, with_test=args.parity_split == "test", **holdout)
     rng = np.random.default_rng(0)

@@ -191,6 +191,24 @@ def test_the_tflite_metadata_standard_record_names_labels_and_input(exported, tm
     assert entries(again) == entries(model) and {b"fer_keras", b"TFLITE_METADATA"} <= set(entries(model))
 
 
+def test_rgb_input_variant_turns_colour_faces_gray_inside(trained_tiny, tmp_path):
+    model, labels, images, y = trained_tiny
+    rgb_model = exporter.with_rgb_input(model)
+    assert rgb_model.input_shape == (None, 48, 48, 3) and exporter.with_rgb_input(rgb_model) is rgb_model
+    rgb_faces = np.repeat(images, 3, axis=-1)
+    # A gray face passes unchanged; a colour one is turned gray as BT.601 luma (0.299 R + 0.587 G + 0.114 B).
+    np.testing.assert_allclose(rgb_model.predict(rgb_faces, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+    (luma_layer,) = [layer for layer in rgb_model.layers if layer.name == "rgb_to_gray"]
+    np.testing.assert_allclose(luma_layer.get_weights()[0].ravel(), [0.299, 0.587, 0.114], atol=0.002)
+    exporter.export(rgb_model, labels, tmp_path, "int8", "uint8", rgb_faces, rgb_faces, y, "tiny_rgb", "synthetic")
+    path = tmp_path / "tiny_rgb_int8.tflite"
+    classifier = EmotionClassifier(path)
+    assert classifier.channels == 3 and classifier.metadata["input"]["color"] == "rgb"
+    assert _standard_metadata(path.read_bytes())["color_space"] == 1  # RGB
+    # The runtime turns a gray face into RGB for it: the same answers as the grayscale model's.
+    assert (classifier.predict(images).argmax(1) == model.predict(images, verbose=0).argmax(1)).mean() >= 0.97
+
+
 def test_int8_drift_is_refused_and_nothing_is_written(trained_tiny, tmp_path, monkeypatch):
     model, labels, images, y = trained_tiny
     monkeypatch.setattr(exporter, "MIN_INT8_AGREEMENT", 1.01)
