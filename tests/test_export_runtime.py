@@ -262,3 +262,16 @@ def test_default_is_the_packaged_accurate_tier():
         EmotionClassifier("acurate")
     with pytest.raises(UserError, match=r"^acurate\.tflite: model file not found$"):
         EmotionClassifier("acurate.tflite")
+
+
+@pytest.mark.parametrize("tier", ["fast", "accurate"])
+def test_shipped_tiers_rgb_files_answer_as_the_grayscale_ones(tier):
+    from conftest import REPO, synthetic_face
+
+    gray = EmotionClassifier(REPO / "tflite" / tier / f"fer_keras_{tier}_int8.tflite")
+    rgb = EmotionClassifier(REPO / "tflite" / tier / "rgb" / f"fer_keras_{tier}_rgb_int8.tflite")
+    assert rgb.channels == 3 and rgb.labels == gray.labels
+    assert _standard_metadata((REPO / "tflite" / tier / "rgb" / f"fer_keras_{tier}_rgb_int8.tflite").read_bytes())["color_space"] == 1
+    rng = np.random.default_rng(0)
+    faces = [synthetic_face(k % 3, rng) for k in range(12)]
+    np.testing.assert_allclose(rgb.predict(faces), gray.predict(faces), atol=0.03)
