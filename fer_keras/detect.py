@@ -187,6 +187,16 @@ def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, 
             record.seconds["write"] += time.perf_counter() - start
 
 
+def frames_to_write(time_s: float, fps: float, written: int) -> int:
+    """How many copies of an annotated frame keep a video written at ``fps`` in step with the frames' times.
+
+    One per analyzed frame of a file (its times are its frame numbers over its rate). A live source
+    analyzed slower than its camera delivers gets repeats, so the recording plays in real time
+    rather than fast.
+    """
+    return max(1, round(time_s * fps) + 1 - written)
+
+
 def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
     import cv2
     from tqdm import tqdm
@@ -195,7 +205,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
 
     analyzer.reset()
     name = outputs.name_for(source) if outputs is not None else None
-    writer = None
+    writer, written = None, 0
     series: dict[int, list] = {}
     faces_here = frames_here = 0
     with open_video(source, options.every, options.max_frames) as video:
@@ -228,7 +238,10 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                             (outputs.out / "annotated").mkdir(exist_ok=True)
                             writer_path = outputs.out / "annotated" / f"{name}.mp4"
                             writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), video.fps / video.every, image.shape[1::-1])
-                        writer.write(image)
+                        copies = frames_to_write(frame.time_s, video.fps / video.every, written)
+                        for _ in range(copies):
+                            writer.write(image)
+                        written += copies
                         record.seconds["write"] += time.perf_counter() - start
                 bar.update()
         finally:

@@ -149,6 +149,22 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
     assert indices[0] == 0 and all(later - earlier >= 3 for earlier, later in zip(indices, indices[1:]))
 
 
+def test_annotated_video_keeps_real_time():
+    from fer_keras.detect import frames_to_write
+
+    def copies(times, fps):
+        written, out = 0, []
+        for t in times:
+            out.append(frames_to_write(t, fps, written))
+            written += out[-1]
+        return out
+
+    # A file at 30 fps analyzed every 2nd frame, written at 15 fps: one copy per analyzed frame.
+    assert copies([i / 30 for i in range(0, 20, 2)], 15) == [1] * 10
+    # A 30 fps camera analyzed at 10 fps: three copies each, so a second of video lasts a second.
+    assert copies([0.0, 0.1, 0.2, 0.3], 30) == [1, 3, 3, 3]
+
+
 def test_stopping_a_live_source_early_does_not_crash(tmp_path):
     import cv2
 
