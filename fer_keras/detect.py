@@ -209,6 +209,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
     series: dict[int, list] = {}
     faces_here = frames_here = 0
     with open_video(source, options.every, options.max_frames) as video:
+        writer_fps = video.fps / video.every
         total = video.frame_count and -(-video.frame_count // video.every)
         if options.max_frames and total:
             total = min(total, options.max_frames)
@@ -237,8 +238,8 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                         if writer is None:
                             (outputs.out / "annotated").mkdir(exist_ok=True)
                             writer_path = outputs.out / "annotated" / f"{name}.mp4"
-                            writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), video.fps / video.every, image.shape[1::-1])
-                        copies = frames_to_write(frame.time_s, video.fps / video.every, written)
+                            writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), writer_fps, image.shape[1::-1])
+                        copies = frames_to_write(frame.time_s, writer_fps, written)
                         for _ in range(copies):
                             writer.write(image)
                         written += copies
