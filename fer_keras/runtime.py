@@ -234,7 +234,7 @@ class EmotionClassifier:
 
 
 def check_pixels(pixels: np.ndarray, what: str) -> None:
-    """Raises a UserError naming ``what`` unless ``pixels`` is a non-empty numeric image (H, W) or (H, W, 1|3|4).
+    """Raises a UserError naming ``what`` unless ``pixels`` is a non-empty, finite, numeric image (H, W) or (H, W, 1|3|4).
 
     Args:
         pixels: The array given as an image or face crop.
@@ -246,20 +246,17 @@ def check_pixels(pixels: np.ndarray, what: str) -> None:
         raise UserError(f"{what} is empty (shape {pixels.shape})")
     if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating) or pixels.dtype == np.bool_):
         raise UserError(f"{what}: expected numeric pixels, got dtype {pixels.dtype}")
+    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():  # no brightness to clip to
+        raise UserError(f"{what} has {np.isnan(pixels).sum()} NaN and {np.isinf(pixels).sum()} infinite pixel values")
 
 
 def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
-    Other values are rounded and clipped to 0-255.
-
-    Raises:
-        UserError: For NaN or infinite pixels, which have no brightness to clip to.
+    Other values are rounded and clipped to 0-255 (``check_pixels`` refuses NaN and infinities first).
     """
     if pixels.dtype == np.uint8:
         return pixels
-    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
-        raise UserError(f"image has {np.isnan(pixels).sum()} NaN and {np.isinf(pixels).sum()} infinite pixel values")
     scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) and pixels.max() <= 1.0 else 1.0
     return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
 
