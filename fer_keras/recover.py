@@ -206,8 +206,6 @@ def recover(
     Raises:
         UserError: For a missing file or config, weights that do not fit, or an agreement below ``MIN_AGREEMENT``.
     """
-    from fer_keras.models import build_from_config
-
     if not tflite_path.is_file():
         raise UserError(f"{tflite_path}: model file not found")
     if shares is not None:
@@ -216,10 +214,13 @@ def recover(
     ops, flip = read_weighted_ops(tflite_path)
     if views is not None:
         check_views(views, len(run_dirs), flip, "--run folders")
-    configs, members, start = [], [], 0
     for run_dir in run_dirs:
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir}: no config.yaml, so the member's architecture is unknown")
+    from fer_keras.models import build_from_config  # Keras loads only once the arguments passed their checks
+
+    configs, members, start = [], [], 0
+    for run_dir in run_dirs:
         config = load_run_config(run_dir, data_dir)
         member = build_from_config(config.model, len(classifier.labels))
         count = len(_weighted_layers(member))

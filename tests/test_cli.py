@@ -63,3 +63,13 @@ def test_a_reader_that_leaves_early_is_not_an_error():
     process = subprocess.Popen([sys.executable, "-m", "fer_keras.detect", "--source", str(photo), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()
     assert process.wait(timeout=60) == 1 and process.stderr.read() == b""
+
+
+def test_recover_refuses_a_missing_file_before_keras_loads():
+    import subprocess
+    import sys
+
+    # TensorFlow's start-up lines would precede the error if Keras loaded before the checks.
+    done = subprocess.run([sys.executable, "-m", "fer_keras", "recover", "--tflite", "/no/such.tflite", "--run", "r", "--out", "o"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == "error: /no/such.tflite: model file not found\n"
