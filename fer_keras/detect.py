@@ -22,7 +22,7 @@ from fer_keras.display import Display
 from fer_keras.errors import ArgumentParser, UserError, at_least, check_at_least, cli_entry, in_range
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
-from fer_keras.sources import VIDEO_SUFFIXES, classify_source, folder_media, open_video, read_image
+from fer_keras.sources import classify_source, folder_media, is_video_file, open_video, read_image
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
 
@@ -291,7 +291,7 @@ def run_detect(options: DetectOptions) -> dict:
                 raise UserError(f"{options.source}: folder holds no images or videos")
             for path in media:
                 try:
-                    if path.suffix.lower() in VIDEO_SUFFIXES:
+                    if is_video_file(path):
                         _process_video(str(path), analyzer, options, outputs, record, display)
                     else:
                         _process_image(path, analyzer, options, outputs, record, display)

@@ -11,7 +11,7 @@ import numpy as np
 
 from fer_keras.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
@@ -215,11 +215,26 @@ def classify_source(source: str) -> str:
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
     suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
+    if suffix in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        return "video" if is_video_file(path) else "image"
     raise UserError(f"{source}: not an image or video (unknown extension {suffix or '(none)'})")
+
+
+def is_video_file(path: Path) -> bool:
+    """Whether a media file is read as a video: by its extension, or a GIF of more than one frame.
+
+    OpenCV reads an animated GIF as a video, with its frame delays as the frame rate, and a still
+    one as an image.
+    """
+    suffix = path.suffix.lower()
+    if suffix != ".gif":
+        return suffix in VIDEO_SUFFIXES
+    import cv2
+
+    try:
+        return cv2.imcount(str(path)) > 1
+    except cv2.error:  # not a GIF after all: read_image reports it
+        return False
 
 
 def folder_media(folder: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:

@@ -268,6 +268,27 @@ def test_same_named_media_in_a_folder_get_their_own_outputs(tmp_path):
     assert sorted(path.name for path in (tmp_path / "out").glob("timeline_*.png")) == ["timeline_a_clip_track1.png", "timeline_b_clip_track1.png"]
 
 
+def test_a_still_gif_is_an_image_and_an_animated_one_a_video(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = Image.open(DATA / "two_people.jpg")
+    photo.save(folder / "still.gif")
+    mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    photo.save(folder / "moving.gif", save_all=True, append_images=[mirrored, photo], duration=100, loop=0)
+    (folder / "fake.gif").write_bytes(b"GIF89a and nothing else")
+    done = _detect("--source", folder, "--out", tmp_path / "out", "--annotate")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    kinds = {os.path.basename(s["source"]): (s["kind"], s["frames"], s["faces"]) for s in summary["sources"]}
+    assert kinds == {"moving.gif": ("video", 3, 6), "still.gif": ("image", 1, 2)}
+    assert [os.path.basename(s["source"]) for s in summary["skipped"]] == ["fake.gif"]
+    assert sorted(path.name for path in (tmp_path / "out" / "annotated").iterdir()) == ["moving.mp4", "still.jpg"]
+    times = sorted({float(row["time_s"]) for row in _rows(tmp_path / "out") if row["source"].endswith("moving.gif")})
+    assert times == pytest.approx([0.0, 0.1, 0.2])  # the GIF's 100 ms frame delays
+
+
 def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
