@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from fer_keras import labels as taxonomy
 from fer_keras.config import ExperimentConfig
-from fer_keras.errors import UserError
+from fer_keras.errors import UserError, missing_train_extra
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
             return path
     try:
         import kagglehub
-
+    except ImportError as err:
+        raise UserError(f"no dataset found: pass --data-dir DIR or set ${DATA_ENV}=DIR; downloading {KAGGLE_DATASET} {missing_train_extra(err)}") from None
+    try:
         return Path(kagglehub.dataset_download(KAGGLE_DATASET))
     except Exception as err:  # kagglehub raises many types offline (connection, auth, HTTP)
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__

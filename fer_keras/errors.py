@@ -13,6 +13,18 @@ class UserError(Exception):
     """Bad input from the user (a missing file, a wrong key, a corrupt model): reported without a traceback."""
 
 
+# Import names of the packages that only the ``train`` extra installs (pyproject.toml).
+TRAIN_EXTRA_MODULES = frozenset({"keras", "tensorflow", "tensorboard", "kagglehub", "sklearn", "pandas", "seaborn", "mtcnn"})
+
+
+def missing_train_extra(err: ImportError) -> str | None:
+    """``needs the train extra ...: pip install ...`` when ``err`` is an import of a package only that extra installs; else None."""
+    top = (err.name or "").split(".")[0]
+    if top not in TRAIN_EXTRA_MODULES:
+        return None
+    return f"needs the train extra, which is not installed (no module {top!r}): pip install 'fer_keras[train]'"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, but a bad argument raises UserError: one line and exit 2 under ``cli_entry``.
 
@@ -92,6 +104,13 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
             return main(argv) or 0
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            return 2
+        except ImportError as err:
+            # The runtime install has no TensorFlow: a command that needs it says how to get it.
+            missing = missing_train_extra(err)
+            if missing is None:
+                raise
+            print(f"error: this command {missing}", file=sys.stderr)
             return 2
         except BrokenPipeError:
             # The reader of our output left (``| head``): not an error to report. Python's own recipe:

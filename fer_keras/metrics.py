@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict:
@@ -18,6 +17,10 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels
         A JSON-ready dict. Classes with no true sample get support 0 and AUC None; they do not
         count towards balanced accuracy, macro F1 or macro AUC.
     """
+    # Imported here, so that importing a command that scores models works without the train extra
+    # and its main() can say what to install.
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true, dtype=int)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     y_pred = probabilities.argmax(axis=1)

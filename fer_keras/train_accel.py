@@ -24,10 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from fer_keras.errors import ArgumentParser, cli_entry, missing_train_extra
+
 try:
     import keras
-except (ImportError, ValueError) as err:  # KERAS_BACKEND names a backend that is not installed, or none Keras knows
-    print(f"error: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}: {err} (install that backend, or set one that is installed: jax, torch or tensorflow)", file=sys.stderr)
+except (ImportError, ValueError) as err:  # no Keras; or KERAS_BACKEND names a backend that is not installed, or none Keras knows
+    if getattr(err, "name", None) == "keras":
+        print(f"error: train_accel {missing_train_extra(err)}", file=sys.stderr)
+    else:
+        print(f"error: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')}: {err} (install that backend, or set one that is installed: jax, torch or tensorflow)", file=sys.stderr)
     raise SystemExit(2) from None
 import numpy as np
 
@@ -35,7 +40,6 @@ from fer_keras.augment import HostAugmenter
 from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_averaging
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
-from fer_keras.errors import ArgumentParser, cli_entry
 from fer_keras.models import build_from_config, check_model_config, initialize_from
 from fer_keras.optim import COSINE_FLOOR, compile_model, make_optimizer
 from fer_keras.records import (
