@@ -361,7 +361,7 @@ def build_parser() -> ArgumentParser:
     p_train.add_argument("--steps", type=at_least(1), default=10)
     p_latency = sub.add_parser("latency", help="ms/face of each quantization of .keras models, beside peer .tflite files")
     p_latency.add_argument("--models", nargs="+", type=Path, default=[], help=".keras files, exported in every quantization (labels and data from their run folders)")
-    p_latency.add_argument("--tflite", action="append", type=Path, default=[], help="an exported .tflite of ours, timed as it is (repeatable)")
+    p_latency.add_argument("--tflite", action="append", default=[], help="an exported .tflite of ours, or a packaged name (accurate, fast), timed as it is (repeatable)")
     p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
     p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
     p_latency.add_argument("--repeats", type=at_least(1), default=200)
@@ -405,12 +405,15 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(list_models())}")
         benchmark_train(models, args.batch_size, args.steps, args.out)
     elif args.command == "latency":
+        from fer_keras.runtime import resolve_model
+
         if not (args.models or args.tflite or args.peer):
             raise UserError("nothing to time: give --models, --tflite or --peer")
-        for path in [*args.models, *args.tflite, *args.peer]:
+        for path in [*args.models, *args.peer]:
             if not path.is_file():
                 raise UserError(f"{path}: model file not found")
-        benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out, args.tflite, args.name)
+        exported = [resolve_model(model) for model in args.tflite]
+        benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out, exported, args.name)
     elif args.command == "accuracy":
         benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out)
     elif args.command == "robustness":

@@ -7,6 +7,7 @@ import pytest
 from fer_keras import benchmark
 from fer_keras import export as exporter
 from fer_keras.evaluate import parse_value_range
+from fer_keras.runtime import packaged_model_path
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
     assert [(row["model"], row["quantization"]) for row in rows] == [(str(tiny_tflite), "float32")]
     assert all(row[f"ms/face b{b} t{t}"] > 0 for row in rows for b in (1, 16) for t in (1, 2))
     assert "--tflite" in (tmp_path / "shipped.md").read_text()
+    assert benchmark.main(["latency", "--tflite", "fast", "--repeats", "1", "--name", "packaged", "--out", str(tmp_path)]) == 0
+    assert [row["model"] for row in json.loads((tmp_path / "packaged.json").read_text())["rows"]] == [str(packaged_model_path("fast"))]
+    assert benchmark.main(["latency", "--tflite", "fastest", "--out", str(tmp_path / "none")]) == 2
     assert benchmark.main(["latency", "--out", str(tmp_path / "none")]) == 2
     assert benchmark.main(["latency", "--tflite", str(tiny_tflite), "--repeats", "0", "--out", str(tmp_path / "none")]) == 2
     assert benchmark.main(["train", "--steps", "0", "--out", str(tmp_path / "none")]) == 2
