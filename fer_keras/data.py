@@ -231,16 +231,6 @@ def folder_labels(root: Path) -> tuple[str, ...]:
     return tuple(sorted({taxonomy.canonical(name) or name for name in list_class_folders(base)}))
 
 
-def require_classes_to_train(data_dir, classes: list[str] | tuple[str, ...]) -> None:
-    """Refuses training data with fewer than two classes, from which a classifier learns nothing.
-
-    Raises:
-        UserError: Naming ``data_dir`` and the one class found.
-    """
-    if len(classes) < 2:
-        raise UserError(f"{data_dir}: training needs faces of at least 2 classes; found only {', '.join(classes)}")
-
-
 def load_folder_dataset(
     root: Path,
     labels: tuple[str, ...],
@@ -453,7 +443,9 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
         raise UserError(f"{config.data.data_dir}: nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole for testing")
     if "val" not in dataset.splits:
         raise UserError(f"{config.data.data_dir}: training needs a validation hold-out (data.val_fraction > 0)")
-    require_classes_to_train(config.data.data_dir, [dataset.labels[i] for i in np.unique(dataset.splits["train"].labels)])
+    present = [dataset.labels[i] for i in np.unique(dataset.splits["train"].labels)]
+    if len(present) < 2:  # a classifier of one class learns nothing
+        raise UserError(f"{config.data.data_dir}: training needs faces of at least 2 classes; found only {', '.join(present)}")
     if config.data.teacher:
         from fer_keras.teacher import teacher_probabilities, with_teacher
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_keras.config import ExperimentConfig, load_config
-from fer_keras.data import folder_labels, locate_data_dir, require_classes_to_train
+from fer_keras.data import locate_data_dir
 from fer_keras.errors import ArgumentParser, cli_entry
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -52,9 +52,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     # TensorFlow loads here rather than at import, and only once the data folder is found, so a bad
     # config, override or --data-dir is one error line at once, not after seconds of loading and
     # TensorFlow's start-up log lines.
-    data_dir = locate_data_dir(config.data.data_dir)
-    if config.data.label_set == "folder":
-        require_classes_to_train(data_dir, folder_labels(data_dir))
+    locate_data_dir(config.data.data_dir)
     import keras
     import numpy as np
 

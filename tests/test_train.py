@@ -64,11 +64,11 @@ def test_a_folder_of_one_class_is_refused_before_a_run_folder_is_made(face_folde
     (one_class / "happy").mkdir(parents=True)
     for face in sorted((face_folder / "train" / "happy").glob("*.png"))[:10]:
         (one_class / "happy" / face.name).write_bytes(face.read_bytes())
-    (one_class / "sad").mkdir()  # an empty class folder adds no class: refused before TensorFlow loads
+    (one_class / "sad").mkdir()  # an empty class folder adds no class
     config = _config(face_folder, tmp_path, f"data.data_dir={one_class}", "data.test_fraction=0.2")
     with pytest.raises(UserError, match="training needs faces of at least 2 classes; found only happy$"):
         train.run_training(config)
-    (one_class / "sad" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0")  # nor does one of unreadable files: refused once they are read
+    (one_class / "sad" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0")  # nor does one of unreadable files
     with pytest.raises(UserError, match="training needs faces of at least 2 classes; found only happy$"):
         train.run_training(config)
     assert not (tmp_path / "runs").exists()
