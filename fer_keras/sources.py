@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,9 @@ import numpy as np
 
 from fer_keras.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
+# Formats OpenCV cannot read, which Pillow decodes: HEIF/HEIC (phone photos; pillow-heif's plugin) and AVIF.
+PILLOW_SUFFIXES = {".heic", ".heif", ".avif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"} | PILLOW_SUFFIXES
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
@@ -170,9 +173,9 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     import cv2
 
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    path = Path(path)
+    frame = _read_with_pillow(path) if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
     if frame is None:
-        path = Path(path)
         if not path.exists():
             problem = "no such file"
         elif path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
@@ -181,6 +184,28 @@ def read_image(path: str | Path) -> np.ndarray:
             problem = "not a readable image"
         raise UserError(f"{path}: {problem}")
     return frame
+
+
+@functools.cache
+def register_pillow_formats() -> None:
+    """Lets Pillow open HEIF/HEIC files, through pillow-heif's plugin (Pillow reads AVIF itself)."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+def _read_with_pillow(path: Path) -> np.ndarray | None:
+    """A file of ``PILLOW_SUFFIXES`` as BGR, upright as its orientation says (as imread turns others); None when undecodable."""
+    import cv2
+    from PIL import Image, ImageOps
+
+    register_pillow_formats()
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, ValueError, SyntaxError):  # Pillow's errors for missing or undecodable files
+        return None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def _is_camera(source: str | int) -> bool:

@@ -59,19 +59,25 @@ def test_any_mode_and_bit_depth_is_converted(tmp_path):
     assert images[0].max() == 255 and 120 < images[0].mean() < 135
 
 
-def test_phone_photos_stored_sideways_are_read_upright(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".heic", ".avif"])
+def test_phone_photos_stored_sideways_are_read_upright(tmp_path, suffix):
+    """JPEG through OpenCV (detect) and Pillow (training); HEIC, as phones save photos, and AVIF through Pillow alone."""
     from fer_keras.api import load_image
+    from fer_keras.sources import register_pillow_formats
 
+    register_pillow_formats()
     upright = np.zeros((40, 64), np.uint8)
     upright[:10] = 255  # a white band at the top
-    sideways = tmp_path / "phone.jpg"
+    sideways = tmp_path / f"phone{suffix}"
     exif = Image.Exif()
     exif[0x0112] = 6  # EXIF orientation: show rotated 90 degrees clockwise
-    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif.tobytes(), quality=100)
+    Image.fromarray(upright).convert("RGB").transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif.tobytes(), quality=100)
     images, ok, _ = data.read_images([sideways], size=64, channels=1)
     assert ok.all() and images[0, :12].mean() > 200 and images[0, 20:].mean() < 30
-    # The Python API reads a Pillow image as OpenCV reads the path.
-    assert np.array_equal(load_image(Image.open(sideways)), load_image(sideways))
+    # The Python API reads a path as the runtime does, and a Pillow image the same way.
+    from_path = load_image(sideways)
+    assert from_path.shape == (40, 64, 3) and from_path[:8].mean() > 200 and from_path[12:].mean() < 30
+    assert np.array_equal(load_image(Image.open(sideways)), from_path)
 
 
 def test_missing_or_empty_folders_are_user_errors(tmp_path):

@@ -289,6 +289,24 @@ def test_a_still_gif_is_an_image_and_an_animated_one_a_video(tmp_path):
     assert times == pytest.approx([0.0, 0.1, 0.2])  # the GIF's 100 ms frame delays
 
 
+def test_heic_and_avif_photos_are_read(tmp_path):
+    from PIL import Image
+
+    from fer_keras.sources import register_pillow_formats
+
+    register_pillow_formats()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("phone.heic", "web.avif"):
+        Image.open(DATA / "two_people.jpg").save(folder / name, quality=90)
+    (folder / "broken.heic").write_bytes(b"not a heic")
+    done = _detect("--source", folder, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {os.path.basename(s["source"]): s["faces"] for s in summary["sources"]} == {"phone.heic": 2, "web.avif": 2}
+    assert summary["skipped"] == [{"source": str(folder / "broken.heic"), "error": f"{folder / 'broken.heic'}: not a readable image"}]
+
+
 def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
