@@ -114,16 +114,15 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
     Returns:
         The split of the images where a face was found, and the files where none was.
     """
-    import cv2
-
     from fer_keras.faces import crop_face, crop_margin, make_detector
     from fer_keras.runtime import to_model_input
+    from fer_keras.sources import decode_image
 
     detector = make_detector(detector_name, detector_model)
     margin = crop_margin(detector)
     crops, found, missed = [], np.zeros(len(split), dtype=bool), []
     for i, path in enumerate(split.paths):
-        frame = cv2.imread(path, cv2.IMREAD_COLOR)
+        frame = decode_image(path)
         faces = detector(frame) if frame is not None else []
         if not faces:
             missed.append(path)

@@ -169,12 +169,10 @@ def read_image(path: str | Path) -> np.ndarray:
     """An image file as a BGR uint8 (H, W, 3) array.
 
     Raises:
-        UserError: When the file is missing, or OpenCV cannot decode it (a corrupt file, or not an image).
+        UserError: When the file is missing or cannot be decoded (a corrupt file, or not an image).
     """
-    import cv2
-
     path = Path(path)
-    frame = _read_with_pillow(path) if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
+    frame = decode_image(path)
     if frame is None:
         if not path.exists():
             problem = "no such file"
@@ -192,6 +190,14 @@ def register_pillow_formats() -> None:
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
+
+
+def decode_image(path: str | Path) -> np.ndarray | None:
+    """An image file as a BGR uint8 (H, W, 3) array, upright as its orientation says; None when it cannot be read."""
+    import cv2
+
+    path = Path(path)
+    return _read_with_pillow(path) if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
 def _read_with_pillow(path: Path) -> np.ndarray | None:

@@ -208,14 +208,14 @@ def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_ti
 
 
 def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):
-    import shutil
-
     import fer_keras
+    from fer_keras.sources import register_pillow_formats
 
-    photo = REPO / "tests" / "data" / "two_people.jpg"
+    register_pillow_formats()
     (tmp_path / "happy").mkdir()
     (tmp_path / "sad").mkdir()
-    shutil.copy(photo, tmp_path / "happy" / "two_people.jpg")
+    photo = tmp_path / "happy" / "two_people.heic"  # as a phone saves it: Pillow reads it, not OpenCV
+    Image.open(REPO / "tests" / "data" / "two_people.jpg").save(photo, quality=95)
     Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(tmp_path / "sad" / "blank.png")
     metrics = ev.evaluate("fast", str(tmp_path), tmp_path / "out", crop_faces="blazeface", plots=False)
     assert metrics["n"] == 1 and metrics["crop_faces"] == "blazeface"
@@ -224,7 +224,7 @@ def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):
     expected = fer_keras.analyze(photo, model="fast")[0].emotion
     row = metrics["confusion_matrix"][metrics["labels"].index("happy")]
     assert metrics["labels"][int(np.argmax(row))] == expected
-    (tmp_path / "happy" / "two_people.jpg").unlink()
+    photo.unlink()
     assert ev.main(["--model", "fast", "--data-dir", str(tmp_path), "--out", str(tmp_path / "none"), "--crop-faces"]) == 2
 
 
