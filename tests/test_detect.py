@@ -131,6 +131,7 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
     for i in range(12):
         clip.write(np.full((48, 64, 3), 20 * i, np.uint8))
     clip.release()
+    (tmp_path / "photo.jpg").write_bytes((DATA / "two_people.jpg").read_bytes())
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -141,6 +142,10 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
             frames = list(video)
         assert not video.live and video.frame_count == 12
         assert [f.index for f in frames] == list(range(12)) and frames[3].time_s == pytest.approx(0.3)
+        # The API reads a photo's URL as detect --source does.
+        assert len(fer_keras.analyze(f"http://127.0.0.1:{server.server_address[1]}/photo.jpg")) == 2
+        with pytest.raises(UserError, match="missing.jpg: cannot open stream"):
+            fer_keras.analyze(f"http://127.0.0.1:{server.server_address[1]}/missing.jpg")
     finally:
         server.shutdown()
     # Live, --every N still thins the frames: the newest, but at least N after the last one analyzed.
