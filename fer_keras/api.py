@@ -113,8 +113,9 @@ class FrameAnalyzer:
         """Starts a new stream: track ids begin again at 1."""
         self.tracker = IoUTracker(alpha=self.tracker.alpha)
 
-    def __call__(self, frame: np.ndarray, frame_index: int = 0) -> list[FaceResult]:
-        """Analyzes one BGR frame (``load_image`` makes one from other inputs)."""
+    def __call__(self, frame, frame_index: int = 0) -> list[FaceResult]:
+        """Analyzes one frame: a BGR array as OpenCV gives, or anything ``load_image`` takes (gray, BGRA, floats 0-1, ...)."""
+        frame = load_image(frame)
         start = time.perf_counter()
         faces = [f for f in self.detector(frame) if min(f.box[2], f.box[3]) >= self.min_face]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
@@ -193,7 +194,7 @@ def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, b
     """
     analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance))
     analyzer.reset()
-    return analyzer(load_image(image))
+    return analyzer(image)
 
 
 def analyze_video(

@@ -88,6 +88,11 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
         assert [(f.box, f.emotion, f.score) for f in fer_keras.analyze(same_pixels)] == expected
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     assert len(fer_keras.analyze(gray)) == len(fer_keras.analyze(gray[..., None])) == 2
+    # So does a FrameAnalyzer in a frame loop of one's own (a screen grabber's BGRA, a camera's gray).
+    analyzer = fer_keras.FrameAnalyzer(smooth=1.0)
+    for same_pixels in (bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), bgr / 255.0):
+        assert [(f.box, f.emotion, f.score) for f in analyzer(same_pixels)] == expected
+    assert len(analyzer(gray)) == 2
     with pytest.raises(UserError, match=r"got shape \(4, 4, 2\)"):
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(UserError, match=r"^image: expected numeric pixels, got dtype complex128$"):
