@@ -10,7 +10,7 @@ import platform
 import time
 from pathlib import Path
 
-from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, in_range
+from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, file_stem, in_range
 from fer_keras.files import write_atomic, write_json
 
 DEFAULT_OUT = Path("experiments/benchmarks")
@@ -365,7 +365,7 @@ def build_parser() -> ArgumentParser:
     p_latency.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite to time side by side")
     p_latency.add_argument("--data-dir", help="calibration data for int8 (default: the run's)")
     p_latency.add_argument("--repeats", type=at_least(1), default=200)
-    p_latency.add_argument("--name", default="latency", help="result file stem under --out (default latency)")
+    p_latency.add_argument("--name", type=file_stem, default="latency", help="result file stem under --out (default latency)")
     p_accuracy = sub.add_parser("accuracy", help="test accuracy of our models and peers on FERPlus and FER2013, in one run")
     p_accuracy.add_argument("--balance", nargs="+", type=in_range(0, 1), default=[0.0], help="class-prior corrections to report per model (default: 0)")
     p_robustness = sub.add_parser("robustness", help="FERPlus test accuracy of our models and peers under blur, noise, dark, JPEG, tilt, masks ...")

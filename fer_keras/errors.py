@@ -88,6 +88,15 @@ def in_range(low: float, high: float, *, low_open: bool = False) -> Callable[[st
     return parse
 
 
+def file_stem(text: str) -> str:
+    """An argparse ``type`` for a file name without folders (``--name``): outputs go under ``--out``."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if text in (".", "..") or "/" in text or os.sep in text:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a file name, without folders (outputs go under --out)")
+    return text
+
+
 def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
     """Wraps a CLI ``main(argv)`` so a UserError or OSError prints one line on stderr and exits 2.
 

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import __version__  # noqa: E402
-from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry  # noqa: E402
+from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry, file_stem  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  # noqa: E402
 
@@ -318,7 +318,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)
     parser.add_argument("--io", default="uint8", choices=IO_TYPES, help="int8 models' input/output type (default uint8: raw pixels)")
     parser.add_argument("--out", type=Path, help="output folder (required unless --restamp)")
-    parser.add_argument("--name", help="file stem (default: the model file's folder name)")
+    parser.add_argument("--name", type=file_stem, help="file stem (default: the model file's folder name)")
     parser.add_argument("--labels", help="comma-separated labels, when the model has no run folder")
     parser.add_argument("--data-dir", help="dataset root for calibration and parity (default: the run's, $FER_KERAS_DATA, kagglehub)")
     parser.add_argument("--label-set", choices=("fer2013", "ferplus", "folder"), help="default: the run's")

@@ -30,6 +30,13 @@ def test_bad_arguments_give_one_error_line_and_exit_2(capsys):
     )
     assert cli.main(["benchmark", "latency", "--no-such-flag"]) == 2
     assert capsys.readouterr().err == "error: python -m fer_keras.benchmark: unrecognized arguments: --no-such-flag (see --help)\n"
+    # A --name with folders would write outside --out (export failed on its temporary file, after writing parity.json).
+    assert cli.main(["export", "--model", "m.keras", "--out", "unused", "--name", "a/b"]) == 2
+    assert capsys.readouterr().err == (
+        "error: python -m fer_keras.export: argument --name: 'a/b' must be a file name, without folders (outputs go under --out) (see --help)\n"
+    )
+    assert cli.main(["benchmark", "latency", "--tflite", "fast", "--name", ""]) == 2
+    assert capsys.readouterr().err == "error: python -m fer_keras.benchmark latency: argument --name: must not be empty (see --help)\n"
 
 
 def test_every_listed_command_has_a_main(capsys):
