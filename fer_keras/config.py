@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -120,6 +121,9 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise UserError(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
+        # The run folder is <time>-<name>, and a resume looks for it by that pattern.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise UserError(f"name={self.name!r} must start with a letter or digit and hold only letters, digits, '.', '_' and '-' (it names the run folder)")
         for key in ("data.val_fraction", "data.test_fraction", "train.ema_momentum", "model.dropout", "train.label_smoothing"):
             value = attrgetter(key)(self)
             if not 0.0 <= value < 1.0:
@@ -216,6 +220,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise UserError(f"{key}={value!r} is not a valid {target.__name__}") from None
 
 
+def _parse_value(raw: str) -> Any:
+    """An override's value as YAML reads it (``5``, ``true``, ``3e-4``); text YAML cannot parse (``*``, ``[``) stays text for the type check."""
+    if not raw.strip():
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """Applies ``section.key=value`` overrides to a config.
 
@@ -245,7 +259,7 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise UserError(f"{key.strip()} is a section, not a value: set its keys ({fields})")
         if parts[-1] not in node:
             raise UserError(_unknown_key_message(key))
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+        node[parts[-1]] = _parse_value(raw)
     resolved = _from_dict(ExperimentConfig, values, "")
     resolved.validate()
     return resolved

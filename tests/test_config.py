@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from fer_keras.config import ExperimentConfig, apply_overrides, load_config
@@ -48,6 +50,14 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["data.val_fraction=0.5", "data.test_fraction=0.5"])
     with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):
         apply_overrides(ExperimentConfig(), ["data.soft_labels=true"])
+    # The name makes the run folder <time>-<name>: no folders inside it, no glob characters for the resume search.
+    for bad in ("a/b", "", "*", "-x"):
+        with pytest.raises(UserError, match=f"^name='{re.escape(bad)}' must start with a letter or digit"):
+            apply_overrides(ExperimentConfig(), [f"name={bad}"])
+    assert apply_overrides(ExperimentConfig(), ["name=ferplus_vgg-2.1"]).name == "ferplus_vgg-2.1"
+    # A value YAML cannot parse is checked as text, not a YAML traceback.
+    with pytest.raises(UserError, match=r"^train.epochs='\[' is not a valid int$"):
+        apply_overrides(ExperimentConfig(), ["train.epochs=["])
 
 
 def test_yaml_file_loads_and_rejects_unknown_sections(tmp_path):
