@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -261,8 +262,23 @@ def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> Experimen
             raise UserError(_unknown_key_message(key))
         node[parts[-1]] = _parse_value(raw)
     resolved = _from_dict(ExperimentConfig, values, "")
+    _expand_home(resolved)
     resolved.validate()
     return resolved
+
+
+# Keys holding paths. A shell expands "~" only at the start of a word, so not in a YAML file, sh's
+# key=value arguments or quoted ones: it is expanded here.
+PATH_KEYS = ("output_dir", "data.data_dir", "data.teacher", "train.init_from", "model.weights")
+
+
+def _expand_home(config: ExperimentConfig) -> None:
+    for key in PATH_KEYS:
+        section, _, name = key.rpartition(".")
+        owner = attrgetter(section)(config) if section else config
+        value = getattr(owner, name)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(owner, name, os.path.expanduser(value))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:

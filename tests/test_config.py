@@ -1,3 +1,4 @@
+import os
 import re
 
 import pytest
@@ -55,6 +56,10 @@ def test_bad_values_are_rejected():
         with pytest.raises(UserError, match=f"^name='{re.escape(bad)}' must start with a letter or digit"):
             apply_overrides(ExperimentConfig(), [f"name={bad}"])
     assert apply_overrides(ExperimentConfig(), ["name=ferplus_vgg-2.1"]).name == "ferplus_vgg-2.1"
+    # "~" in a path is the home folder, as in a shell (which leaves it alone inside YAML or quotes).
+    home = os.path.expanduser("~")
+    config = apply_overrides(ExperimentConfig(), ["output_dir=~/runs", "train.init_from=~/m.keras", "model.weights=~/w.h5"])
+    assert (config.output_dir, config.train.init_from, config.model.weights) == (f"{home}/runs", f"{home}/m.keras", f"{home}/w.h5")
     # A value YAML cannot parse is checked as text, not a YAML traceback.
     with pytest.raises(UserError, match=r"^train.epochs='\[' is not a valid int$"):
         apply_overrides(ExperimentConfig(), ["train.epochs=["])
