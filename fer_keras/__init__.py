@@ -10,9 +10,10 @@ import os
 __version__ = "0.7.0"
 
 # Quiet native-library chatter on stderr (users can still override): TensorFlow's C++ logs, and
-# OpenCV/FFmpeg warnings that would otherwise precede our one-line errors for bad media.
+# OpenCV/FFmpeg messages that would otherwise precede our one-line errors for bad media (OpenCV
+# logs a broken GIF at its ERROR level; every failure it logs reaches the user as our own error).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 

@@ -335,6 +335,8 @@ def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
         ("notes.txt", "not an image or video"),
         ("fake.mp4", "fake.mp4: cannot open video"),
         ("fake.jpg", "fake.jpg: not a readable image"),
+        ("fake.gif", "fake.gif: not a readable image"),  # OpenCV logs its GIF reader's failure at ERROR level
+        ("fake.heic", "fake.heic: not a readable image"),
         ("9", "9: cannot open camera"),
         ("/dev/null", "/dev/null: cannot open camera"),  # a device file is a camera, as /dev/video0
     ],
@@ -343,6 +345,8 @@ def test_bad_sources_exit_2_with_one_line(tmp_path, source, message):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "fake.mp4").write_bytes(b"\x00" * 100)
     (tmp_path / "fake.jpg").write_bytes(b"\x00" * 100)
+    (tmp_path / "fake.gif").write_bytes(b"GIF89a")
+    (tmp_path / "fake.heic").write_bytes(b"\x00" * 100)
     path = source if source.isdigit() or source.startswith("/dev/") else tmp_path / source
     done = _detect("--source", path, "--out", tmp_path / "out")
     assert done.returncode == 2
