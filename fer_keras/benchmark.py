@@ -340,7 +340,7 @@ def parse_peers(paths: list[Path], labels: list[str], value_ranges: list[str]) -
     Raises:
         UserError: When the counts differ, a file is missing, or a range is not LOW,HIGH.
     """
-    from fer_keras.evaluate import parse_value_range
+    from fer_keras.runtime import parse_value_range
 
     if not len(paths) == len(labels) == len(value_ranges):
         raise UserError("each --peer needs its own --peer-labels and --peer-value-range")

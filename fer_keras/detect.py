@@ -22,6 +22,7 @@ from fer_keras.display import Display
 from fer_keras.errors import ArgumentParser, UserError, at_least, check_at_least, cli_entry, in_range
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_keras.files import write_atomic, write_json
+from fer_keras.runtime import EmotionClassifier, parse_value_range
 from fer_keras.sources import classify_source, folder_media, is_video_file, open_video, read_image
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
@@ -48,6 +49,8 @@ class DetectOptions:
     progress: bool = True
     detect_size: int | None = None
     balance: float = 0.0
+    labels: list[str] | None = None  # a third-party .tflite without our metadata: its labels, in output order
+    value_range: tuple[float, float] | None = None  # and its input range (ours take raw 0-255 pixels)
 
 
 @dataclass
@@ -274,8 +277,11 @@ def run_detect(options: DetectOptions) -> dict:
     check_at_least("--max-frames", options.max_frames, 0)
     kind = classify_source(options.source)
     started = time.perf_counter()
+    model = options.model
+    if options.labels or options.value_range:
+        model = EmotionClassifier(options.model, options.threads, options.labels, options.value_range, options.balance)
     analyzer = FrameAnalyzer(
-        options.detector, options.model, options.smooth, options.margin, options.min_face, options.max_faces,
+        options.detector, model, options.smooth, options.margin, options.min_face, options.max_faces,
         options.detector_model, options.threads, options.detect_size, options.balance,
     )
     outputs = Outputs(options.out, analyzer.labels, Path(options.source) if kind == "folder" else None) if options.out else None
@@ -344,6 +350,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
     parser.add_argument("--detect-size", type=at_least(0), metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
+    parser.add_argument("--labels", help="comma-separated labels, in output order, of a third-party .tflite without our metadata")
+    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of such a model, e.g. --value-range=-1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
     parser.add_argument("--show", action="store_true", help="live window (q or Esc stops; a still waits for a key): OpenCV's where its build has a GUI, else Tk")
@@ -365,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
-        detect_size=args.detect_size, balance=args.balance,
+        detect_size=args.detect_size, balance=args.balance, labels=args.labels.split(",") if args.labels else None,
+        value_range=parse_value_range(args.value_range, "--value-range") if args.value_range else None,
     )
     if options.annotate and options.out is None:
         raise UserError("--annotate needs --out DIR")

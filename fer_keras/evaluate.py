@@ -26,6 +26,7 @@ from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, 
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
+from fer_keras.runtime import parse_value_range  # noqa: E402
 
 
 @dataclass
@@ -443,19 +444,6 @@ def evaluate(
             write_atomic(out / name, png)
         write_report(out, metrics, figures)
     return metrics
-
-
-def parse_value_range(text: str, flag: str) -> tuple[float, float]:
-    """A ``LOW,HIGH`` input range from the command line.
-
-    Raises:
-        UserError: When ``text`` is not two comma-separated numbers.
-    """
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. -1,1)") from None
-    return low, high
 
 
 def build_parser() -> ArgumentParser:

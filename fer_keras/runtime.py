@@ -63,6 +63,19 @@ def open_interpreter(path: Path, **options):
     return interpreter
 
 
+def parse_value_range(text: str, flag: str) -> tuple[float, float]:
+    """A ``LOW,HIGH`` input range from the command line.
+
+    Raises:
+        UserError: When ``text`` is not two comma-separated numbers.
+    """
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. -1,1)") from None
+    return low, high
+
+
 def packaged_model_path(name: str) -> Path:
     """The file of a model shipped inside the package (``default``, ``fast``, ``accurate``).
 

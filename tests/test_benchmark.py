@@ -6,8 +6,7 @@ import pytest
 
 from fer_keras import benchmark
 from fer_keras import export as exporter
-from fer_keras.evaluate import parse_value_range
-from fer_keras.runtime import packaged_model_path
+from fer_keras.runtime import packaged_model_path, parse_value_range
 
 
 @pytest.fixture(scope="module")

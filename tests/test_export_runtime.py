@@ -114,6 +114,36 @@ def test_metadata_reads_back_without_sidecars(exported, tmp_path):
     assert EmotionClassifier(lone, value_range=(0, 255)).value_range == (0, 255)
 
 
+def test_detect_runs_a_third_party_model_with_its_labels_and_input_range(trained_tiny, tmp_path):
+    """A .tflite without our metadata (as the fer package's): detect takes its labels and input range as flags."""
+    import csv
+
+    from conftest import REPO
+    from fer_keras import detect
+
+    model, _, _, _ = trained_tiny
+    # A third party's model taking -1..1: ours, with its rescaling undone in front.
+    import keras
+
+    pixels = keras.Input((48, 48, 1))
+    third_party = keras.Model(pixels, model(keras.layers.Rescaling(127.5, offset=127.5)(pixels)))
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(exporter.convert(third_party, "float32"))
+    photo = str(REPO / "tests" / "data" / "two_people.jpg")
+    args = ["--source", photo, "--no-progress", "--model", str(bare)]
+    assert detect.main([*args, "--out", str(tmp_path / "plain"), "--labels", "x,y,z", "--value-range=-1,1"]) == 0
+    with open(tmp_path / "plain" / "detections.csv") as rows:
+        named = list(csv.DictReader(rows))
+    assert len(named) == 2 and {"x", "y", "z"} <= set(named[0]) and named[0]["emotion"] in ("x", "y", "z")
+    # The same faces through our own export of the network: the same answers.
+    exporter.export(model, ("x", "y", "z"), tmp_path / "ours", "float32", "float32", None, None, None, "ours", "synthetic")
+    assert detect.main([*args[:-1], str(tmp_path / "ours" / "ours_float32.tflite"), "--out", str(tmp_path / "ours_out")]) == 0
+    with open(tmp_path / "ours_out" / "detections.csv") as rows:
+        assert [row["emotion"] for row in csv.DictReader(rows)] == [row["emotion"] for row in named]
+    assert detect.main([*args, "--labels", "x,y"]) == 2
+    assert detect.main([*args, "--value-range=-1"]) == 2
+
+
 def _standard_metadata(model: bytes) -> dict:
     """Reads back the fields tools use from the TFLite Metadata standard's record, by the schema's slot numbers.
 
