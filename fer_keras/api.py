@@ -152,15 +152,11 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
 def load_image(image) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, an image URL, a Pillow image (RGB) or an array.
 
-    A URL (``https://host/photo.jpg``) is read through OpenCV's FFmpeg, as ``detect --source``
-    reads one. An array is taken in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8
+    A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. An array is taken in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8
     0-255, or floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML code hold images).
     """
     import cv2
 
-    if isinstance(image, str) and "://" in image:
-        with open_video(image, max_frames=1) as picture:
-            return next(iter(picture)).image
     if isinstance(image, (str, Path)):
         return read_image(image)
     if hasattr(image, "convert"):  # a Pillow image, turned upright as its EXIF orientation says (as imread does for paths)

@@ -161,7 +161,7 @@ def _timeline_plots(out: Path, name: str, source: str, series: dict[int, list[tu
         save_figure(fig, out / f"timeline_{name}_track{track_id}.png")
 
 
-def _process_image(path: Path, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
+def _process_image(path: str | Path, analyzer: FrameAnalyzer, options: DetectOptions, outputs: Outputs | None, record: RunRecord, display: Display) -> None:
     import cv2
 
     from fer_keras.annotate import annotate
@@ -305,7 +305,7 @@ def run_detect(options: DetectOptions) -> dict:
                     print(f"skipped: {err}", file=sys.stderr)
                     record.skipped.append({"source": str(path), "error": str(err)})
         elif kind == "image":
-            _process_image(Path(options.source), analyzer, options, outputs, record, display)
+            _process_image(options.source, analyzer, options, outputs, record, display)
         else:
             _process_video(options.source, analyzer, options, outputs, record, display)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -166,11 +167,15 @@ class Video:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as a BGR uint8 (H, W, 3) array.
+    """An image file, or an image's URL (read through OpenCV's FFmpeg), as a BGR uint8 (H, W, 3) array.
 
     Raises:
-        UserError: When the file is missing or cannot be decoded (a corrupt file, or not an image).
+        UserError: When the file is missing or cannot be decoded (a corrupt file, or not an image),
+            or the URL cannot be read.
     """
+    if isinstance(path, str) and "://" in path:
+        with open_video(path, max_frames=1) as picture:
+            return next(iter(picture)).image
     path = Path(path)
     frame = decode_image(path)
     if frame is None:
@@ -231,7 +236,7 @@ def open_video(source: str, every: int = 1, max_frames: int = 0) -> Video:
 
 
 def classify_source(source: str) -> str:
-    """``camera``, ``url``, ``image``, ``video`` or ``folder``.
+    """``camera``, ``url`` (a stream, or a video's URL), ``image`` (a file, or a photo's URL), ``video`` or ``folder``.
 
     Raises:
         UserError: When a path does not exist or is not media.
@@ -239,7 +244,9 @@ def classify_source(source: str) -> str:
     if _is_camera(source):
         return "camera"
     if "://" in source:
-        return "url"
+        # A photo's URL is an image (a GIF may be animated: FFmpeg reads it as a stream).
+        still = Path(urlparse(source).path).suffix.lower() in IMAGE_SUFFIXES - {".gif"}
+        return "image" if still else "url"
     path = Path(source)
     if path.is_dir():
         return "folder"

@@ -147,10 +147,16 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
             frames = list(video)
         assert not video.live and video.frame_count == 12
         assert [f.index for f in frames] == list(range(12)) and frames[3].time_s == pytest.approx(0.3)
-        # The API reads a photo's URL as detect --source does.
-        assert len(fer_keras.analyze(f"http://127.0.0.1:{server.server_address[1]}/photo.jpg")) == 2
+        # A photo's URL is an image, to detect and the API alike.
+        photo_url = f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+        assert len(fer_keras.analyze(photo_url)) == 2
         with pytest.raises(UserError, match="missing.jpg: cannot open stream"):
             fer_keras.analyze(f"http://127.0.0.1:{server.server_address[1]}/missing.jpg")
+        done = _detect("--source", photo_url, "--out", tmp_path / "out", "--annotate")
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["kind"] == "image" and summary["sources"] == [{"source": photo_url, "kind": "image", "frames": 1, "faces": 2}]
+        assert [path.name for path in (tmp_path / "out" / "annotated").iterdir()] == ["photo.jpg"]
     finally:
         server.shutdown()
     # Live, --every N still thins the frames: the newest, but at least N after the last one analyzed.
