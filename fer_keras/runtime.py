@@ -72,7 +72,7 @@ def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. -1,1)") from None
+        raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. {flag}=-1,1: with '=', as argparse reads -1,1 alone as a flag)") from None
     return low, high
 
 

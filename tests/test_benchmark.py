@@ -6,6 +6,7 @@ import pytest
 
 from fer_keras import benchmark
 from fer_keras import export as exporter
+from fer_keras.errors import UserError
 from fer_keras.runtime import packaged_model_path, parse_value_range
 
 
@@ -20,6 +21,8 @@ def tiny_tflite(trained_tiny, tmp_path_factory):
 def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, tiny_tflite):
     peer = str(tiny_tflite)
     assert parse_value_range("-1,1", "--x") == (-1.0, 1.0)
+    with pytest.raises(UserError, match=r"^--x '-1' must look like LOW,HIGH \(e.g. --x=-1,1: with '=', as argparse"):
+        parse_value_range("-1", "--x")
     assert benchmark.parse_peers([tiny_tflite], ["a,b,c"], ["0,255"]) == [(tiny_tflite, "a,b,c", (0.0, 255.0))]
     out = ["--out", str(tmp_path)]
     assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", *out]) == 2
