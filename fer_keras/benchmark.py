@@ -19,7 +19,7 @@ DEFAULT_OUT = Path("experiments/benchmarks")
 def cpu_name() -> str:
     """The CPU model name, for labelling measurements."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

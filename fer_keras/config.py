@@ -300,7 +300,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise UserError(f"{path}: config file not found")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(values, dict):
@@ -316,4 +316,4 @@ def load_run_config(run_dir: Path, data_dir: str | None = None) -> ExperimentCon
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
     """Writes the resolved config as YAML."""
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")

@@ -402,7 +402,7 @@ def run_data_settings(run_dir: Path) -> dict:
         return {}
     import yaml
 
-    data = yaml.safe_load(config.read_text()).get("data", {})
+    data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data", {})
     keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed"}
     return {
         "label_set": data.get("label_set"),

@@ -78,10 +78,10 @@ class Outputs:
         self._names: set[str] = set()
         out.mkdir(parents=True, exist_ok=True)
         self.labels = labels
-        self._csv_file = open(out / "detections.csv.tmp", "w", newline="")
+        self._csv_file = open(out / "detections.csv.tmp", "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["source", "frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "score", *labels])
-        self._jsonl = open(out / "detections.jsonl.tmp", "w")
+        self._jsonl = open(out / "detections.jsonl.tmp", "w", encoding="utf-8")
 
     def name_for(self, source: str) -> str:
         """The stem of one source's annotated media and timeline plots, unique within the run.

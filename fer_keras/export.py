@@ -224,7 +224,7 @@ def restamp(tflite_path: Path, class_prior: list[float], labels: tuple[str, ...]
     write_atomic(tflite_path, embed_metadata(flatbuffer, metadata))
     sidecar = tflite_path.parent / "model.json"
     if sidecar.is_file():
-        described = json.loads(sidecar.read_text())
+        described = json.loads(sidecar.read_text(encoding="utf-8"))
         if described.get("file") == tflite_path.name:
             write_json(sidecar, {**described, **class_prior_metadata(class_prior)})
     return metadata

@@ -18,7 +18,7 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 def cpu_supports_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True when the CPU advertises native bfloat16 arithmetic (AVX-512 BF16 or AMX)."""
     try:
-        flags = cpuinfo.read_text()
+        flags = cpuinfo.read_text(encoding="utf-8")
     except OSError:
         return False
     return any(flag in flags.split() for flag in BF16_CPU_FLAGS)

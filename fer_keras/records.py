@@ -94,7 +94,7 @@ def recorded_labels(model_path: Path | str) -> tuple[str, ...] | None:
     metrics = Path(model_path).parent / "metrics.json"
     if not metrics.is_file():
         return None
-    return tuple(json.loads(metrics.read_text()).get("labels", ())) or None
+    return tuple(json.loads(metrics.read_text(encoding="utf-8")).get("labels", ())) or None
 
 
 def shared_labels(model_paths: list[Path]) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ def quiet_native_stderr():
     """
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
         os.dup2(devnull.fileno(), 2)
     try:
         yield

@@ -323,6 +323,29 @@ def test_heic_and_avif_photos_are_read(tmp_path):
     assert summary["skipped"] == [{"source": str(folder / "broken.heic"), "error": f"{folder / 'broken.heic'}: not a readable image"}]
 
 
+def test_outputs_are_utf8_whatever_the_locale(tmp_path):
+    """Files named in any script are written as UTF-8, not in the locale's encoding (Windows' cp1252 cannot hold them)."""
+    folder = tmp_path / "фото"
+    folder.mkdir()
+    (folder / "写真.jpg").write_bytes((DATA / "two_people.jpg").read_bytes())
+    config = tmp_path / "données.yaml"
+    config.write_text(f"data:\n  data_dir: {folder}\n", encoding="utf-8")
+    code = (
+        "import sys; from fer_keras.config import load_config; from fer_keras.detect import main\n"
+        "assert load_config(sys.argv[1]).data.data_dir == sys.argv[2]\n"
+        "sys.exit(main(['--source', sys.argv[2], '--out', sys.argv[3], '--no-progress']))\n"
+    )
+    # Python's EncodingWarning flags every open() that would use the locale's encoding.
+    done = subprocess.run(
+        [sys.executable, "-X", "warn_default_encoding", "-c", code, str(config), str(folder), str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stderr.splitlines() if "EncodingWarning" in line and "fer_keras" in line]
+    rows = (tmp_path / "out" / "detections.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 3 and all("фото/写真.jpg" in row for row in rows[1:])
+
+
 def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
