@@ -21,7 +21,7 @@ import numpy as np
 from fer_keras.errors import UserError, check_at_least
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
-from fer_keras.sources import open_video, read_image
+from fer_keras.sources import open_video, pillow_to_bgr, read_image
 from fer_keras.tracking import IoUTracker
 
 
@@ -152,17 +152,16 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
 def load_image(image) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, an image URL, a Pillow image (RGB) or an array.
 
-    A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. An array is taken in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8
-    0-255, or floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML code hold images).
+    A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. An array is taken
+    in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, or floats, read as 0-1
+    when none exceeds 1 (as scikit-image and most ML code hold images).
     """
     import cv2
 
     if isinstance(image, (str, Path)):
         return read_image(image)
-    if hasattr(image, "convert"):  # a Pillow image, turned upright as its EXIF orientation says (as imread does for paths)
-        from PIL import ImageOps
-
-        return cv2.cvtColor(np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR)
+    if hasattr(image, "convert"):  # a Pillow image
+        return pillow_to_bgr(image)
     frame = np.asarray(image)
     check_pixels(frame, "image")
     frame = as_uint8(frame)

@@ -87,12 +87,10 @@ class BlazeFaceDetector:
     KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth", "left_ear", "right_ear")
 
     def __init__(self, variant: str = "full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int | None = None, tiles: int = 0):
-        from importlib import resources
-
-        from fer_keras.runtime import open_interpreter
+        from fer_keras.runtime import open_interpreter, packaged_resource
 
         filename, self.size, strides, per_cell = self.VARIANTS[variant]
-        path = Path(str(resources.files("fer_keras.resources").joinpath("detectors", filename)))
+        path = packaged_resource("detectors", filename)
         self.name = "blazeface" if variant == "full" else f"blazeface_{variant}"
         self.min_score, self.nms_iou, self.tiles = min_score, nms_iou, tiles
         self._interpreter = open_interpreter(path, num_threads=num_threads)

@@ -76,13 +76,18 @@ def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     return low, high
 
 
+def packaged_resource(*parts: str) -> Path:
+    """A file or folder under ``fer_keras/resources`` (models, detectors) as a filesystem path."""
+    return Path(str(resources.files("fer_keras.resources").joinpath(*parts)))
+
+
 def packaged_model_path(name: str) -> Path:
     """The file of a model shipped inside the package (``default``, ``fast``, ``accurate``).
 
     Raises:
         UserError: When no model of that name is packaged.
     """
-    path = Path(str(resources.files("fer_keras.resources").joinpath("models", f"{PACKAGED_ALIASES.get(name, name)}.tflite")))
+    path = packaged_resource("models", f"{PACKAGED_ALIASES.get(name, name)}.tflite")
     if not path.is_file():
         raise UserError(f"no packaged model named {name!r} (packaged: {', '.join(available_packaged_models()) or 'none'})")
     return path
@@ -90,7 +95,7 @@ def packaged_model_path(name: str) -> Path:
 
 def available_packaged_models() -> list[str]:
     """Names of the models shipped inside the package."""
-    folder = Path(str(resources.files("fer_keras.resources").joinpath("models")))
+    folder = packaged_resource("models")
     shipped = sorted(p.stem for p in folder.glob("*.tflite")) if folder.is_dir() else []
     return sorted(shipped + [alias for alias, target in PACKAGED_ALIASES.items() if target in shipped])
 

@@ -205,18 +205,24 @@ def decode_image(path: str | Path) -> np.ndarray | None:
     return _read_with_pillow(path) if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
-def _read_with_pillow(path: Path) -> np.ndarray | None:
-    """A file of ``PILLOW_SUFFIXES`` as BGR, upright as its orientation says (as imread turns others); None when undecodable."""
+def pillow_to_bgr(image) -> np.ndarray:
+    """A Pillow image as a BGR uint8 (H, W, 3) array, turned upright as its EXIF orientation says (as imread turns files)."""
     import cv2
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
+
+    return cv2.cvtColor(np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR)
+
+
+def _read_with_pillow(path: Path) -> np.ndarray | None:
+    """A file of ``PILLOW_SUFFIXES`` as BGR, upright; None when undecodable."""
+    from PIL import Image
 
     register_pillow_formats()
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            return pillow_to_bgr(image)
     except (OSError, ValueError, SyntaxError):  # Pillow's errors for missing or undecodable files
         return None
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def _is_camera(source: str | int) -> bool:
