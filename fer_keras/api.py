@@ -150,11 +150,12 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
 
 
 def load_image(image) -> np.ndarray:
-    """A BGR uint8 (H, W, 3) array from a path, an image URL, a Pillow image (RGB) or an array.
+    """A BGR uint8 (H, W, 3) array from a path, an image URL, a Pillow image (any mode) or an array.
 
     A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. An array is taken
-    in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, or floats, read as 0-1
-    when none exceeds 1 (as scikit-image and most ML code hold images).
+    in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, uint16 0-65535 (16-bit
+    files read unchanged), or floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML
+    code hold images). A Pillow image of 16 or 32 bits is scaled as ``sources.eight_bit_upright`` says.
     """
     import cv2
 
@@ -177,7 +178,7 @@ def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, b
     """Emotions of every face in one image.
 
     Args:
-        image: A file path, an image URL, a Pillow image, or an array: BGR, BGRA or gray, uint8 0-255 or floats 0-1.
+        image: A file path, an image URL, a Pillow image, or an array: BGR, BGRA or gray, uint8 0-255, uint16 0-65535 or floats 0-1.
         detector: Face detector name.
         model: ``.tflite`` path or packaged model name (None: the packaged default).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).

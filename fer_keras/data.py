@@ -20,12 +20,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from fer_keras import labels as taxonomy
 from fer_keras.config import ExperimentConfig
 from fer_keras.errors import UserError, missing_train_extra
-from fer_keras.sources import register_pillow_formats
+from fer_keras.sources import eight_bit_upright, register_pillow_formats
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +127,10 @@ def list_class_folders(root: Path) -> dict[str, list[Path]]:
 def to_uint8_array(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """Converts a Pillow image of any mode and bit depth to a (size, size, channels) uint8 array.
 
-    The image is turned upright as its EXIF orientation says (phone photos are stored sideways), as
-    OpenCV's ``imread`` does for ``detect`` and ``evaluate --crop-faces``.
+    The image is turned upright as its EXIF orientation says (phone photos are stored sideways) and
+    brought to 8 bits as ``detect`` and the API read it (``sources.eight_bit_upright``).
     """
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        wide = np.asarray(image, dtype=np.float64)
-        peak = wide.max() or 1.0
-        image = Image.fromarray((wide * (255.0 / peak)).clip(0, 255).astype(np.uint8))
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = eight_bit_upright(image).convert("L" if channels == 1 else "RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)

@@ -212,7 +212,7 @@ class EmotionClassifier:
         """Emotion probabilities for a batch of faces, all in one invoke.
 
         Args:
-            faces: A list of crops of any size (gray, BGR or BGRA; uint8 0-255 or floats 0-1), an
+            faces: A list of crops of any size (gray, BGR or BGRA; uint8 0-255, uint16 or floats 0-1), an
                 array (N, H, W[, C]), or one crop as an array (H, W[, 1|3|4]).
 
         Returns:
@@ -271,16 +271,21 @@ def check_pixels(pixels: np.ndarray, what: str) -> None:
 def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
-    Other values are rounded and clipped to 0-255 (``check_pixels`` refuses NaN and infinities first).
+    uint16 pixels (16-bit files read unchanged, machine-vision cameras) are scaled from 0-65535, as
+    OpenCV and scikit-image convert them. Other values are rounded and clipped to 0-255
+    (``check_pixels`` refuses NaN and infinities first).
     """
     if pixels.dtype == np.uint8:
         return pixels
-    scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) and pixels.max() <= 1.0 else 1.0
+    if pixels.dtype == np.uint16:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 255.0 if np.issubdtype(pixels.dtype, np.floating) and pixels.max() <= 1.0 else 1.0
     return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
 
 
 def to_model_input(faces: np.ndarray | Sequence[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
-    """Face crops (any size; gray, BGR or BGRA; uint8 0-255 or floats 0-1) as a model input batch (N, height, width, channels) float32 0-255.
+    """Face crops (any size; gray, BGR or BGRA; uint8 0-255, uint16 or floats 0-1) as a model input batch (N, height, width, channels) float32 0-255.
 
     ``faces`` is a list of crops, an array (N, H, W[, C]), or one crop as an array (H, W) or
     (H, W, 1|3|4). Colour crops are taken as OpenCV's BGR order; shrinking uses area averaging,

@@ -202,15 +202,38 @@ def decode_image(path: str | Path) -> np.ndarray | None:
     import cv2
 
     path = Path(path)
-    return _read_with_pillow(path) if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
+    frame = None if path.suffix.lower() in PILLOW_SUFFIXES else cv2.imread(str(path), cv2.IMREAD_COLOR)
+    # Pillow also reads what OpenCV cannot among its formats: 32-bit integer and float TIFFs.
+    return _read_with_pillow(path) if frame is None else frame
+
+
+def eight_bit_upright(image):
+    """A Pillow image in an 8-bit mode, turned upright as its EXIF orientation says (as imread turns files).
+
+    16-bit images are scaled from 0-65535, as OpenCV and scikit-image read them; 32-bit integer
+    and float images, whose range the file does not state, from 0 to their brightest pixel, or
+    from 0-1 for floats none of which exceeds 1. Pillow's own conversion clips them to white.
+    """
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return image
+    wide = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        peak = 65535.0
+    elif image.mode == "F" and wide.max() <= 1.0:
+        peak = 1.0
+    else:
+        peak = wide.max() or 1.0
+    return Image.fromarray(np.clip(np.rint(wide * (255.0 / peak)), 0, 255).astype(np.uint8))
 
 
 def pillow_to_bgr(image) -> np.ndarray:
-    """A Pillow image as a BGR uint8 (H, W, 3) array, turned upright as its EXIF orientation says (as imread turns files)."""
+    """A Pillow image of any mode and bit depth as a BGR uint8 (H, W, 3) array, upright (``eight_bit_upright``)."""
     import cv2
-    from PIL import ImageOps
 
-    return cv2.cvtColor(np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(np.asarray(eight_bit_upright(image).convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
 def _read_with_pillow(path: Path) -> np.ndarray | None:

@@ -103,6 +103,34 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
         fer_keras.analyze(broken)
 
 
+def test_16_bit_and_float_images_read_as_their_8_bit_pixels(tmp_path):
+    """16-bit PNGs and arrays (full range 0-65535), 32-bit and float TIFFs (OpenCV reads neither) as the 8-bit image."""
+    import cv2
+    from PIL import Image
+
+    from fer_keras.api import load_image
+    from fer_keras.data import read_images
+
+    gray = cv2.imread(str(DATA / "two_people.jpg"), cv2.IMREAD_GRAYSCALE)
+    eight_bit = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    files = {"deep.png": gray.astype(np.uint16) * 257, "float.tif": gray / np.float32(255), "int32.tif": gray.astype(np.int32) * 1000}
+    for name, pixels in files.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+        # A path, the file opened by Pillow (whose own convert() clipped 16-bit pixels to white) and detect's reader.
+        for image in (tmp_path / name, Image.open(tmp_path / name)):
+            assert np.abs(load_image(image).astype(int) - eight_bit).max() <= 1, (name, image)
+    wide = cv2.imread(str(tmp_path / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert wide.dtype == np.uint16 and np.array_equal(load_image(wide), eight_bit)
+    expected = [(f.box, f.emotion) for f in fer_keras.analyze(eight_bit)]
+    assert len(expected) == 2 and [(f.box, f.emotion) for f in fer_keras.analyze(wide)] == expected
+    # Training reads the same files to the same pixels.
+    images, ok, _ = read_images([tmp_path / name for name in files], size=gray.shape[0], channels=1)
+    assert ok.all()
+    square = cv2.resize(gray, (gray.shape[0],) * 2, interpolation=cv2.INTER_LINEAR)
+    for image in images:
+        assert np.abs(image[..., 0].astype(int) - square).mean() < 2
+
+
 def test_the_package_lists_its_lazy_api_without_loading_it():
     code = "import sys, fer_keras; print(sorted(set(fer_keras.__all__) - set(dir(fer_keras))), 'fer_keras.api' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
