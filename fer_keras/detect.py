@@ -125,7 +125,8 @@ def _safe_name(path: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in path).strip("_") or "source"
 
 
-def _track_summaries(analyzer: FrameAnalyzer, source: str, fps: float) -> list[dict]:
+def _track_summaries(analyzer: FrameAnalyzer, source: str, times: dict[int, float]) -> list[dict]:
+    """Each track's frames, first and last time (``times``: each analyzed frame's time by its number) and emotions."""
     summaries = []
     for track in analyzer.tracker.all_tracks():
         counts = Counter(emotion for _, emotion in track.history)
@@ -134,8 +135,8 @@ def _track_summaries(analyzer: FrameAnalyzer, source: str, fps: float) -> list[d
             "source": source,
             "track_id": track.track_id,
             "frames": total,
-            "first_time_s": round(track.history[0][0] / fps, 3),
-            "last_time_s": round(track.history[-1][0] / fps, 3),
+            "first_time_s": round(times[track.history[0][0]], 3),
+            "last_time_s": round(times[track.history[-1][0]], 3),
             "dominant_emotion": counts.most_common(1)[0][0],
             "time_share": {emotion: round(n / total, 4) for emotion, n in counts.most_common()},
         })
@@ -175,7 +176,7 @@ def _process_image(path: str | Path, analyzer: FrameAnalyzer, options: DetectOpt
     record.faces += len(faces)
     record.frames_without_faces += not faces
     record.sources.append({"source": str(path), "kind": "image", "frames": 1, "faces": len(faces)})
-    record.tracks += _track_summaries(analyzer, str(path), 1.0)
+    record.tracks += _track_summaries(analyzer, str(path), {0: 0.0})
     if outputs is not None:
         outputs.write(str(path), 0, 0.0, faces)
     if options.annotate or display.enabled:
@@ -191,11 +192,10 @@ def _process_image(path: str | Path, analyzer: FrameAnalyzer, options: DetectOpt
 
 
 def frames_to_write(time_s: float, fps: float, written: int) -> int:
-    """How many copies of an annotated frame keep a video written at ``fps`` in step with the frames' times.
+    """How many copies of a live source's annotated frame keep a video written at ``fps`` in step with the frames' times.
 
-    One per analyzed frame of a file (its times are its frame numbers over its rate). A live source
-    analyzed slower than its camera delivers gets repeats, so the recording plays in real time
-    rather than fast.
+    A live source analyzed slower than its camera delivers gets repeats, so the recording plays in
+    real time rather than fast. (A file's analyzed frames are written once each.)
     """
     return max(1, round(time_s * fps) + 1 - written)
 
@@ -210,6 +210,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
     name = outputs.name_for(source) if outputs is not None else None
     writer, written = None, 0
     series: dict[int, list] = {}
+    times: dict[int, float] = {}
     faces_here = frames_here = 0
     with open_video(source, options.every, options.max_frames) as video:
         writer_fps = video.fps / video.every
@@ -221,6 +222,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
         try:
             for frame in video:
                 faces = analyzer(frame.image, frame.index)
+                times[frame.index] = frame.time_s
                 frames_here += 1
                 faces_here += len(faces)
                 record.frames_without_faces += not faces
@@ -242,7 +244,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                             (outputs.out / "annotated").mkdir(exist_ok=True)
                             writer_path = outputs.out / "annotated" / f"{name}.mp4"
                             writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), writer_fps, image.shape[1::-1])
-                        copies = frames_to_write(frame.time_s, writer_fps, written)
+                        copies = frames_to_write(frame.time_s, writer_fps, written) if video.live else 1
                         for _ in range(copies):
                             writer.write(image)
                         written += copies
@@ -258,7 +260,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
         record.frames += frames_here
         record.faces += faces_here
         record.sources.append({"source": source, "kind": "video", "frames": frames_here, "faces": faces_here, "video_fps": round(video.fps, 3)})
-        record.tracks += _track_summaries(analyzer, source, video.fps)
+        record.tracks += _track_summaries(analyzer, source, times)
     if outputs is not None:
         _timeline_plots(outputs.out, name, source, series, analyzer.labels)
 

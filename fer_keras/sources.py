@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,11 @@ class Video:
         return self._live_frames() if self.live else self._file_frames()
 
     def _file_frames(self) -> Iterator[Frame]:
-        """Every frame in order; decoding runs ahead on its own thread (bounded queue) so it overlaps analysis."""
+        """Every frame in order, timed by the container; decoding runs ahead on its own thread (bounded queue) so it overlaps analysis."""
         import queue
         import time
+
+        import cv2
 
         frames: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
@@ -87,7 +90,7 @@ class Video:
                     continue
 
         def decode() -> None:
-            index = 0
+            index, origin_ms = 0, math.nan
             while not stop.is_set():
                 start = time.perf_counter()
                 if index % self.every:
@@ -98,7 +101,9 @@ class Video:
                 if not ok:
                     break
                 if image is not None:
-                    offer((index, image))
+                    stamp_ms = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+                    origin_ms = stamp_ms if index == 0 else origin_ms
+                    offer((index, presentation_time(stamp_ms, origin_ms, index, self.fps), image))
                 index += 1
             offer(None)
 
@@ -112,7 +117,7 @@ class Video:
                     if yielded == 0:
                         raise UserError(f"{self.source}: no frame could be decoded")
                     return
-                yield Frame(item[0], item[0] / self.fps, item[1])
+                yield Frame(*item)
                 yielded += 1
                 if self.max_frames and yielded >= self.max_frames:
                     return
@@ -164,6 +169,24 @@ class Video:
         finally:
             stop.set()
             self._reader.join(timeout=5.0)  # one read: a frame's time on a camera
+
+
+def presentation_time(stamp_ms: float, origin_ms: float, index: int, fps: float) -> float:
+    """A file's frame time in seconds from its first frame, by the container's timestamps.
+
+    Phone videos and animated GIFs have variable frame rates, on which ``index / fps`` drifts from
+    the real time by up to seconds; it is the time only where the container gives none (a stamp
+    that is not a number or does not pass the first frame's).
+
+    Args:
+        stamp_ms: The frame's timestamp (OpenCV's ``CAP_PROP_POS_MSEC`` after reading it).
+        origin_ms: The first frame's timestamp.
+        index: The frame's number, from 0.
+        fps: The container's average frame rate.
+    """
+    if math.isfinite(stamp_ms) and math.isfinite(origin_ms) and (stamp_ms > origin_ms or index == 0):
+        return (stamp_ms - origin_ms) / 1000.0
+    return index / fps
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -203,10 +203,22 @@ def test_annotated_video_keeps_real_time():
             written += out[-1]
         return out
 
-    # A file at 30 fps analyzed every 2nd frame, written at 15 fps: one copy per analyzed frame.
-    assert copies([i / 30 for i in range(0, 20, 2)], 15) == [1] * 10
     # A 30 fps camera analyzed at 10 fps: three copies each, so a second of video lasts a second.
     assert copies([0.0, 0.1, 0.2, 0.3], 30) == [1, 3, 3, 3]
+    # Analyzed at the camera's rate: one copy each.
+    assert copies([i / 30 for i in range(10)], 30) == [1] * 10
+
+
+def test_file_frames_are_timed_by_the_container_where_it_has_timestamps():
+    from fer_keras.sources import presentation_time
+
+    # A variable-rate video (a phone's) pausing 1 s after frame 60 of an average 25 fps.
+    assert presentation_time(3003.0, 0.0, 60, 25.0) == pytest.approx(3.003)
+    assert presentation_time(1500.0, 500.0, 30, 25.0) == pytest.approx(1.0)  # from the first frame's stamp
+    # No usable stamps: the frame number over the average rate.
+    assert presentation_time(float("nan"), float("nan"), 50, 25.0) == 2.0
+    assert presentation_time(0.0, 0.0, 50, 25.0) == 2.0
+    assert presentation_time(0.0, 0.0, 0, 25.0) == 0.0
 
 
 def test_stopping_a_live_source_early_does_not_crash(tmp_path):
@@ -320,7 +332,7 @@ def test_a_still_gif_is_an_image_and_an_animated_one_a_video(tmp_path):
     photo = Image.open(DATA / "two_people.jpg")
     photo.save(folder / "still.gif")
     mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    photo.save(folder / "moving.gif", save_all=True, append_images=[mirrored, photo], duration=100, loop=0)
+    photo.save(folder / "moving.gif", save_all=True, append_images=[mirrored, photo], duration=[100, 300, 100], loop=0)
     (folder / "fake.gif").write_bytes(b"GIF89a and nothing else")
     done = _detect("--source", folder, "--out", tmp_path / "out", "--annotate")
     assert done.returncode == 0, done.stderr
@@ -330,7 +342,9 @@ def test_a_still_gif_is_an_image_and_an_animated_one_a_video(tmp_path):
     assert [os.path.basename(s["source"]) for s in summary["skipped"]] == ["fake.gif"]
     assert sorted(path.name for path in (tmp_path / "out" / "annotated").iterdir()) == ["moving.mp4", "still.jpg"]
     times = sorted({float(row["time_s"]) for row in _rows(tmp_path / "out") if row["source"].endswith("moving.gif")})
-    assert times == pytest.approx([0.0, 0.1, 0.2])  # the GIF's 100 ms frame delays
+    assert times == pytest.approx([0.0, 0.1, 0.4])  # the GIF's own frame delays, not their average (0.167 s)
+    tracks = [t for t in summary["tracks"] if t["source"].endswith("moving.gif")]
+    assert {(t["first_time_s"], t["last_time_s"]) for t in tracks} == {(0.0, 0.4)}
 
 
 def test_heic_and_avif_photos_are_read(tmp_path):
