@@ -17,7 +17,9 @@ from fer_keras.errors import UserError
 # Formats OpenCV cannot read, which Pillow decodes: HEIF/HEIC (phone photos; pillow-heif's plugin) and AVIF.
 PILLOW_SUFFIXES = {".heic", ".heif", ".avif"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"} | PILLOW_SUFFIXES
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+# Containers FFmpeg reads: also camcorders' MPEG transport streams (.mts, .m2ts) and older phones' 3GP.
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                  ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".vob", ".mxf", ".asf", ".f4v", ".mjpeg", ".mjpg"}
 
 
 @dataclass
@@ -307,24 +309,44 @@ def classify_source(source: str) -> str:
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
         return "video" if is_video_file(path) else "image"
-    raise UserError(f"{source}: not an image or video (unknown extension {suffix or '(none)'})")
+    # An unknown extension, or none (a download saved without one): what the content decodes as.
+    if decode_image(path) is not None:
+        return "video" if _frames_in_image(path) > 1 else "image"
+    if _decodes_as_video(path):
+        return "video"
+    raise UserError(f"{source}: not an image or video (extension {suffix or '(none)'}; OpenCV and Pillow cannot read it)")
+
+
+def _frames_in_image(path: Path) -> int:
+    """How many pictures an image file holds (an animated GIF: more than one); 0 where OpenCV cannot tell."""
+    import cv2
+
+    try:
+        return cv2.imcount(str(path))
+    except cv2.error:
+        return 0
+
+
+def _decodes_as_video(path: Path) -> bool:
+    """Whether OpenCV's FFmpeg opens a file and decodes a frame from it."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
 
 
 def is_video_file(path: Path) -> bool:
     """Whether a media file is read as a video: by its extension, or a GIF of more than one frame.
 
-    OpenCV reads an animated GIF as a video, with its frame delays as the frame rate, and a still
-    one as an image.
+    OpenCV reads an animated GIF as a video, timed by its frame delays, and a still one as an image.
     """
     suffix = path.suffix.lower()
     if suffix != ".gif":
         return suffix in VIDEO_SUFFIXES
-    import cv2
-
-    try:
-        return cv2.imcount(str(path)) > 1
-    except cv2.error:  # not a GIF after all: read_image reports it
-        return False
+    return _frames_in_image(path) > 1  # 0 for a file that is not a GIF after all: read_image reports it
 
 
 def folder_media(folder: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:

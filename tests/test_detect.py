@@ -399,11 +399,33 @@ def test_a_folder_run_does_not_read_its_own_out_folder(tmp_path):
         assert [os.path.basename(s["source"]) for s in summary["sources"]] == ["a.jpg"] and summary["skipped"] == []
 
 
+def test_a_source_is_known_by_its_content_when_its_extension_says_nothing(tmp_path):
+    """A download saved without an extension (a photo, a video, a HEIC, an animated GIF), and a camcorder's .mts."""
+    from PIL import Image
+
+    from fer_keras.sources import classify_source, register_pillow_formats
+
+    register_pillow_formats()
+
+    photo = Image.open(DATA / "two_people.jpg")
+    (tmp_path / "photo").write_bytes((DATA / "two_people.jpg").read_bytes())
+    (tmp_path / "clip").write_bytes(CLIP.read_bytes())
+    photo.save(tmp_path / "phone", format="HEIF")
+    photo.save(tmp_path / "moving", format="GIF", save_all=True, append_images=[photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+    (tmp_path / "camcorder.mts").write_bytes(CLIP.read_bytes())
+    kinds = {name: classify_source(str(tmp_path / name)) for name in ("photo", "clip", "phone", "moving", "camcorder.mts")}
+    assert kinds == {"photo": "image", "clip": "video", "phone": "image", "moving": "video", "camcorder.mts": "video"}
+    done = _detect("--source", tmp_path / "clip", "--out", tmp_path / "out", "--max-frames", 3)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["kind"] == "video" and summary["frames"] == 3
+
+
 @pytest.mark.parametrize(
     "source, message",
     [
         ("missing.mp4", "missing.mp4: no such file or folder"),
-        ("notes.txt", "not an image or video"),
+        ("notes.txt", "notes.txt: not an image or video (extension .txt; OpenCV and Pillow cannot read it)"),
         ("fake.mp4", "fake.mp4: cannot open video"),
         ("fake.jpg", "fake.jpg: not a readable image"),
         ("fake.gif", "fake.gif: not a readable image"),  # OpenCV logs its GIF reader's failure at ERROR level
