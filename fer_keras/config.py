@@ -199,6 +199,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if isinstance(value, str) and type(None) in allowed and value.lower() in ("none", "null", "~"):
         return None
     target = next(t for t in allowed if t is not type(None))
+    # str() would turn YAML's null into a run folder named "None", and a list or mapping into its repr.
+    if value is None:
+        raise UserError(f"{key} is empty (null); it needs a value of type {target.__name__}")
+    if isinstance(value, (list, dict)):
+        raise UserError(f"{key}={value!r} is not a valid {target.__name__}")
     try:
         if target is bool:
             if isinstance(value, bool):

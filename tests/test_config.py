@@ -70,6 +70,16 @@ def test_yaml_file_loads_and_rejects_unknown_sections(tmp_path):
     good.write_text("name: x\nmodel:\n  name: vgg\ntrain:\n  epochs: 3\n")
     config = load_config(good, ["train.epochs=4"])
     assert (config.name, config.model.name, config.train.epochs) == ("x", "vgg", 4)
+    # YAML's null (or nothing after the colon) is no value: it made a run folder named "None", and a traceback for a number.
+    for text, message in (("output_dir: null", "output_dir is empty (null); it needs a value of type str"),
+                          ("name:", "name is empty (null); it needs a value of type str"),
+                          ("train:\n  epochs: ~", "train.epochs is empty (null); it needs a value of type int"),
+                          ("output_dir: [a, b]", "output_dir=['a', 'b'] is not a valid str")):
+        good.write_text(text + "\n")
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            load_config(good)
+    good.write_text("train:\n  init_from: null\ndata:\n  teacher: ~\n")  # optional paths: null is none
+    assert (load_config(good).train.init_from, load_config(good).data.teacher) == (None, None)
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle:\n  name: vgg\n")
     with pytest.raises(UserError, match="did you mean model"):
