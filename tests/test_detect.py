@@ -131,6 +131,24 @@ def test_16_bit_and_float_images_read_as_their_8_bit_pixels(tmp_path):
         assert np.abs(image[..., 0].astype(int) - square).mean() < 2
 
 
+def test_labels_outside_ascii_are_drawn_not_turned_into_question_marks():
+    """Own classes named in German or Russian: OpenCV's font drew 'überrascht' as '?berrascht'."""
+    from fer_keras.annotate import annotate
+    from fer_keras.api import FaceResult
+
+    def label(emotion):
+        frame = np.full((120, 200, 3), 255, np.uint8)
+        face = FaceResult((10, 60, 50, 50), 0, 1, emotion, 0.35, {emotion: 0.35}, 0.9)
+        return annotate(frame, [face])[:60]
+
+    # 'ü' and 'ú' (both '?' to OpenCV) differ only in the first letter's accent, drawn at the box's left.
+    differs = np.flatnonzero((label("überrascht") != label("úberrascht")).any(axis=(0, 2)))
+    assert differs.size and differs.max() < 10 + 2 + 10
+    assert (label("Радость") < 100).sum() > 50  # drawn in black on the grey box
+    # ASCII labels are drawn by OpenCV as before.
+    assert (label("happy") < 100).sum() > 50
+
+
 def test_the_package_lists_its_lazy_api_without_loading_it():
     code = "import sys, fer_keras; print(sorted(set(fer_keras.__all__) - set(dir(fer_keras))), 'fer_keras.api' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
