@@ -262,14 +262,14 @@ def pillow_to_bgr(image) -> np.ndarray:
 
 
 def _read_with_pillow(path: Path) -> np.ndarray | None:
-    """A file of ``PILLOW_SUFFIXES`` as BGR, upright; None when undecodable."""
+    """A file of ``PILLOW_SUFFIXES``, or one OpenCV cannot decode, as BGR, upright; None when Pillow cannot either."""
     from PIL import Image
 
     register_pillow_formats()
     try:
         with Image.open(path) as image:
             return pillow_to_bgr(image)
-    except (OSError, ValueError, SyntaxError):  # Pillow's errors for missing or undecodable files
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # missing, undecodable or over 179 MP
         return None
 
 
