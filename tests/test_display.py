@@ -12,6 +12,10 @@ import pytest
 
 from fer_keras import display
 
+# One worker runs them all: Tk in a process takes to one X server only, and workers starting
+# Xvfb at once would race for the same display number.
+pytestmark = pytest.mark.xdist_group("virtual_screen")
+
 
 def _frame(height=120, width=160):
     frame = np.zeros((height, width, 3), np.uint8)
