@@ -54,7 +54,14 @@ class FaceResult:
 
 @dataclass
 class FrameResult:
-    """All faces of one video frame."""
+    """All faces of one video frame.
+
+    Attributes:
+        frame: The frame's number in the video, from 0.
+        time_s: Seconds since the first frame: the container's timestamp for a file, wall-clock
+            time for a camera or live stream.
+        faces: Its faces, largest first.
+    """
 
     frame: int
     time_s: float
