@@ -21,7 +21,7 @@ import numpy as np
 from fer_keras.errors import UserError, check_at_least
 from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
-from fer_keras.sources import open_video, pillow_to_bgr, read_image
+from fer_keras.sources import decode_image_bytes, open_video, pillow_to_bgr, read_image
 from fer_keras.tracking import IoUTracker
 
 
@@ -157,9 +157,11 @@ def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameA
 
 
 def load_image(image) -> np.ndarray:
-    """A BGR uint8 (H, W, 3) array from a path, an image URL, a Pillow image (any mode) or an array.
+    """A BGR uint8 (H, W, 3) array from a path, an image URL, encoded bytes, a binary file, a Pillow image (any mode) or an array.
 
-    A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. An array is taken
+    A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. Bytes, or a file
+    opened in binary mode (``io.BytesIO``, a web framework's upload), hold an encoded image, in any
+    format a path may name (JPEG, PNG, HEIC, ...). An array is taken
     in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, uint16 0-65535 (16-bit
     files read unchanged), or floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML
     code hold images). A Pillow image of 16 or 32 bits is scaled as ``sources.eight_bit_upright`` says.
@@ -168,6 +170,12 @@ def load_image(image) -> np.ndarray:
 
     if isinstance(image, (str, Path)):
         return read_image(image)
+    if hasattr(image, "read"):  # an open file, or an upload's file object
+        image = image.read()
+        if isinstance(image, str):
+            raise UserError("image: a file opened in text mode; open it in binary mode ('rb')")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image_bytes(bytes(image))
     if hasattr(image, "convert"):  # a Pillow image
         return pillow_to_bgr(image)
     frame = np.asarray(image)
@@ -185,7 +193,8 @@ def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, b
     """Emotions of every face in one image.
 
     Args:
-        image: A file path, an image URL, a Pillow image, or an array: BGR, BGRA or gray, uint8 0-255, uint16 0-65535 or floats 0-1.
+        image: A file path, an image URL, encoded image bytes or a binary file object (an upload), a Pillow
+            image, or an array: BGR, BGRA or gray, uint8 0-255, uint16 0-65535 or floats 0-1.
         detector: Face detector name.
         model: ``.tflite`` path or packaged model name (None: the packaged default).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).

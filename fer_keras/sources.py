@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import math
 import threading
 from dataclasses import dataclass
@@ -261,13 +262,29 @@ def pillow_to_bgr(image) -> np.ndarray:
     return cv2.cvtColor(np.asarray(eight_bit_upright(image).convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
-def _read_with_pillow(path: Path) -> np.ndarray | None:
-    """A file of ``PILLOW_SUFFIXES``, or one OpenCV cannot decode, as BGR, upright; None when Pillow cannot either."""
+def decode_image_bytes(data: bytes) -> np.ndarray:
+    """An encoded image held in memory (an upload or a download: JPEG, PNG, HEIC, ...) as a BGR uint8 (H, W, 3) array, upright.
+
+    Raises:
+        UserError: When neither OpenCV nor Pillow can decode it.
+    """
+    import cv2
+
+    buffer = np.frombuffer(data, np.uint8)
+    frame = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    frame = _read_with_pillow(io.BytesIO(data)) if frame is None else frame
+    if frame is None:
+        raise UserError(f"image bytes ({len(data)} bytes): not a readable image")
+    return frame
+
+
+def _read_with_pillow(source: Path | io.BytesIO) -> np.ndarray | None:
+    """A file of ``PILLOW_SUFFIXES``, or an image OpenCV cannot decode, as BGR, upright; None when Pillow cannot either."""
     from PIL import Image
 
     register_pillow_formats()
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             return pillow_to_bgr(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # missing, undecodable or over 179 MP
         return None

@@ -77,6 +77,33 @@ def test_api_accepts_arrays_and_pil_images():
     assert set(from_pil[0].probabilities) == set(LABELS)
 
 
+def test_api_takes_encoded_bytes_and_binary_files_as_a_web_upload_gives_them(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from fer_keras.api import load_image
+    from fer_keras.errors import UserError
+    from fer_keras.sources import register_pillow_formats
+
+    photo = DATA / "two_people.jpg"
+    expected = [(f.box, f.emotion, f.score) for f in fer_keras.analyze(photo)]
+    data = photo.read_bytes()
+    with open(photo, "rb") as upload:
+        for same_photo in (data, bytearray(data), io.BytesIO(data), upload):
+            assert [(f.box, f.emotion, f.score) for f in fer_keras.analyze(same_photo)] == expected
+    # A phone's HEIC upload, which OpenCV cannot decode, through Pillow; upright as a file is.
+    register_pillow_formats()
+    heic = io.BytesIO()
+    Image.open(photo).save(heic, format="HEIF")
+    (tmp_path / "photo.heic").write_bytes(heic.getvalue())
+    assert np.array_equal(load_image(heic.getvalue()), load_image(tmp_path / "photo.heic"))
+    with pytest.raises(UserError, match=r"^image bytes \(7 bytes\): not a readable image$"):
+        fer_keras.analyze(b"garbage")
+    with open(DATA / "README.md") as text, pytest.raises(UserError, match="a file opened in text mode; open it in binary mode"):
+        fer_keras.analyze(text)
+
+
 def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
     import cv2
 
