@@ -148,12 +148,12 @@ class FrameAnalyzer:
 _per_thread = threading.local()
 
 
-def _cached_analyzer(detector: str, model: str | None, balance: float) -> FrameAnalyzer:
+def _cached_analyzer(detector: str, model: str | None, balance: float, detector_model: str | None) -> FrameAnalyzer:
     # One cache per thread: LiteRT interpreters and the tracker hold the state of the call in progress,
     # so threads sharing an analyzer (a web server's workers) would corrupt each other's results.
     if not hasattr(_per_thread, "analyzers"):
         _per_thread.analyzers = functools.lru_cache(maxsize=4)(FrameAnalyzer)
-    return _per_thread.analyzers(detector, model, balance=balance)
+    return _per_thread.analyzers(detector, model, balance=balance, detector_model=detector_model)
 
 
 def load_image(image) -> np.ndarray:
@@ -189,7 +189,13 @@ def load_image(image) -> np.ndarray:
     return frame
 
 
-def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, balance: float = 0.0) -> list[FaceResult]:
+def analyze(
+    image,
+    detector: str = DEFAULT_DETECTOR,
+    model: str | None = None,
+    balance: float = 0.0,
+    detector_model: str | Path | None = None,
+) -> list[FaceResult]:
     """Emotions of every face in one image.
 
     Args:
@@ -198,13 +204,14 @@ def analyze(image, detector: str = DEFAULT_DETECTOR, model: str | None = None, b
         detector: Face detector name.
         model: ``.tflite`` path or packaged model name (None: the packaged default).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
+        detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
 
     Returns:
         One FaceResult per face, largest face first (track ids 1..N).
 
     Safe to call from several threads at once: each thread loads its own models on its first call.
     """
-    analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance))
+    analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance), None if detector_model is None else str(detector_model))
     analyzer.reset()
     return analyzer(image)
 
@@ -216,6 +223,7 @@ def analyze_video(
     every: int = 1,
     smooth: float = 0.5,
     balance: float = 0.0,
+    detector_model: str | Path | None = None,
 ) -> Iterator[FrameResult]:
     """Per-frame emotions of a video's faces, with stable track ids and smoothed probabilities.
 
@@ -226,12 +234,13 @@ def analyze_video(
         every: Analyze every Nth frame.
         smooth: Weight of the newest frame in per-track smoothing (1 = off).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
+        detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
 
     Yields:
         One FrameResult per analyzed frame.
     """
     check_at_least("every", every, 1)
-    analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance)
+    analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance, detector_model=detector_model)
     with open_video(str(path), every=every) as video:
         for frame in video:
             yield FrameResult(frame.index, frame.time_s, analyzer(frame.image, frame.index))

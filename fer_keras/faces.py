@@ -203,7 +203,7 @@ class YuNetDetector:
 
         if not model_path or not Path(model_path).is_file():
             missing = f"{model_path}: no such file; " if model_path else ""
-            raise UserError(f"{missing}the yunet detector needs its .onnx file (--detector-model PATH)")
+            raise UserError(f"{missing}the yunet detector needs its .onnx file (--detector-model PATH; detector_model= in the Python API)")
         self.name = "yunet"
         try:
             self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), min_score, nms_iou, 5000)

@@ -203,7 +203,7 @@ def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_ti
     assert explain.main(["--model", str(tmp_path / "m.tflite"), *common]) == 2
     assert "m.tflite: an exported .tflite; this needs the .keras model it was exported from" in capsys.readouterr().err
     assert explain.main(["--model", str(tmp_path / "m.keras"), "--detector", "yunet", *common]) == 2
-    assert capsys.readouterr().err == "error: the yunet detector needs its .onnx file (--detector-model PATH)\n"
+    assert capsys.readouterr().err == "error: the yunet detector needs its .onnx file (--detector-model PATH; detector_model= in the Python API)\n"
     assert not (tmp_path / "cam").exists()
 
 

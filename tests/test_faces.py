@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+import fer_keras
 from conftest import REPO, SHARED
 from fer_keras.errors import UserError
 from fer_keras.faces import Face, crop_face, crop_margin, make_detector
@@ -44,15 +45,21 @@ def test_yunet_with_a_user_supplied_model():
     faces = make_detector("yunet", YUNET)(cv2.imread(str(DATA / "multiface.jpg")))
     assert len(faces) == 6
     assert {"left_eye", "right_eye", "nose"} <= set(faces[0].keypoints)
+    # The one-call API takes it too.
+    assert [f.box for f in fer_keras.analyze(DATA / "multiface.jpg", detector="yunet", detector_model=YUNET)] == sorted(
+        (f.box for f in faces), key=lambda box: box[2] * box[3], reverse=True)
 
 
 def test_detector_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown detector 'dlib'"):
         make_detector("dlib")
-    with pytest.raises(UserError, match=r"^the yunet detector needs its .onnx file \(--detector-model PATH\)$"):
+    with pytest.raises(UserError, match=r"^the yunet detector needs its .onnx file \(--detector-model PATH; detector_model= in the Python API\)$"):
         make_detector("yunet")
     with pytest.raises(UserError, match="missing.onnx: no such file; the yunet detector needs its .onnx file"):
         make_detector("yunet", tmp_path / "missing.onnx")
+    for call in (fer_keras.analyze, lambda *a, **k: next(fer_keras.analyze_video(*a, **k))):  # the API passes the file on
+        with pytest.raises(UserError, match="missing.onnx: no such file; the yunet detector needs its .onnx file"):
+            call(DATA / "multiface.jpg", detector="yunet", detector_model=tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
     with pytest.raises(UserError, match="bad.onnx: OpenCV cannot load"):
