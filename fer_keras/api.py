@@ -131,7 +131,7 @@ class FrameAnalyzer:
         detected = time.perf_counter()
         probabilities = self.classifier.predict([crop_face(frame, f, self.margin) for f in faces])
         classified = time.perf_counter()
-        ids = self.tracker.assign([f.box for f in faces], frame_index)
+        ids = self.tracker.assign([f.box for f in faces])
         results = []
         for i, (face, track_id, p) in enumerate(zip(faces, ids, probabilities)):
             p = self.tracker.update_probabilities(track_id, p)

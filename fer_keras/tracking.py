@@ -33,7 +33,7 @@ class Track:
 
     track_id: int
     box: Box
-    last_frame: int
+    last_step: int  # the analyzed frame (count of assign calls) it was last matched in
     probabilities: np.ndarray | None = None
     history: list[tuple[int, str]] = field(default_factory=list)  # (frame, emotion) of every update
 
@@ -43,7 +43,9 @@ class IoUTracker:
 
     Args:
         min_iou: Least IoU for a box to continue a track.
-        max_age: Frames a track survives without a match.
+        max_age: Analyzed frames a track survives without a match. Counted in analyzed frames, not
+            frame numbers: analyzing every 20th frame (or a live source's newest) would otherwise
+            end every track before the next frame analyzed.
         alpha: Smoothing weight of the newest probabilities (1 = no smoothing).
     """
 
@@ -52,10 +54,12 @@ class IoUTracker:
         self.tracks: dict[int, Track] = {}
         self.finished: list[Track] = []
         self._next_id = 1
+        self._step = -1  # analyzed frames so far, less one
 
-    def assign(self, boxes: list[Box], frame: int) -> list[int]:
-        """Track ids for this frame's boxes (new ids for unmatched boxes); drops tracks unseen for ``max_age`` frames."""
-        live = [t for t in self.tracks.values() if frame - t.last_frame <= self.max_age]
+    def assign(self, boxes: list[Box]) -> list[int]:
+        """Track ids for one analyzed frame's (x, y, w, h) boxes (new ids for unmatched boxes); drops tracks unseen for ``max_age`` analyzed frames."""
+        self._step += 1
+        live = [t for t in self.tracks.values() if self._step - t.last_step <= self.max_age]
         for track in [t for t in self.tracks.values() if t not in live]:
             self.finished.append(self.tracks.pop(track.track_id))
         ids: list[int | None] = [None] * len(boxes)
@@ -68,10 +72,10 @@ class IoUTracker:
         for i, box in enumerate(boxes):
             if ids[i] is None:
                 ids[i] = self._next_id
-                self.tracks[self._next_id] = Track(self._next_id, box, frame)
+                self.tracks[self._next_id] = Track(self._next_id, box, self._step)
                 self._next_id += 1
             track = self.tracks[ids[i]]
-            track.box, track.last_frame = box, frame
+            track.box, track.last_step = box, self._step
         return ids  # type: ignore[return-value]
 
     def update_probabilities(self, track_id: int, probabilities: np.ndarray) -> np.ndarray:
