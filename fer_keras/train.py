@@ -67,7 +67,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     precision = hardware.resolve_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    check_model_config(config.model)
+    check_model_config(config.model, config.train.fine_tune_epochs)
     dataset = load_for_experiment(config, with_test=config.train.score_test)
     counts = report_counts(dataset)
 

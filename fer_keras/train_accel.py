@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from fer_keras.errors import ArgumentParser, cli_entry, missing_train_extra
+from fer_keras.errors import ArgumentParser, UserError, cli_entry, missing_train_extra
 
 try:
     import keras
@@ -203,6 +203,9 @@ def run_accelerated(config: ExperimentConfig) -> Path:
     precision = accelerator_precision(config.train.precision)
     keras.utils.set_random_seed(config.train.seed)
     check_model_config(config.model)
+    if config.train.fine_tune_epochs:
+        raise UserError(f"train.fine_tune_epochs={config.train.fine_tune_epochs}: train_accel trains in one stage; "
+                        "two-stage transfer learning runs in fer_keras.train")
     dataset = load_for_experiment(config, with_test=False)
     counts = report_counts(dataset)
 

@@ -53,6 +53,24 @@ def test_model_errors_come_before_the_data_loads(trainer, model, message, tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "trainer, model, message",
+    [
+        ("train", "vgg", "train.fine_tune_epochs=2: only the transfer backbones (mobilenet_v3_large, mobilenet_v3_small) train in two stages; vgg trains in one (give all its epochs as train.epochs)"),
+        ("train_accel", "mobilenet_v3_small", "train.fine_tune_epochs=2: train_accel trains in one stage; two-stage transfer learning runs in fer_keras.train"),
+    ],
+)
+def test_a_second_stage_that_would_be_ignored_is_refused(trainer, model, message, tmp_path, capsys):
+    """Both trainers ran train.epochs alone and left train.fine_tune_epochs unused, saying nothing."""
+    import importlib
+
+    (tmp_path / "no_classes").mkdir()
+    args = ["--data-dir", str(tmp_path / "no_classes"), "data.label_set=folder", f"output_dir={tmp_path / 'runs'}", f"model.name={model}", "train.fine_tune_epochs=2"]
+    assert importlib.import_module(f"fer_keras.{trainer}").main(args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_imagenet_weights_offline_is_a_clear_error(monkeypatch):
     from keras.src.applications import mobilenet_v3
 

@@ -34,8 +34,10 @@ def check_model_name(name: str) -> None:
         raise UserError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
 
 
-def check_model_config(model: ModelConfig) -> None:
-    """The model errors that need no data: an unknown name, or a ``model.weights`` the network cannot take.
+def check_model_config(model: ModelConfig, fine_tune_epochs: int = 0) -> None:
+    """The model errors that need no data: an unknown name, a ``model.weights`` the network cannot take,
+    or a second stage (``train.fine_tune_epochs``) for a network without a pretrained backbone, which
+    would be ignored.
 
     Trainers call it first, so minutes of data loading do not come before these errors.
     """
@@ -43,6 +45,10 @@ def check_model_config(model: ModelConfig) -> None:
     check_weights = getattr(_REGISTRY[model.name], "check_weights", None)  # a builder's own model.weights rule
     if check_weights is not None:
         check_weights(model.weights)
+    if fine_tune_epochs and not getattr(_REGISTRY[model.name], "has_backbone", False):
+        backbones = ", ".join(name for name in list_models() if getattr(_REGISTRY[name], "has_backbone", False))
+        raise UserError(f"train.fine_tune_epochs={fine_tune_epochs}: only the transfer backbones ({backbones}) train in two stages; "
+                        f"{model.name} trains in one (give all its epochs as train.epochs)")
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] = (48, 48, 1), **kwargs) -> keras.Model:

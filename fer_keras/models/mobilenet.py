@@ -68,3 +68,4 @@ def mobilenet_v3_large(num_classes: int, input_shape=(48, 48, 1), dropout: float
 
 
 mobilenet_v3_small.check_weights = mobilenet_v3_large.check_weights = check_backbone_weights
+mobilenet_v3_small.has_backbone = mobilenet_v3_large.has_backbone = True  # train.fine_tune_epochs unfreezes it
