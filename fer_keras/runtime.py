@@ -131,7 +131,10 @@ def read_metadata(model: bytes | Path) -> dict:
     buffer = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     name = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
     if len(buffer) < 8 or buffer[4:8] != b"TFL3":
-        raise UserError(f"{name}: not a TFLite model (no TFL3 identifier)")
+        # A trained model is the likeliest mistake: the runtime runs only its exported .tflite.
+        keras_model = Path(name).suffix.lower() in (".keras", ".h5")
+        hint = f"; export it first: python -m fer_keras.export --model {name} --quantize int8 --out DIR" if keras_model else ""
+        raise UserError(f"{name}: not a TFLite model (no TFL3 identifier){hint}")
     try:
         root = schema.Model.GetRootAs(buffer, 0)
         for i in range(root.MetadataLength()):

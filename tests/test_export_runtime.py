@@ -88,8 +88,13 @@ def test_one_crop_array_and_float_crops_read_as_the_same_pixels(exported, traine
 def test_corrupt_or_missing_model_is_a_clean_error(tmp_path, exported):
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"\x00" * 64)
-    with pytest.raises(UserError, match="corrupt.tflite: not a TFLite model"):
+    with pytest.raises(UserError, match=r"corrupt.tflite: not a TFLite model \(no TFL3 identifier\)$"):
         EmotionClassifier(corrupt)
+    # A trained .keras given to the runtime: the error says how to export it.
+    trained = tmp_path / "best.keras"
+    trained.write_bytes(b"PK\x03\x04" + b"\x00" * 60)
+    with pytest.raises(UserError, match=r"best.keras: not a TFLite model \(no TFL3 identifier\); export it first: python -m fer_keras.export --model .*best.keras --quantize int8 --out DIR$"):
+        EmotionClassifier(trained)
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(exported["float32"][0].read_bytes()[:2000])
     with pytest.raises(UserError, match="truncated.tflite"):
