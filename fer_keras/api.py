@@ -161,10 +161,10 @@ def load_image(image) -> np.ndarray:
 
     A URL (``https://host/photo.jpg``) is read as ``detect --source`` reads one. Bytes, or a file
     opened in binary mode (``io.BytesIO``, a web framework's upload), hold an encoded image, in any
-    format a path may name (JPEG, PNG, HEIC, ...). An array is taken
-    in OpenCV's order: BGR, BGRA or gray (H, W) or (H, W, 1); uint8 0-255, uint16 0-65535 (16-bit
-    files read unchanged), or floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML
-    code hold images). A Pillow image of 16 or 32 bits is scaled as ``sources.eight_bit_upright`` says.
+    format a path may name (JPEG, PNG, HEIC, ...). An array is taken in OpenCV's order: BGR, BGRA
+    or gray (H, W) or (H, W, 1); uint8 0-255, uint16 0-65535 (16-bit files read unchanged), or
+    floats, read as 0-1 when none exceeds 1 (as scikit-image and most ML code hold images). A
+    Pillow image of 16 or 32 bits is scaled as ``sources.eight_bit_upright`` says.
     """
     import cv2
 
@@ -211,7 +211,8 @@ def analyze(
 
     Safe to call from several threads at once: each thread loads its own models on its first call.
     """
-    analyzer = _cached_analyzer(detector, None if model is None else str(model), float(balance), None if detector_model is None else str(detector_model))
+    as_text = lambda path: None if path is None else str(path)  # noqa: E731 (paths as the cache's keys)
+    analyzer = _cached_analyzer(detector, as_text(model), float(balance), as_text(detector_model))
     analyzer.reset()
     return analyzer(image)
 
