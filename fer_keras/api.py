@@ -148,7 +148,7 @@ class FrameAnalyzer:
 _per_thread = threading.local()
 
 
-def _cached_analyzer(detector: str, model: str | None, balance: float, detector_model: str | None) -> FrameAnalyzer:
+def _cached_analyzer(detector: str, model: str | EmotionClassifier | None, balance: float, detector_model: str | None) -> FrameAnalyzer:
     # One cache per thread: LiteRT interpreters and the tracker hold the state of the call in progress,
     # so threads sharing an analyzer (a web server's workers) would corrupt each other's results.
     if not hasattr(_per_thread, "analyzers"):
@@ -192,7 +192,7 @@ def load_image(image) -> np.ndarray:
 def analyze(
     image,
     detector: str = DEFAULT_DETECTOR,
-    model: str | None = None,
+    model: str | Path | EmotionClassifier | None = None,
     balance: float = 0.0,
     detector_model: str | Path | None = None,
 ) -> list[FaceResult]:
@@ -202,8 +202,10 @@ def analyze(
         image: A file path, an image URL, encoded image bytes or a binary file object (an upload), a Pillow
             image, or an array: BGR, BGRA or gray, uint8 0-255, uint16 0-65535 or floats 0-1.
         detector: Face detector name.
-        model: ``.tflite`` path or packaged model name (None: the packaged default).
-        balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
+        model: ``.tflite`` path or packaged model name (None: the packaged default), or an
+            EmotionClassifier (a third-party model with its labels and value range) of the calling thread.
+        balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely);
+            ignored when ``model`` is a classifier, which has its own.
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
 
     Returns:
@@ -211,8 +213,9 @@ def analyze(
 
     Safe to call from several threads at once: each thread loads its own models on its first call.
     """
-    as_text = lambda path: None if path is None else str(path)  # noqa: E731 (paths as the cache's keys)
-    analyzer = _cached_analyzer(detector, as_text(model), float(balance), as_text(detector_model))
+    # The cache's keys: paths as text; a classifier as itself.
+    as_key = lambda value: value if value is None or isinstance(value, EmotionClassifier) else str(value)  # noqa: E731
+    analyzer = _cached_analyzer(detector, as_key(model), float(balance), as_key(detector_model))
     analyzer.reset()
     return analyzer(image)
 
@@ -220,7 +223,7 @@ def analyze(
 def analyze_video(
     path: str | Path,
     detector: str = DEFAULT_DETECTOR,
-    model: str | None = None,
+    model: str | Path | EmotionClassifier | None = None,
     every: int = 1,
     smooth: float = 0.5,
     balance: float = 0.0,
@@ -231,7 +234,7 @@ def analyze_video(
     Args:
         path: A video file or stream URL.
         detector: Face detector name.
-        model: ``.tflite`` path or packaged model name.
+        model: ``.tflite`` path or packaged model name, or an EmotionClassifier.
         every: Analyze every Nth frame.
         smooth: Weight of the newest frame in per-track smoothing (1 = off).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).

@@ -77,6 +77,16 @@ def test_api_accepts_arrays_and_pil_images():
     assert set(from_pil[0].probabilities) == set(LABELS)
 
 
+def test_analyze_takes_a_classifier_as_analyze_video_does():
+    """A classifier set up for a third-party model (labels, value range): analyze() looked it up as a file name."""
+    photo = DATA / "two_people.jpg"
+    classifier = fer_keras.EmotionClassifier("fast")
+    by_name = [(f.box, f.emotion, f.score) for f in fer_keras.analyze(photo, model="fast")]
+    assert [(f.box, f.emotion, f.score) for f in fer_keras.analyze(photo, model=classifier)] == by_name
+    first = next(fer_keras.analyze_video(CLIP, model=classifier, smooth=1.0))
+    assert first.faces and first.faces[0].emotion in classifier.labels
+
+
 def test_api_takes_encoded_bytes_and_binary_files_as_a_web_upload_gives_them(tmp_path):
     import io
 
