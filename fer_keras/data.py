@@ -443,6 +443,12 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
     present = [dataset.labels[i] for i in np.unique(dataset.splits["train"].labels)]
     if len(present) < 2:  # a classifier of one class learns nothing
         raise UserError(f"{config.data.data_dir}: training needs faces of at least 2 classes; found only {', '.join(present)}")
+    # A folder's classes are its class folders: one without a face to train on would be an output
+    # the model never learns (FER2013's and FERPlus's fixed classes may be absent from a subset).
+    untrained = [label for label in dataset.labels if label not in present]
+    if config.data.label_set == "folder" and untrained:
+        raise UserError(f"{config.data.data_dir}: no readable training faces in class folder {', '.join(untrained)}: its files "
+                        "are unreadable, or its faces are in test/ only; fix or remove it")
     if config.data.teacher:
         from fer_keras.teacher import teacher_probabilities, with_teacher
 

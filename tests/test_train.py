@@ -74,6 +74,21 @@ def test_a_folder_of_one_class_is_refused_before_a_run_folder_is_made(face_folde
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_class_folder_without_a_readable_face_is_refused(face_folder, tmp_path):
+    """It became an output the model never learned, and export shipped it as a label."""
+    folder = tmp_path / "faces"
+    for name in ("happy", "sad"):
+        (folder / name).mkdir(parents=True)
+        for face in sorted((face_folder / "train" / name).glob("*.png"))[:10]:
+            (folder / name / face.name).write_bytes(face.read_bytes())
+    (folder / "smirk").mkdir()
+    (folder / "smirk" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    config = _config(face_folder, tmp_path, f"data.data_dir={folder}", "data.test_fraction=0.2")
+    with pytest.raises(UserError, match="no readable training faces in class folder smirk: its files are unreadable, or its faces are in test/ only"):
+        train.run_training(config)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
     result = train.run_training(_config(face_folder, tmp_path, "train.epochs=1", "train.score_test=false"))
     assert set(result.metrics) >= {"val"} and "test" not in result.metrics
