@@ -25,7 +25,7 @@ from PIL import Image
 from fer_keras import labels as taxonomy
 from fer_keras.config import ExperimentConfig
 from fer_keras.errors import UserError, missing_train_extra
-from fer_keras.sources import eight_bit_upright, register_pillow_formats
+from fer_keras.sources import HEIF_SUFFIXES, eight_bit_upright, register_pillow_formats
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ def read_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray
         The images (M, size, size, channels) uint8, a boolean mask over ``paths`` of those read,
         and (path, reason) for each skipped file.
     """
-    register_pillow_formats()  # faces saved as HEIC or AVIF too
+    if any(path.suffix.lower() in HEIF_SUFFIXES for path in paths):
+        register_pillow_formats()  # faces saved as HEIC; imported only then, so trainers need pillow-heif only for such files
     images = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     skipped = []

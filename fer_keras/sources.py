@@ -16,7 +16,8 @@ import numpy as np
 from fer_keras.errors import UserError
 
 # Formats OpenCV cannot read, which Pillow decodes: HEIF/HEIC (phone photos; pillow-heif's plugin) and AVIF.
-PILLOW_SUFFIXES = {".heic", ".heif", ".avif"}
+HEIF_SUFFIXES = {".heic", ".heif"}
+PILLOW_SUFFIXES = HEIF_SUFFIXES | {".avif"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"} | PILLOW_SUFFIXES
 # Containers FFmpeg reads: also camcorders' MPEG transport streams (.mts, .m2ts) and older phones' 3GP.
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",

@@ -59,6 +59,21 @@ def test_any_mode_and_bit_depth_is_converted(tmp_path):
     assert images[0].max() == 255 and 120 < images[0].mean() < 135
 
 
+def test_reading_faces_needs_pillow_heif_only_for_heif_files(tmp_path, monkeypatch):
+    """Trainers on a GPU machine carry Keras alone; a FER2013 JPEG must not import the HEIF plugin."""
+
+    def plugin_missing():
+        raise ModuleNotFoundError("No module named 'pillow_heif'")
+
+    monkeypatch.setattr(data, "register_pillow_formats", plugin_missing)
+    face = tmp_path / "face.jpg"
+    Image.new("L", (48, 48), 128).save(face)
+    images, ok, _ = data.read_images([face], size=48, channels=1)
+    assert ok.all() and images[0].mean() == pytest.approx(128, abs=1)
+    with pytest.raises(ModuleNotFoundError):
+        data.read_images([tmp_path / "face.HEIC"], size=48, channels=1)
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".heic", ".avif"])
 def test_phone_photos_stored_sideways_are_read_upright(tmp_path, suffix):
     """JPEG through OpenCV (detect) and Pillow (training); HEIC, as phones save photos, and AVIF through Pillow alone."""
