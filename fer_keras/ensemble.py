@@ -180,7 +180,11 @@ def select_members(
             best_key, best_subset = (accuracy, -cost), subset
     if best_subset is None:
         smallest = "" if budget_mb == math.inf else f", the smallest is {min(sizes_mb):.3g} MB"
-        raise UserError(f"no candidate fits {limits}: the fastest costs {min(costs_ms):.3f} ms{smallest}")
+        # The tiers' budgets are an AVX-512 CPU's; an AVX2-only one runs int8 about 9x slower (experiments/benchmarks/README.md).
+        raise UserError(
+            f"no candidate fits {limits}: the fastest costs {min(costs_ms):.3f} ms{smallest} "
+            "(times are this CPU's: scale --budget-ms by how much slower it runs the shipped tier)"
+        )
     return best_subset
 
 
