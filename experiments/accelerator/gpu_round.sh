@@ -126,7 +126,7 @@ regularise_round() {
 # Fine-tuning a FERPlus network instead reached 70.62% with flip in 24 CPU epochs
 # (experiments/runs/fer2013_from_ferplus_ensemble_flip), but its 12 MB source would not fit the call.
 # The ResNet-SEs take AdamW decay 0.05, which gave the best FERPlus ResNet-SE of the regularise round
-# (87.86% against 86.99-87.44% at 1e-4; README.md). Four models (2.8M parameters each), about 41 MB, come back whole.
+# (87.85% against 86.99-87.44% at 1e-4; README.md). Four models (2.8M parameters each), about 41 MB, come back whole.
 fer2013_round() {
     local decay=(train.weight_decay=0.05)
     train e_vgg48_a "$BUDGET" --config "$CONFIGS/fer2013_vgg48_accel.yaml" train.seed=1337 &
