@@ -28,6 +28,12 @@ from fer_keras.sources import classify_source, folder_media, is_video_file, open
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
 
 
+# Container → OpenCV FourCC of the annotated video. OpenCV's pip wheels carry no H.264 encoder, so
+# MP4 holds MPEG-4 Part 2: fast, plays in VLC and desktop players but not in web browsers. WebM holds
+# VP8, which browsers play, at about 20 times the encoding time per frame.
+ANNOTATED_VIDEO_CODECS = {"mp4": "mp4v", "webm": "VP80"}
+
+
 @dataclass
 class DetectOptions:
     """Settings of one detect run (the CLI's flags)."""
@@ -47,6 +53,7 @@ class DetectOptions:
     threads: int | None = None
     max_frames: int = 0
     progress: bool = True
+    video_format: str = "mp4"  # of annotated videos: a key of ANNOTATED_VIDEO_CODECS
     detect_size: int | None = None
     balance: float = 0.0
     labels: list[str] | None = None  # a third-party .tflite without our metadata: its labels, in output order
@@ -242,13 +249,20 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                         start = time.perf_counter()
                         if writer is None:
                             (outputs.out / "annotated").mkdir(exist_ok=True)
-                            writer_path = outputs.out / "annotated" / f"{name}.mp4"
-                            writer = cv2.VideoWriter(str(writer_path.with_suffix(".tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), writer_fps, image.shape[1::-1])
+                            writer_path = outputs.out / "annotated" / f"{name}.{options.video_format}"
+                            temporary_path = writer_path.with_suffix(f".tmp{writer_path.suffix}")
+                            fourcc = cv2.VideoWriter_fourcc(*ANNOTATED_VIDEO_CODECS[options.video_format])
+                            opened = cv2.VideoWriter(str(temporary_path), fourcc, writer_fps, image.shape[1::-1])
+                            if not opened.isOpened():
+                                raise UserError(f"{writer_path}: this OpenCV build cannot write {options.video_format} video")
+                            writer = opened
                         copies = frames_to_write(frame.time_s, writer_fps, written) if video.live else 1
                         for _ in range(copies):
                             writer.write(image)
                         written += copies
                         record.seconds["write"] += time.perf_counter() - start
+                if bar.total is not None and bar.n >= bar.total:
+                    bar.total = None  # the container's frame count was short: count frames, not a wrong percentage
                 bar.update()
         finally:
             record.analysis_seconds += time.perf_counter() - started
@@ -256,7 +270,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
             record.seconds["decode"] += video.decode_seconds
             if writer is not None:
                 writer.release()
-                writer_path.with_suffix(".tmp.mp4").replace(writer_path)
+                temporary_path.replace(writer_path)
         record.frames += frames_here
         record.faces += faces_here
         record.sources.append({"source": source, "kind": "video", "frames": frames_here, "faces": faces_here, "video_fps": round(video.fps, 3)})
@@ -277,6 +291,8 @@ def run_detect(options: DetectOptions) -> dict:
     """
     check_at_least("--every", options.every, 1)
     check_at_least("--max-frames", options.max_frames, 0)
+    if options.video_format not in ANNOTATED_VIDEO_CODECS:
+        raise UserError(f"--video-format must be one of {', '.join(ANNOTATED_VIDEO_CODECS)}, not {options.video_format!r}")
     kind = classify_source(options.source)
     started = time.perf_counter()
     model = options.model
@@ -356,6 +372,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of such a model, e.g. --value-range=-1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
+    parser.add_argument("--video-format", choices=list(ANNOTATED_VIDEO_CODECS), default="mp4",
+                        help="container of annotated videos: mp4 (MPEG-4 Part 2, fast; desktop players) or webm (VP8, plays in web browsers, slower to write)")
     parser.add_argument("--show", action="store_true", help="live window (q or Esc stops; a still waits for a key): OpenCV's where its build has a GUI, else Tk")
     parser.add_argument("--every", type=at_least(1), default=1, help="analyze every Nth frame")
     parser.add_argument("--min-face", type=at_least(0), default=0, metavar="PX", help="ignore faces smaller than PX on a side")
@@ -375,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
-        detect_size=args.detect_size, balance=args.balance, labels=args.labels.split(",") if args.labels else None,
+        video_format=args.video_format, detect_size=args.detect_size, balance=args.balance, labels=args.labels.split(",") if args.labels else None,
         value_range=parse_value_range(args.value_range, "--value-range") if args.value_range else None,
     )
     if options.annotate and options.out is None:

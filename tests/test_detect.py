@@ -408,6 +408,22 @@ def test_a_still_gif_is_an_image_and_an_animated_one_a_video(tmp_path):
     assert {(t["first_time_s"], t["last_time_s"]) for t in tracks} == {(0.0, 0.4)}
 
 
+def test_annotated_video_can_be_webm_for_browsers(tmp_path):
+    import cv2
+
+    run_detect(DetectOptions(source=str(CLIP), out=tmp_path, annotate=True, max_frames=4, progress=False, video_format="webm"))
+    written = tmp_path / "annotated" / "hamilton_clip.webm"
+    assert written.read_bytes()[:4] == bytes.fromhex("1a45dfa3")  # the EBML header WebM files open with
+    video = cv2.VideoCapture(str(written))
+    frames = 0
+    while video.read()[0]:
+        frames += 1
+    assert frames == 4
+    assert sorted(path.name for path in (tmp_path / "annotated").iterdir()) == ["hamilton_clip.webm"]
+    with pytest.raises(UserError, match=r"^--video-format must be one of mp4, webm, not 'avi'$"):
+        run_detect(DetectOptions(source=str(CLIP), out=tmp_path / "other", annotate=True, video_format="avi"))
+
+
 def test_heic_and_avif_photos_are_read(tmp_path):
     from PIL import Image
 
