@@ -102,19 +102,24 @@ class FrameAnalyzer:
             raise UserError(f"smooth={smooth} must be in (0, 1] (1 = no smoothing)")
         # Checked here, as the caller wrote them: downstream a negative max_faces slices faces off the
         # end, a negative margin shrinks the crop to a pixel, zero threads fail inside the detector.
-        for what, value, least in (("margin", margin, 0), ("min_face", min_face, 0), ("max_faces", max_faces, 0),
-                                   ("num_threads", num_threads, 1), ("detect_size", detect_size, 0)):
+        for what, value, least in (("num_threads", num_threads, 1), ("detect_size", detect_size, 0)):
             check_at_least(what, value, least)
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads, balance=balance)
-        self.margin = crop_margin(self.detector) if margin is None else margin
-        self.min_face, self.max_faces = min_face, max_faces
+        self.select_faces(margin, min_face, max_faces)
         self.tracker = IoUTracker(alpha=smooth)
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over frames
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
+
+    def select_faces(self, margin: float | None = None, min_face: int = 0, max_faces: int = 0) -> None:
+        """Sets which faces are classified and how they are cropped (the constructor's arguments of the same names)."""
+        for what, value in (("margin", margin), ("min_face", min_face), ("max_faces", max_faces)):
+            check_at_least(what, value, 0)
+        self.margin = crop_margin(self.detector) if margin is None else margin
+        self.min_face, self.max_faces = min_face, max_faces
 
     def reset(self) -> None:
         """Starts a new stream: track ids begin again at 1."""
@@ -195,6 +200,10 @@ def analyze(
     model: str | Path | EmotionClassifier | None = None,
     balance: float = 0.0,
     detector_model: str | Path | None = None,
+    *,
+    min_face: int = 0,
+    max_faces: int = 0,
+    margin: float | None = None,
 ) -> list[FaceResult]:
     """Emotions of every face in one image.
 
@@ -207,6 +216,10 @@ def analyze(
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely);
             ignored when ``model`` is a classifier, which has its own.
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
+        min_face: Ignore faces whose box is smaller than this many pixels on a side.
+        max_faces: Keep at most this many faces, largest first (0 = all).
+        margin: Crop border around the face box, as a fraction of its larger side; None = the
+            detector's measured margin.
 
     Returns:
         One FaceResult per face, largest face first (track ids 1..N).
@@ -217,6 +230,8 @@ def analyze(
     as_key = lambda value: value if value is None or isinstance(value, EmotionClassifier) else str(value)  # noqa: E731
     analyzer = _cached_analyzer(detector, as_key(model), float(balance), as_key(detector_model))
     analyzer.reset()
+    # Set on every call: the cached analyzer keeps the previous call's choice otherwise.
+    analyzer.select_faces(margin, min_face, max_faces)
     return analyzer(image)
 
 
@@ -228,6 +243,10 @@ def analyze_video(
     smooth: float = 0.5,
     balance: float = 0.0,
     detector_model: str | Path | None = None,
+    *,
+    min_face: int = 0,
+    max_faces: int = 0,
+    margin: float | None = None,
 ) -> Iterator[FrameResult]:
     """Per-frame emotions of a video's faces, with stable track ids and smoothed probabilities.
 
@@ -239,12 +258,14 @@ def analyze_video(
         smooth: Weight of the newest frame in per-track smoothing (1 = off).
         balance: Class-prior correction, 0 (training frequencies) to 1 (all emotions equally likely).
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
+        min_face, max_faces, margin: As in ``analyze``.
 
     Yields:
         One FrameResult per analyzed frame.
     """
     check_at_least("every", every, 1)
-    analyzer = FrameAnalyzer(detector, model, smooth=smooth, balance=balance, detector_model=detector_model)
+    analyzer = FrameAnalyzer(detector, model, smooth=smooth, margin=margin, min_face=min_face, max_faces=max_faces,
+                             balance=balance, detector_model=detector_model)
     with open_video(str(path), every=every) as video:
         for frame in video:
             yield FrameResult(frame.index, frame.time_s, analyzer(frame.image, frame.index))

@@ -67,6 +67,25 @@ def test_photo_face_counts_and_api_agree_with_cli(tmp_path):
         assert face.score == pytest.approx(float(row["score"]), abs=1e-4)
 
 
+def test_api_selects_faces_as_the_cli_does(tmp_path):
+    everyone = fer_keras.analyze(DATA / "multiface.jpg")
+    sides = sorted(min(f.box[2:]) for f in everyone)
+    done = _detect("--source", DATA / "multiface.jpg", "--out", tmp_path, "--min-face", sides[2], "--max-faces", 3, "--margin", 0.3)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(tmp_path)
+    chosen = fer_keras.analyze(DATA / "multiface.jpg", min_face=sides[2], max_faces=3, margin=0.3)
+    assert len(chosen) == 3 and [f.box for f in chosen] == [f.box for f in everyone[:3]]  # the largest three
+    assert [(f.box, f.emotion) for f in chosen] == [(tuple(int(row[k]) for k in "xywh"), row["emotion"]) for row in rows]
+    for face, row in zip(chosen, rows):
+        assert face.score == pytest.approx(float(row["score"]), abs=1e-4)
+    assert [f.score for f in chosen] != [f.score for f in everyone[:3]]  # the wider crop was used
+    assert len(fer_keras.analyze(DATA / "multiface.jpg")) == 6  # the next call's defaults, not this one's choice
+    first = next(fer_keras.analyze_video(CLIP, max_faces=1, smooth=1.0))
+    assert len(first.faces) == 1
+    with pytest.raises(UserError, match=r"^margin=-0.1 must be at least 0$"):
+        fer_keras.analyze(DATA / "multiface.jpg", margin=-0.1)
+
+
 def test_api_accepts_arrays_and_pil_images():
     from PIL import Image
 
