@@ -21,7 +21,16 @@ trained models: ``--budget-ms 2.9 --budget-mb 6 --flip`` for the accurate tier (
 that stays a few MB: without the size cap or flip, the 15 FERPlus candidates of 2026-11-29 gave a
 9.9 MB ensemble of four), ``--budget-ms 0.4`` for the fast one. The latency estimate is
 conservative (one pass over the stacked mirror views costs less than two), so time the exported
-file with ``benchmark latency --tflite``. Selecting on validation flatters the validation number;
+file with ``benchmark latency --tflite``. Times are this CPU's, and int8 speed varies ninefold between
+x86 CPUs (AVX-512 VNNI against AVX2 only). ``--reference-tflite FILE --reference-ms MS`` puts them in
+another machine's terms: FILE is timed here too, and every candidate's time is scaled by MS over
+that. The fast tier's VGG took 0.295 ms on the AVX-512 machine the budgets were set on
+(experiments/benchmarks/latency_shipped.md; later fast tiers are fine-tunes of the same network), so
+``--reference-tflite tflite/fast/fer_keras_fast_int8.tflite --reference-ms 0.295`` lets selection for
+either tier run on any x86 CPU. It assumes candidates slow down as the reference does: roughly true
+of our VGGs and ResNet-SEs (release 0.5.0's accurate file, 20.5 ms beside the fast tier's 2.84 on
+the AVX2-only EPYC, scales to 2.13 ms against the 2.246 measured on the AVX-512 one: 5% under, so
+keep the accurate budget at 2.8), not of the peer's small separable network (2× slower, not 9×). Selecting on validation flatters the validation number;
 the test split stays untouched.
 
 DIR becomes a run folder: best.keras, the first member's config.yaml (data settings for export
@@ -183,7 +192,7 @@ def select_members(
         # The tiers' budgets are an AVX-512 CPU's; an AVX2-only one runs int8 about 9x slower (experiments/benchmarks/README.md).
         raise UserError(
             f"no candidate fits {limits}: the fastest costs {min(costs_ms):.3f} ms{smallest} "
-            "(times are this CPU's: scale --budget-ms by how much slower it runs the shipped tier)"
+            "(times are this CPU's unless --reference-tflite and --reference-ms put them in the budget machine's terms)"
         )
     return best_subset
 
@@ -197,6 +206,7 @@ def build_ensemble(
     budget_mb: float | None = None,
     shares: list[float] | None = None,
     views: list[str] | None = None,
+    reference: tuple[Path, float] | None = None,
 ) -> dict:
     """Averages the models in ``model_paths`` into ``out_dir`` and measures members and ensemble on validation.
 
@@ -210,6 +220,8 @@ def build_ensemble(
         budget_mb: The most the members' int8 files may weigh together, in MB.
         shares: Each member's weight in the average, in ``model_paths`` order, summing to 1; None: equal.
         views: With ``flip``, each member's views in ``model_paths`` order (``check_views``); None: both for all.
+        reference: With a budget, a ``.tflite`` and its ms per face on the machine the budget is meant
+            for; candidates' times here are scaled by that over its time here. None: this CPU's times.
 
     Returns:
         The metrics written to ``out_dir/metrics.json``.
@@ -217,9 +229,17 @@ def build_ensemble(
     Raises:
         UserError: When a file is missing or unreadable, fewer than two are given without flip or a
             budget, members' labels differ, no candidate fits the budgets, or shares are given with a
-            budget or do not fit the members, or views do not fit them or ``flip``.
+            budget or do not fit the members, or views do not fit them or ``flip``, or a reference is
+            given without ``budget_ms``, with a time that is not positive, or is not a readable ``.tflite``.
     """
     selecting = budget_ms is not None or budget_mb is not None
+    if reference is not None:
+        if budget_ms is None:
+            raise UserError("--reference-tflite scales candidates' times to another machine's: it needs --budget-ms")
+        if not reference[1] > 0:
+            raise UserError(f"--reference-ms must be positive, not {reference[1]:g}")
+        if not Path(reference[0]).is_file():
+            raise UserError(f"{reference[0]}: no such file (--reference-tflite)")
     if len(model_paths) < 2 and not flip and not selecting:
         raise UserError("an ensemble needs at least two --model files (or one with --flip)")
     for flag, given in (("--share", shares), ("--views", views)):
@@ -245,7 +265,15 @@ def build_ensemble(
     if selecting:
         calibration = train.images[np.random.default_rng(0).permutation(len(train))[:200]]
         measured = [int8_cost(member, calibration) for member in members]
-        costs = [latency * (2 if flip else 1) for latency, _ in measured]
+        scale, reference_record = 1.0, None
+        if reference is not None:
+            from fer_keras.benchmark import time_classifier
+
+            reference_here = time_classifier(Path(reference[0]), batch=1, threads=1, repeats=100)
+            scale = reference[1] / reference_here
+            reference_record = {"tflite": str(reference[0]), "ms": reference[1], "ms_here": round(reference_here, 4), "scale": float(f"{scale:.5g}")}
+            print(f"reference {reference[0]}: {reference_here:.3f} ms here, {reference[1]:g} ms on the budget's machine: times scaled by {scale:.4f}")
+        costs = [latency * scale * (2 if flip else 1) for latency, _ in measured]
         sizes = [size for _, size in measured]
         chosen = select_members(
             member_probabilities, val.labels, costs, math.inf if budget_ms is None else budget_ms, sizes, math.inf if budget_mb is None else budget_mb
@@ -253,6 +281,7 @@ def build_ensemble(
         selection = {
             "budget_ms": budget_ms,
             "budget_mb": budget_mb,
+            **({"reference": reference_record} if reference_record else {}),
             "candidates": [
                 {"model": str(path), "val_accuracy": acc, "cost_ms": round(cost, 4), "size_mb": round(size, 3)}
                 for path, acc, cost, size in zip(model_paths, member_val, costs, sizes)
@@ -297,13 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="dataset root for the validation check (default: the first member's config, $FER_KERAS_DATA)")
     parser.add_argument("--budget-ms", type=float, help="treat the --model files as candidates: keep the subset most accurate on validation within this int8 ms/face")
     parser.add_argument("--budget-mb", type=float, help="as --budget-ms, for the members' summed int8 file size in MB (the two combine)")
+    parser.add_argument("--reference-tflite", type=Path, metavar="FILE", help="with --budget-ms and --reference-ms: a .tflite timed here to put candidates' times in another machine's terms")
+    parser.add_argument("--reference-ms", type=float, metavar="MS", help="the --reference-tflite file's ms per face (batch 1, one thread) on the machine --budget-ms is meant for")
     parser.add_argument("--share", action="append", type=float, help="the matching member's weight in the average (repeat, in --model order; default: equal)")
     parser.add_argument("--views", action="append", choices=VIEWS, help="with --flip, the matching member's views: both (face and mirror) or original (face only); repeat, in --model order")
     args = parser.parse_args(argv)
     for flag, value in (("--budget-ms", args.budget_ms), ("--budget-mb", args.budget_mb)):
         if value is not None and value <= 0:
             parser.error(f"{flag} must be positive")
-    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb, args.share, args.views)
+    if (args.reference_tflite is None) != (args.reference_ms is None):
+        parser.error("--reference-tflite and --reference-ms go together")
+    reference = (args.reference_tflite, args.reference_ms) if args.reference_tflite else None
+    build_ensemble(args.model, args.out, args.flip, args.data_dir, args.budget_ms, args.budget_mb, args.share, args.views, reference)
     return 0
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import keras
 
-from fer_keras.ensemble import average_models, build_ensemble
+from conftest import REPO
+from fer_keras.ensemble import average_models, build_ensemble, main
 from fer_keras.errors import UserError
 from fer_keras.models import build_model
 
@@ -82,7 +83,20 @@ def test_build_ensemble_needs_two_members_or_flip(tmp_path):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", flip=True, budget_ms=3, views=["both", "original"])
     with pytest.raises(UserError, match="needs an ensemble with flip views"):
         build_ensemble([tmp_path / "a.keras", tmp_path / "b.keras"], tmp_path / "out", views=["both", "original"])
+    two = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    fast_tier = REPO / "tflite" / "fast" / "fer_keras_fast_int8.tflite"
+    with pytest.raises(UserError, match=r"^--reference-tflite scales .* it needs --budget-ms$"):
+        build_ensemble(two, tmp_path / "out", budget_mb=5, reference=(fast_tier, 0.3))
+    with pytest.raises(UserError, match=r"^--reference-ms must be positive, not 0$"):
+        build_ensemble(two, tmp_path / "out", budget_ms=3, reference=(fast_tier, 0.0))
+    with pytest.raises(UserError, match=r"missing.tflite: no such file \(--reference-tflite\)$"):
+        build_ensemble(two, tmp_path / "out", budget_ms=3, reference=(tmp_path / "missing.tflite", 0.3))
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_flags_go_together(tmp_path, capsys):
+    assert main(["--model", str(tmp_path / "a.keras"), "--out", str(tmp_path / "out"), "--budget-ms", "3", "--reference-ms", "0.3"]) == 2
+    assert capsys.readouterr().err == "error: python -m fer_keras.ensemble: --reference-tflite and --reference-ms go together (see --help)\n"
 
 
 def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, face_folder, tmp_path):
@@ -190,6 +204,13 @@ def test_budget_selects_members_and_records_the_choice(two_tiny_runs, tmp_path):
     assert json.loads((tmp_path / "chosen" / "metrics.json").read_text())["selection"] == selection
     with pytest.raises(UserError, match="no candidate fits"):
         build_ensemble(runs, tmp_path / "none", flip=True, budget_ms=1e-6)
+    # The same budget in the terms of a machine that runs the reference a billion times faster: it fits.
+    fast_tier = REPO / "tflite" / "fast" / "fer_keras_fast_int8.tflite"
+    scaled = build_ensemble(runs, tmp_path / "scaled", flip=True, budget_ms=1e-6, reference=(fast_tier, 1e-9))
+    reference = scaled["selection"]["reference"]
+    assert reference["tflite"] == str(fast_tier) and reference["ms"] == 1e-9 and reference["ms_here"] > 0
+    assert reference["scale"] == pytest.approx(1e-9 / reference["ms_here"], rel=1e-3)
+    assert scaled["members"] and scaled["selection"]["estimated_ms"] <= 1e-6
     # A size cap alone also selects; either candidate's file fits it, the two together do not.
     one_member = max(c["size_mb"] for c in selection["candidates"]) * 1.5
     capped = build_ensemble(runs, tmp_path / "small", budget_mb=one_member)
