@@ -373,7 +373,7 @@ def build_parser() -> ArgumentParser:
         p.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite or .keras files, or packaged names (default: accurate fast)")
         p.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite (repeatable; each with --peer-labels and --peer-value-range)")
         p.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
-        p.add_argument("--peer-value-range", action="append", default=[], metavar="LOW,HIGH", help="the peer's input range, e.g. --peer-value-range=-1,1")
+        p.add_argument("--peer-value-range", action="append", default=[], metavar="LOW,HIGH", help="the peer's input range, e.g. --peer-value-range -1,1")
         p.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA); robustness --label-set folder: a folder of class folders")
     p_robustness.add_argument("--label-set", choices=["ferplus", "folder"], default="ferplus", help="ferplus (majority labels) or folder (a folder of class folders)")
     p_robustness.add_argument("--split", choices=["test", "val"], default="test", help="test, or val for choosing among candidates (writes robustness_val.md)")

@@ -369,7 +369,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--detect-size", type=at_least(0), metavar="PX", help="shrink frames to this long side before detection (0 = full size; default 640 for yunet, haar, mtcnn)")
     parser.add_argument("--model", help="emotion .tflite or packaged name (default, fast, accurate)")
     parser.add_argument("--labels", help="comma-separated labels, in output order, of a third-party .tflite without our metadata")
-    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of such a model, e.g. --value-range=-1,1 (ours take raw 0-255 pixels)")
+    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of such a model, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction, 0 (training frequencies, a third neutral) to 1 (all emotions equally likely); 0.5 for acted or posed faces")
     parser.add_argument("--annotate", action="store_true", help="also write the annotated video / images to --out")
     parser.add_argument("--video-format", choices=list(ANNOTATED_VIDEO_CODECS), default="mp4",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from typing import Callable
 
@@ -31,6 +32,19 @@ class ArgumentParser(argparse.ArgumentParser):
     argparse itself prints the whole usage block before its error; the error line alone names the
     problem, and ``--help`` still prints the usage.
     """
+
+    # argparse takes only a plain negative number for a value; "-1,1" it reads as an unknown flag,
+    # so "--value-range -1,1" failed with "expected one argument". Such a token is joined to its flag.
+    NEGATIVE_NUMBER_LIST = re.compile(r"-\d[\d.]*(,-?\d[\d.]*)+")
+
+    def parse_known_args(self, args=None, namespace=None):
+        joined: list[str] = []
+        for token in sys.argv[1:] if args is None else args:
+            if joined and self.NEGATIVE_NUMBER_LIST.fullmatch(token) and joined[-1].startswith("--") and "=" not in joined[-1]:
+                joined[-1] = f"{joined[-1]}={token}"
+            else:
+                joined.append(token)
+        return super().parse_known_args(joined, namespace)
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message} (see --help)")

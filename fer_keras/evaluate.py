@@ -459,7 +459,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--detector-model", help="model file for a detector that needs one (yunet: its .onnx)")
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
     parser.add_argument("--labels", help="comma-separated labels, in output order, of a .keras model without a run folder or a third-party .tflite without our metadata")
-    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite without our metadata, e.g. --value-range=-1,1 (ours take raw 0-255 pixels)")
+    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite without our metadata, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")
     return parser
 

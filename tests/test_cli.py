@@ -1,3 +1,5 @@
+import pytest
+
 from fer_keras import cli
 
 
@@ -80,3 +82,17 @@ def test_recover_refuses_a_missing_file_before_keras_loads():
     done = subprocess.run([sys.executable, "-m", "fer_keras", "recover", "--tflite", "/no/such.tflite", "--run", "r", "--out", "o"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr == "error: /no/such.tflite: model file not found\n"
+
+
+def test_a_negative_number_list_is_a_flag_value_not_a_flag():
+    from fer_keras.errors import ArgumentParser, UserError
+
+    parser = ArgumentParser(prog="p")
+    parser.add_argument("--value-range")
+    parser.add_argument("--offset", type=float)
+    parser.add_argument("--quiet", action="store_true")
+    assert parser.parse_args(["--value-range", "-1,1"]).value_range == "-1,1"
+    assert parser.parse_args(["--value-range", "-0.5,-0.25", "--offset", "-2"]).value_range == "-0.5,-0.25"
+    assert parser.parse_args(["--value-range=-1,1"]).value_range == "-1,1"
+    with pytest.raises(UserError, match="--quiet: ignored explicit argument '-1,1'"):
+        parser.parse_args(["--quiet", "-1,1"])  # a flag that takes no value: still an error

@@ -136,7 +136,7 @@ def test_detect_runs_a_third_party_model_with_its_labels_and_input_range(trained
     bare.write_bytes(exporter.convert(third_party, "float32"))
     photo = str(REPO / "tests" / "data" / "two_people.jpg")
     args = ["--source", photo, "--no-progress", "--model", str(bare)]
-    assert detect.main([*args, "--out", str(tmp_path / "plain"), "--labels", "x,y,z", "--value-range=-1,1"]) == 0
+    assert detect.main([*args, "--out", str(tmp_path / "plain"), "--labels", "x,y,z", "--value-range", "-1,1"]) == 0
     with open(tmp_path / "plain" / "detections.csv") as rows:
         named = list(csv.DictReader(rows))
     assert len(named) == 2 and {"x", "y", "z"} <= set(named[0]) and named[0]["emotion"] in ("x", "y", "z")
