@@ -100,13 +100,12 @@ class FrameAnalyzer:
     ):
         if not 0.0 < smooth <= 1.0:
             raise UserError(f"smooth={smooth} must be in (0, 1] (1 = no smoothing)")
-        # Checked here, as the caller wrote them: downstream a negative max_faces slices faces off the
-        # end, a negative margin shrinks the crop to a pixel, zero threads fail inside the detector.
+        # Checked here, as the caller wrote them, before any model loads: zero threads fail inside the detector.
         for what, value, least in (("num_threads", num_threads, 1), ("detect_size", detect_size, 0)):
             check_at_least(what, value, least)
+        self.select_faces(margin, min_face, max_faces)
         self.detector = make_detector(detector, detector_model, num_threads, detect_size) if isinstance(detector, str) else detector
         self.classifier = model if isinstance(model, EmotionClassifier) else EmotionClassifier(model, num_threads, balance=balance)
-        self.select_faces(margin, min_face, max_faces)
         self.tracker = IoUTracker(alpha=smooth)
         self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over frames
 
@@ -114,12 +113,17 @@ class FrameAnalyzer:
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
+    @property
+    def margin(self) -> float:
+        """The crop border, as a fraction of the face box: the one given, else the detector's measured margin."""
+        return crop_margin(self.detector) if self._margin is None else self._margin
+
     def select_faces(self, margin: float | None = None, min_face: int = 0, max_faces: int = 0) -> None:
         """Sets which faces are classified and how they are cropped (the constructor's arguments of the same names)."""
+        # Downstream a negative max_faces slices faces off the end, a negative margin shrinks the crop to a pixel.
         for what, value in (("margin", margin), ("min_face", min_face), ("max_faces", max_faces)):
             check_at_least(what, value, 0)
-        self.margin = crop_margin(self.detector) if margin is None else margin
-        self.min_face, self.max_faces = min_face, max_faces
+        self._margin, self.min_face, self.max_faces = margin, min_face, max_faces
 
     def reset(self) -> None:
         """Starts a new stream: track ids begin again at 1."""
@@ -134,7 +138,8 @@ class FrameAnalyzer:
         if self.max_faces:
             faces = faces[: self.max_faces]
         detected = time.perf_counter()
-        probabilities = self.classifier.predict([crop_face(frame, f, self.margin) for f in faces])
+        margin = self.margin
+        probabilities = self.classifier.predict([crop_face(frame, f, margin) for f in faces])
         classified = time.perf_counter()
         ids = self.tracker.assign([f.box for f in faces])
         results = []
