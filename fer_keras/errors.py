@@ -40,7 +40,8 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         joined: list[str] = []
         for token in sys.argv[1:] if args is None else args:
-            if joined and self.NEGATIVE_NUMBER_LIST.fullmatch(token) and joined[-1].startswith("--") and "=" not in joined[-1]:
+            flag = joined[-1] if joined else ""
+            if self.NEGATIVE_NUMBER_LIST.fullmatch(token) and flag.startswith("--") and flag != "--" and "=" not in flag:
                 joined[-1] = f"{joined[-1]}={token}"
             else:
                 joined.append(token)

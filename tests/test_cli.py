@@ -94,5 +94,8 @@ def test_a_negative_number_list_is_a_flag_value_not_a_flag():
     assert parser.parse_args(["--value-range", "-1,1"]).value_range == "-1,1"
     assert parser.parse_args(["--value-range", "-0.5,-0.25", "--offset", "-2"]).value_range == "-0.5,-0.25"
     assert parser.parse_args(["--value-range=-1,1"]).value_range == "-1,1"
+    with_positional = ArgumentParser(prog="p")
+    with_positional.add_argument("values", nargs="*")
+    assert with_positional.parse_args(["--", "-1,1"]).values == ["-1,1"]  # after "--", a positional value as it is
     with pytest.raises(UserError, match="--quiet: ignored explicit argument '-1,1'"):
         parser.parse_args(["--quiet", "-1,1"])  # a flag that takes no value: still an error
