@@ -280,6 +280,8 @@ def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """
     if pixels.dtype == np.uint8:
         return pixels
+    if pixels.dtype == np.bool_:  # a mask: True is white, as scikit-image's img_as_ubyte reads it
+        return pixels.astype(np.uint8) * np.uint8(255)
     if pixels.dtype == np.uint16:
         scale = 255.0 / 65535.0
     else:

@@ -201,17 +201,17 @@ def read_image(path: str | Path) -> np.ndarray:
             or the URL cannot be read.
     """
     if isinstance(path, str) and "://" in path:
-        with open_video(path, max_frames=1) as picture:
-            return next(iter(picture)).image
+        try:
+            with open_video(path, max_frames=1) as picture:
+                return next(iter(picture)).image
+        except UserError as error:  # the stream's wording ("not a video") misleads for a photo
+            raise UserError(f"{path}: cannot read an image from this URL (no network, not found, or not an image)") from error
     path = Path(path)
+    if not path.is_file():  # before imread, which warns of it where cv2 was imported before fer_keras quietened OpenCV's log
+        raise UserError(f"{path}: {'a folder, not an image' if path.is_dir() else 'no such file'}")
     frame = decode_image(path)
     if frame is None:
-        if not path.exists():
-            problem = "no such file"
-        elif path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:
-            problem = f"a {'folder' if path.is_dir() else 'video'}, not an image"
-        else:
-            problem = "not a readable image"
+        problem = "a video, not an image" if path.suffix.lower() in VIDEO_SUFFIXES else "not a readable image"
         raise UserError(f"{path}: {problem}")
     return frame
 

@@ -187,6 +187,13 @@ def test_16_bit_and_float_images_read_as_their_8_bit_pixels(tmp_path):
         assert np.abs(image[..., 0].astype(int) - square).mean() < 2
 
 
+def test_a_boolean_mask_reads_as_black_and_white():
+    """True is white, as scikit-image reads a mask; it was read as 1 of 255, a black image."""
+    from fer_keras.runtime import as_uint8
+
+    assert as_uint8(np.array([[True, False]])).tolist() == [[255, 0]]
+
+
 def test_labels_outside_ascii_are_drawn_not_turned_into_question_marks():
     """Own classes named in German or Russian: OpenCV's font drew 'überrascht' as '?berrascht'."""
     from fer_keras.annotate import annotate
@@ -252,7 +259,7 @@ def test_a_video_file_served_over_http_is_read_frame_by_frame_and_a_live_one_thi
         # A photo's URL is an image, to detect and the API alike.
         photo_url = f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
         assert len(fer_keras.analyze(photo_url)) == 2
-        with pytest.raises(UserError, match="missing.jpg: cannot open stream"):
+        with pytest.raises(UserError, match="missing.jpg: cannot read an image from this URL"):
             fer_keras.analyze(f"http://127.0.0.1:{server.server_address[1]}/missing.jpg")
         done = _detect("--source", photo_url, "--out", tmp_path / "out", "--annotate")
         assert done.returncode == 0, done.stderr
