@@ -275,8 +275,8 @@ def as_uint8(pixels: np.ndarray) -> np.ndarray:
     """Pixels as uint8 0-255; floats none of which exceeds 1 are read as 0-1 (scikit-image's and most ML code's scale).
 
     uint16 pixels (16-bit files read unchanged, machine-vision cameras) are scaled from 0-65535, as
-    OpenCV and scikit-image convert them. Other values are rounded and clipped to 0-255
-    (``check_pixels`` refuses NaN and infinities first).
+    OpenCV and scikit-image convert them; booleans (masks) become 0 and 255. Other values are
+    rounded and clipped to 0-255 (``check_pixels`` refuses NaN and infinities first).
     """
     if pixels.dtype == np.uint8:
         return pixels

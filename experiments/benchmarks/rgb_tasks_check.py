@@ -53,6 +53,7 @@ def mediapipe_probabilities(classifier, rgb: np.ndarray, labels: list[str], roi:
 
 
 def check_tier(gray_file: Path, rgb_file: Path, faces: list[np.ndarray]) -> dict:
+    """The three checks of the module docstring for one tier's grayscale and RGB files, on ``faces`` (BGR crops)."""
     gray_model, rgb_model = EmotionClassifier(gray_file), EmotionClassifier(rgb_file)
     labels = list(rgb_model.labels)
     classifier = vision.ImageClassifier.create_from_options(
