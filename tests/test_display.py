@@ -1,20 +1,16 @@
 """The --show window: its headless fallback everywhere, its Tk window where Xvfb can give it a screen."""
 
 import os
+import select
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from fer_keras import display
-
-# One worker runs them all: Tk in a process takes to one X server only, and workers starting
-# Xvfb at once would race for the same display number.
-pytestmark = pytest.mark.xdist_group("virtual_screen")
 
 
 def _frame(height=120, width=160):
@@ -37,25 +33,43 @@ def test_without_a_screen_detection_goes_on_after_one_message(monkeypatch, capsy
     assert not shown.enabled and not shown.closed
 
 
-@pytest.fixture(scope="module")
+def _read_line(fd: int, timeout_s: float) -> str:
+    """A newline-terminated line from ``fd``, or what came of it within ``timeout_s``."""
+    deadline, line = time.monotonic() + timeout_s, b""
+    while not line.endswith(b"\n") and select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(fd, 16)
+        if not chunk:
+            break
+        line += chunk
+    return line.decode().strip()
+
+
+@pytest.fixture(scope="session")
 def virtual_screen():
     """A 640x480 X screen from Xvfb, where it is installed (it is no dependency of the package).
 
-    One for the module: Tk in one process does not take to a second X server after its first.
+    One per test process, for its whole session: Tk in a process keeps to the first X server it
+    met, and a Tk update on a server that has gone ends the process at once (Xlib's "XIO: fatal IO
+    error", an exit(1) that pytest-xdist reports as a crashed worker). Xvfb picks a free display
+    number itself (-displayfd), so workers starting it at once cannot end up on one server that
+    the first to finish then stops (the display number used to be chosen here, from the lock files).
     """
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed")
     pytest.importorskip("tkinter")
-    number = next(n for n in range(90, 190) if not Path(f"/tmp/.X{n}-lock").exists())
-    server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "640x480x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
-    socket = Path(f"/tmp/.X11-unix/X{number}")
-    for _ in range(100):  # up to 5 s for the server to listen
-        if socket.exists() or server.poll() is not None:
-            break
-        time.sleep(0.05)
-    if not socket.exists():
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"], pass_fds=(write_end,), stderr=subprocess.DEVNULL
+    )
+    os.close(write_end)
+    # Xvfb writes the number once it listens; the pipe stays open while it runs: it stops with
+    # "Cannot write display number" when its reader has gone.
+    number = _read_line(read_end, timeout_s=5)
+    if not number.isdigit():
         server.kill()
-        pytest.skip(f"Xvfb did not start on :{number}")
+        server.wait(10)
+        os.close(read_end)
+        pytest.skip("Xvfb did not start")
     before = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = f":{number}"
     yield
@@ -65,6 +79,7 @@ def virtual_screen():
         os.environ["DISPLAY"] = before
     server.terminate()
     server.wait(10)
+    os.close(read_end)
 
 
 def _after(window, ms, action):
