@@ -52,6 +52,11 @@ def mediapipe_probabilities(classifier, rgb: np.ndarray, labels: list[str], roi:
     return np.array([scores[label] for label in labels], np.float32)
 
 
+def predict_in_batches(model: EmotionClassifier, faces: list[np.ndarray], batch: int = 64) -> np.ndarray:
+    """Our runtime's probabilities for ``faces`` (BGR crops), through the public ``predict``, ``batch`` faces per invoke."""
+    return np.concatenate([model.predict(faces[i : i + batch]) for i in range(0, len(faces), batch)])
+
+
 def check_tier(gray_file: Path, rgb_file: Path, faces: list[np.ndarray]) -> dict:
     """The three checks of the module docstring for one tier's grayscale and RGB files, on ``faces`` (BGR crops)."""
     gray_model, rgb_model = EmotionClassifier(gray_file), EmotionClassifier(rgb_file)
@@ -59,11 +64,11 @@ def check_tier(gray_file: Path, rgb_file: Path, faces: list[np.ndarray]) -> dict
     classifier = vision.ImageClassifier.create_from_options(
         vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(rgb_file)), max_results=-1)
     )
-    ours_rgb = np.concatenate([rgb_model.predict(faces[i : i + 64]) for i in range(0, len(faces), 64)])
-    ours_gray = np.concatenate([gray_model.predict(faces[i : i + 64]) for i in range(0, len(faces), 64)])
+    ours_rgb, ours_gray = predict_in_batches(rgb_model, faces), predict_in_batches(gray_model, faces)
     theirs = np.stack([mediapipe_probabilities(classifier, cv2.cvtColor(face, cv2.COLOR_BGR2RGB), labels) for face in faces])
 
     photo = cv2.imread(str(PHOTO))
+    photo_rgb = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
     height, width = photo.shape[:2]
     roi_faces = []
     for face in fer_keras.analyze(photo, model=str(gray_file)):
@@ -71,7 +76,7 @@ def check_tier(gray_file: Path, rgb_file: Path, faces: list[np.ndarray]) -> dict
         half = ROI_SIDE * max(w, h) / 2
         centre_x, centre_y = x + w / 2, y + h / 2
         roi = RectF(left=(centre_x - half) / width, top=(centre_y - half) / height, right=(centre_x + half) / width, bottom=(centre_y + half) / height)
-        scores = mediapipe_probabilities(classifier, cv2.cvtColor(photo, cv2.COLOR_BGR2RGB), labels, roi)
+        scores = mediapipe_probabilities(classifier, photo_rgb, labels, roi)
         roi_faces.append({
             "box": list(face.box),
             "ours": face.emotion,

@@ -4,7 +4,7 @@
 
 Run layout_probe.py first (the command is in this run's config, experiments/configs/ferplus_vgg_ema_robust_p10_cpu.yaml,
 and in ../ferplus_accurate_robust_wd_candidate/README.md) with every network below, so the cache holds their probabilities.
-The layout: 0.9.0's ResNet-SE on the face and its mirror at a share RESNET_SHARE, three VGGs on the face sharing the rest;
+The layout: 0.9.0's ResNet-SE on the face and its mirror at a share of 0.5, 0.4 or 0.25, three VGGs on the face sharing the rest;
 a third VGG adds about 117 million multiply-adds per face to 0.9.0's 858 million.
 """
 
