@@ -450,6 +450,12 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
     if config.data.label_set == "folder" and untrained:
         raise UserError(f"{config.data.data_dir}: no readable training faces in class folder {', '.join(untrained)}: its files "
                         "are unreadable, or its faces are in test/ only; fix or remove it")
+    if untrained:
+        # Legitimate for a deliberate subset, but usually a folder of one's own classes trained
+        # under the default label set: say so before an epoch is spent on outputs that cannot learn.
+        log.warning("no training faces for %s of the %s classes: the model will not learn to predict %s; "
+                    "to train on a folder's own classes, use data.label_set=folder",
+                    ", ".join(untrained), config.data.label_set, "it" if len(untrained) == 1 else "them")
     if config.data.teacher:
         from fer_keras.teacher import teacher_probabilities, with_teacher
 

@@ -89,6 +89,21 @@ def test_a_class_folder_without_a_readable_face_is_refused(face_folder, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_fixed_classes_without_training_faces_are_warned_of(face_folder, tmp_path, caplog):
+    """Three own classes trained under the default label set made a 7-output model without a word."""
+    from fer_keras.data import load_for_experiment
+
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        load_for_experiment(_config(face_folder, tmp_path, "data.label_set=fer2013"), with_test=False)
+    warned = [r.getMessage() for r in caplog.records if "no training faces" in r.getMessage()]
+    assert warned == ["no training faces for disgust, fear, neutral, surprise of the fer2013 classes: the model will not "
+                      "learn to predict them; to train on a folder's own classes, use data.label_set=folder"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        load_for_experiment(_config(face_folder, tmp_path), with_test=False)
+    assert not [r for r in caplog.records if "no training faces" in r.getMessage()]
+
+
 def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
     result = train.run_training(_config(face_folder, tmp_path, "train.epochs=1", "train.score_test=false"))
     assert set(result.metrics) >= {"val"} and "test" not in result.metrics
