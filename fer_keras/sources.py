@@ -52,8 +52,13 @@ class Video:
         self.source, self.every, self.max_frames = source, max(1, every), max_frames
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
-            kind = "camera" if _is_camera(source) else ("stream" if "://" in str(source) else "video")
-            raise UserError(f"{source}: cannot open {kind} (missing, unreadable or not a video)")
+            if _is_camera(source):
+                why = "camera (no such camera, no permission to use it, or another program holds it)"
+            elif "://" in str(source):
+                why = "stream (unreachable, not found, or not a video stream)"
+            else:
+                why = "video (missing, unreadable or not a video)"
+            raise UserError(f"{source}: cannot open {why}")
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.live = count <= 0 if live is None else live

@@ -529,12 +529,13 @@ def test_a_source_is_known_by_its_content_when_its_extension_says_nothing(tmp_pa
     [
         ("missing.mp4", "missing.mp4: no such file or folder"),
         ("notes.txt", "notes.txt: not an image or video (extension .txt; OpenCV and Pillow cannot read it)"),
-        ("fake.mp4", "fake.mp4: cannot open video"),
+        ("fake.mp4", "fake.mp4: cannot open video (missing, unreadable or not a video)"),
         ("fake.jpg", "fake.jpg: not a readable image"),
         ("fake.gif", "fake.gif: not a readable image"),  # OpenCV logs its GIF reader's failure at ERROR level
         ("fake.heic", "fake.heic: not a readable image"),
-        ("9", "9: cannot open camera"),
+        ("9", "9: cannot open camera (no such camera, no permission to use it, or another program holds it)"),
         ("/dev/null", "/dev/null: cannot open camera"),  # a device file is a camera, as /dev/video0
+        ("rtsp://127.0.0.1:9/live", "rtsp://127.0.0.1:9/live: cannot open stream (unreachable, not found, or not a video stream)"),
     ],
 )
 def test_bad_sources_exit_2_with_one_line(tmp_path, source, message):
@@ -543,7 +544,7 @@ def test_bad_sources_exit_2_with_one_line(tmp_path, source, message):
     (tmp_path / "fake.jpg").write_bytes(b"\x00" * 100)
     (tmp_path / "fake.gif").write_bytes(b"GIF89a")
     (tmp_path / "fake.heic").write_bytes(b"\x00" * 100)
-    path = source if source.isdigit() or source.startswith("/dev/") else tmp_path / source
+    path = source if source.isdigit() or source.startswith(("/dev/", "rtsp:")) else tmp_path / source
     done = _detect("--source", path, "--out", tmp_path / "out")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [line for line in done.stderr.strip().splitlines() if line.startswith("error:")]
