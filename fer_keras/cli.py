@@ -14,7 +14,7 @@ COMMANDS = {
     "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
     "soup": "average fine-tunes of one network in weight space into one .keras model",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
-    "explain": "Grad-CAM heatmaps for a face image",
+    "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",
     "export": "convert a .keras model to a quantized .tflite with a parity report",
     "detect": "emotions of every face in a camera, video, image or folder",
     "benchmark": "latency, accuracy, robustness, detector, pipeline and training-speed tables",

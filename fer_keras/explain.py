@@ -1,7 +1,10 @@
-"""Grad-CAM: ``python -m fer_keras.explain --model M.keras --image IMG --out DIR``.
+"""Heatmaps of what a model looks at: ``python -m fer_keras.explain --image IMG --out DIR [--model M]``.
 
-Written with ``tf.GradientTape`` on the Keras 3 model directly (Selvaraju et al. 2017): the class
-score's gradients, averaged over space, weight the chosen conv layer's channels.
+Grad-CAM for ``.keras`` models, written with ``tf.GradientTape`` on the Keras 3 model directly
+(Selvaraju et al. 2017): the class score's gradients, averaged over space, weight the chosen conv
+layer's channels. Occlusion sensitivity for any model (Zeiler & Fergus 2014): how far the class
+probability falls when a square of the face is hidden. It needs only predictions, so it explains
+the shipped int8 ``.tflite`` tiers and third-party files too, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -95,6 +98,64 @@ def gradcam(model, images: np.ndarray, class_index: int | np.ndarray | None = No
     return np.clip(resized, 0, 1).astype(np.float32), classes.numpy()
 
 
+def _log_odds(probability):
+    # On the log-odds scale a confident face's small falls still count (0.99 -> 0.97 is as big as
+    # 0.5 -> 0.25), where on the probability scale they are within an int8 output's 1/256 steps.
+    # Clipped to half a step from 0 and 1, where int8 probabilities stop.
+    p = np.clip(probability, 1 / 512, 1 - 1 / 512)
+    return np.log(p) - np.log1p(-p)
+
+
+def occlusion_sensitivity(predict, images: np.ndarray, class_index: int | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Occlusion-sensitivity heatmaps for a batch of raw-pixel images, from predictions alone.
+
+    A square a quarter of the side, filled with the face's mean grey, slides over each face in
+    steps of a third of its size (100 positions at 48 x 48). A pixel's heat is how far the class's
+    log-odds fall when the square centred there is hidden (interpolated between the squares'
+    centres; the border takes its nearest centre's), rises clipped to 0, scaled so that each
+    face's peak is 1. A face the model is certain of may show little: no one square changes its mind.
+
+    Args:
+        predict: Raw-pixel batch (N, H, W, C) 0-255 -> (N, classes) probabilities.
+        images: (N, H, W, C) raw 0-255 pixels at the model's input size.
+        class_index: Class to explain (one for all, or one per image); None = each image's prediction.
+
+    Returns:
+        Heatmaps (N, H, W) float32 in [0, 1] and the explained class indices (N,).
+    """
+    from scipy.interpolate import RegularGridInterpolator
+
+    images = np.asarray(images, dtype=np.float32)
+    n, height, width = images.shape[:3]
+    probabilities = predict(images)
+    classes = probabilities.argmax(axis=1) if class_index is None else np.broadcast_to(np.asarray(class_index, dtype=np.int64), (n,))
+    patch = max(1, round(min(height, width) / 4))
+    stride = max(1, patch // 3)
+    # The last square sits flush with the far edge, so the border is covered as often as its neighbours.
+    tops = np.unique(np.r_[np.arange(0, height - patch + 1, stride), height - patch])
+    lefts = np.unique(np.r_[np.arange(0, width - patch + 1, stride), width - patch])
+    squares = [(top, left) for top in tops for left in lefts]
+    # Each square's fall belongs to its centre: a pixel's heat is the fall when the square centred
+    # on it is hidden, so the map peaks on the evidence itself rather than beside it.
+    centre_rows, centre_cols = tops + (patch - 1) / 2, lefts + (patch - 1) / 2
+    pixels = np.stack(np.meshgrid(np.clip(np.arange(height), centre_rows[0], centre_rows[-1]),
+                                  np.clip(np.arange(width), centre_cols[0], centre_cols[-1]), indexing="ij"), axis=-1)
+
+    def interpolate(grid: np.ndarray) -> np.ndarray:
+        return RegularGridInterpolator((centre_rows, centre_cols), grid)(pixels)
+
+    heatmaps = np.zeros((n, height, width), dtype=np.float32)
+    for i in range(n):
+        hidden = np.repeat(images[i : i + 1], len(squares), axis=0)
+        fill = images[i].mean(axis=(0, 1))
+        for j, (top, left) in enumerate(squares):
+            hidden[j, top : top + patch, left : left + patch] = fill
+        falls = _log_odds(probabilities[i, classes[i]]) - _log_odds(predict(hidden)[:, classes[i]])
+        heat = np.clip(interpolate(falls.reshape(len(tops), len(lefts))), 0, None)
+        heatmaps[i] = heat / heat.max() if heat.max() > 0 else heat
+    return heatmaps, np.asarray(classes)
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """An RGB uint8 picture of ``image`` with the heatmap (jet colours) blended over it."""
     import matplotlib
@@ -104,50 +165,77 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.45) -> n
     return np.clip((1 - strength) * rgb.astype(np.float32) + strength * colours, 0, 255).astype(np.uint8)
 
 
+METHODS = ("gradcam", "occlusion")
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m fer_keras.explain", description="Grad-CAM heatmaps of a .keras emotion model.")
-    parser.add_argument("--model", required=True, type=Path, help=".keras model")
+    parser = ArgumentParser(prog="python -m fer_keras.explain", description="Heatmaps of what an emotion model looks at in each face: Grad-CAM or occlusion sensitivity.")
+    parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
     parser.add_argument("--image", required=True, type=Path, help="a face crop, or a photo: each detected face is explained")
+    parser.add_argument("--method", choices=METHODS, help="gradcam (.keras models only; the default for them) or occlusion (any model; the default for .tflite)")
     parser.add_argument("--class", dest="class_name", help="label to explain (default: the predicted one)")
-    parser.add_argument("--layer", help="conv layer (default: the last one)")
-    parser.add_argument("--labels", help="comma-separated labels when the model has no run folder")
+    parser.add_argument("--layer", help="conv layer for gradcam (default: the last one)")
+    parser.add_argument("--labels", help="comma-separated labels of a .keras model without a run folder, or of a third-party .tflite")
+    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector for photos")
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
     parser.add_argument("--out", required=True, type=Path)
     return parser
 
 
+def choose_method(model: str | None, method: str | None, layer: str | None) -> str:
+    """The explanation method for ``model``: ``method`` if given and possible, else Grad-CAM for ``.keras``, occlusion otherwise.
+
+    Raises:
+        UserError: For Grad-CAM on a model without gradients (``.tflite``), or ``--layer`` without Grad-CAM.
+    """
+    keras_model = model is not None and Path(model).suffix == ".keras"
+    method = method or ("gradcam" if keras_model else "occlusion")
+    if method == "gradcam" and not keras_model:
+        raise UserError(f"{model or 'the packaged model'}: Grad-CAM needs a .keras model's gradients; use --method occlusion, "
+                        "or rebuild a shipped tier's members as .keras with fer_keras.recover")
+    if layer and method != "gradcam":
+        raise UserError("--layer names the conv layer Grad-CAM explains; occlusion uses none")
+    return method
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fer_keras.evaluate import load_keras_model
+    from fer_keras.evaluate import load_predictor
     from fer_keras.faces import crop_face, crop_margin, make_detector
     from fer_keras.plots import plt, save_figure
-    from fer_keras.runtime import to_model_input
+    from fer_keras.runtime import parse_value_range, to_model_input
     from fer_keras.sources import read_image
 
-    # The image and the detector first: their mistakes are found before TensorFlow loads.
+    # The arguments, the image and the detector first: their mistakes are found before a model loads.
+    method = choose_method(args.model, args.method, args.layer)
+    value_range = parse_value_range(args.value_range, "--value-range") if args.value_range else None
     frame = read_image(args.image)
     detector = make_detector(args.detector, args.detector_model)
-    model, labels = load_keras_model(args.model, args.labels)
+    predictor = load_predictor(args.model, args.labels, value_range)
+    labels = predictor.labels
     faces = detector(frame)
     crops = [crop_face(frame, face, crop_margin(detector)) for face in faces] if faces else [frame]
-    _, height, width, channels = model.input_shape
+    height, width, channels = predictor.input_shape
     batch = to_model_input(crops, (height, width), channels)  # as the runtime feeds the exported model
     class_index = None
     if args.class_name:
         if args.class_name not in labels:
             raise UserError(f"--class {args.class_name!r} is not one of {', '.join(labels)}")
         class_index = labels.index(args.class_name)
-    heatmaps, classes = gradcam(model, batch, class_index, args.layer)
-    probabilities = model.predict(batch, verbose=0)
+    if method == "gradcam":
+        heatmaps, classes = gradcam(predictor.keras_model, batch, class_index, args.layer)
+    else:
+        heatmaps, classes = occlusion_sensitivity(predictor.predict, batch, class_index)
+    probabilities = predictor.predict(batch)
     args.out.mkdir(parents=True, exist_ok=True)
     for i, (image, heatmap, k) in enumerate(zip(batch, heatmaps, classes)):
         fig, ax = plt.subplots(figsize=(3, 3.3))
         ax.imshow(overlay(image, heatmap))
         ax.set_title(f"face {i + 1}: {labels[k]} ({probabilities[i, k]:.0%})")
         ax.axis("off")
-        path = save_figure(fig, args.out / f"{args.image.stem}_face{i + 1}_gradcam.png")
+        path = save_figure(fig, args.out / f"{args.image.stem}_face{i + 1}_{method}.png")
         print(f"{path}: {labels[k]} {probabilities[i, k]:.0%}")
     return 0
 

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import REPO, synthetic_face
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
-from fer_keras.explain import gradcam, last_conv_layer
+from fer_keras.explain import gradcam, last_conv_layer, occlusion_sensitivity
 from fer_keras.metrics import classification_metrics
 
 
@@ -165,6 +165,31 @@ def test_gradcam_peaks_where_the_evidence_is():
     assert classes.tolist() == [0]
 
 
+def test_occlusion_heat_lies_on_the_evidence_and_needs_one_prediction_per_face():
+    """Class 0's probability rises with the brightness of one patch: hiding any of it lowers class 0, hiding elsewhere changes nothing."""
+    calls = []
+
+    def predict(images):
+        calls.append(len(images))
+        evidence = images[:, 20:26, 4:10, 0].mean(axis=(1, 2)) / 255
+        p0 = 1 / (1 + np.exp(-(8 * evidence - 4)))
+        return np.stack([p0, 1 - p0], axis=1)
+
+    images = np.zeros((2, 48, 48, 1), np.float32)
+    images[:, 20:26, 4:10] = 255
+    heatmaps, classes = occlusion_sensitivity(predict, images)
+    assert calls == [2, 100, 100]  # the faces once, then each face's 10 x 10 hidden squares in one batch
+    assert classes.tolist() == [0, 0] and heatmaps.shape == (2, 48, 48) and heatmaps.dtype == np.float32
+    assert heatmaps.max() == pytest.approx(1.0) and heatmaps.min() == 0
+    # Squares centred on the patch hide all of it: the map peaks there. Where no square centred
+    # nearby reaches the patch, the map is empty.
+    assert heatmaps[:, 22:26, 4:10].min() == pytest.approx(1.0)
+    assert heatmaps[:, :8, 20:].max() == 0 and heatmaps[:, 36:, 24:].max() == 0  # no square there touches the patch
+    # Class 1 only gains when the patch is hidden: nothing speaks for it, so its map is empty.
+    explained, classes = occlusion_sensitivity(predict, images, class_index=1)
+    assert classes.tolist() == [1, 1] and explained.max() == 0
+
+
 def test_last_conv_layer_is_found(trained_tiny):
     assert last_conv_layer(trained_tiny[0]) == "conv"
 
@@ -190,7 +215,23 @@ def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):
     assert sorted(p.name for p in (tmp_path / "photo").iterdir()) == ["two_people_face1_gradcam.png", "two_people_face2_gradcam.png"]
 
 
-def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_tiny, tmp_path, capsys):
+def test_explain_occludes_a_shipped_tier_and_keeps_grad_cam_for_keras_models(tmp_path, capsys):
+    from fer_keras import explain
+
+    photo = REPO / "tests" / "data" / "two_people.jpg"
+    assert explain.main(["--model", "fast", "--image", str(photo), "--out", str(tmp_path / "cam")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["two_people_face1_occlusion.png", "two_people_face2_occlusion.png"]
+    assert [line.split(": ")[0] for line in capsys.readouterr().out.splitlines()] == [str(tmp_path / "cam" / p) for p in sorted(p.name for p in (tmp_path / "cam").iterdir())]
+    common = ["--image", str(photo), "--out", str(tmp_path / "refused")]
+    assert explain.main(["--model", "fast", "--method", "gradcam", *common]) == 2
+    assert capsys.readouterr().err == ("error: fast: Grad-CAM needs a .keras model's gradients; use --method occlusion, "
+                                       "or rebuild a shipped tier's members as .keras with fer_keras.recover\n")
+    assert explain.main(["--layer", "conv", *common]) == 2
+    assert capsys.readouterr().err == "error: --layer names the conv layer Grad-CAM explains; occlusion uses none\n"
+    assert not (tmp_path / "refused").exists()
+
+
+def test_explain_names_the_layers_to_choose_from_and_refuses_a_broken_tflite(trained_tiny, tmp_path, capsys):
     from fer_keras import explain
 
     model, labels, images, _ = trained_tiny
@@ -201,10 +242,13 @@ def test_explain_names_the_layers_to_choose_from_and_refuses_a_tflite(trained_ti
     assert explain.main(["--model", str(tmp_path / "m.keras"), "--layer", "conv9", *common]) == 2
     assert capsys.readouterr().err == "error: tiny: no layer named 'conv9'; its spatial layers are conv\n"
     assert explain.main(["--model", str(tmp_path / "m.tflite"), *common]) == 2
-    assert "m.tflite: an exported .tflite; this needs the .keras model it was exported from" in capsys.readouterr().err
-    assert explain.main(["--model", str(tmp_path / "m.keras"), "--detector", "yunet", *common]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'm.tflite'}: ")
+    # The same face explained by occlusion on the .keras model: the method is the caller's choice.
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--method", "occlusion", *common]) == 0
+    assert (tmp_path / "cam" / "face_face1_occlusion.png").is_file()
+    assert explain.main(["--model", str(tmp_path / "m.keras"), "--detector", "yunet", *common[:-1], str(tmp_path / "yunet")]) == 2
     assert capsys.readouterr().err == "error: the yunet detector needs its .onnx file (--detector-model PATH; detector_model= in the Python API)\n"
-    assert not (tmp_path / "cam").exists()
+    assert not (tmp_path / "yunet").exists()
 
 
 def test_crop_faces_frames_whole_photos_as_detect_does(tmp_path):

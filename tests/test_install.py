@@ -50,6 +50,13 @@ def test_detect_and_the_api_run_without_the_train_extra(tmp_path):
     assert done.returncode == 0 and done.stdout == "2\n", done.stderr
 
 
+def test_explain_occludes_a_tflite_without_the_train_extra(tmp_path):
+    photo = REPO / "tests" / "data" / "two_people.jpg"
+    done = _without_train_extra("fer_keras.explain", "--model", "fast", "--image", photo, "--out", tmp_path / "cam")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["two_people_face1_occlusion.png", "two_people_face2_occlusion.png"]
+
+
 def test_every_command_but_train_accel_imports_without_the_train_extra():
     """So that each command's main() can say what to install (train_accel says it on import: its classes subclass Keras's)."""
     commands = [name for name in cli.COMMANDS if name != "train_accel"]
