@@ -53,7 +53,7 @@ def last_conv_layer(model) -> str:
     """
     name = find_last_conv_layer(model)
     if name is None:
-        raise UserError(f"{model.name}: no conv layer found in the outer graph for Grad-CAM; name one with --layer")
+        raise UserError(f"{model.name}: no conv layer found in the outer graph for Grad-CAM; name one with --layer, or use --method occlusion")
     return name
 
 
@@ -186,6 +186,8 @@ def build_parser() -> ArgumentParser:
 def choose_method(model: str | None, method: str | None, layer: str | None) -> str:
     """The explanation method for ``model``: ``method`` if given and possible, else Grad-CAM for ``.keras``, occlusion otherwise.
 
+    ``main`` turns a default Grad-CAM into occlusion for a ``.keras`` ensemble, once it has loaded it.
+
     Raises:
         UserError: For Grad-CAM on a model without gradients (``.tflite``), or ``--layer`` without Grad-CAM.
     """
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.class_name not in labels:
             raise UserError(f"--class {args.class_name!r} is not one of {', '.join(labels)}")
         class_index = labels.index(args.class_name)
+    if method == "gradcam" and not (args.method or args.layer) and find_last_conv_layer(predictor.keras_model) is None:
+        method = "occlusion"  # an ensemble nests its members' conv layers, so no one layer explains it
     if method == "gradcam":
         heatmaps, classes = gradcam(predictor.keras_model, batch, class_index, args.layer)
     else:

@@ -115,6 +115,13 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, f
     evaluated = evaluate(tmp_path / "ensemble" / "best.keras", str(face_folder), tmp_path / "report")
     assert evaluated["n"] == 36  # test/: 12 faces in each of the three classes
     assert (tmp_path / "report" / "confusion_matrix.png").is_file() and not (tmp_path / "report" / "gradcam_grid.png").exists()
+    # Nor can Grad-CAM explain a face: explain falls back to occlusion, unless Grad-CAM is asked for.
+    from fer_keras import explain
+
+    face = next((face_folder / "test" / "happy").glob("*.png"))
+    command = ["--model", str(tmp_path / "ensemble" / "best.keras"), "--image", str(face), "--out", str(tmp_path / "cam")]
+    assert explain.main(command) == 0 and (tmp_path / "cam" / f"{face.stem}_face1_occlusion.png").is_file()
+    assert explain.main([*command, "--method", "gradcam"]) == 2
 
 
 def test_build_ensemble_with_shares_records_and_applies_them(two_tiny_runs, tmp_path):
