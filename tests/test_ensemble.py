@@ -111,10 +111,10 @@ def test_build_ensemble_writes_a_run_folder_that_evaluate_reads(two_tiny_runs, f
     assert len(written["member_val_accuracy"]) == 2
     model, labels = load_keras_model(tmp_path / "ensemble" / "best.keras")
     assert labels == ("angry", "happy", "sad") and model.output_shape == (None, 3)
-    # Its members are nested models, so the report has every plot but the Grad-CAM grid.
+    # Its members are nested models, so no one layer explains it: the report has an occlusion grid instead of Grad-CAM's.
     evaluated = evaluate(tmp_path / "ensemble" / "best.keras", str(face_folder), tmp_path / "report")
     assert evaluated["n"] == 36  # test/: 12 faces in each of the three classes
-    assert (tmp_path / "report" / "confusion_matrix.png").is_file() and not (tmp_path / "report" / "gradcam_grid.png").exists()
+    assert (tmp_path / "report" / "occlusion_grid.png").is_file() and not (tmp_path / "report" / "gradcam_grid.png").exists()
     # Nor can Grad-CAM explain a face: explain falls back to occlusion, unless Grad-CAM is asked for.
     from fer_keras import explain
 

@@ -83,7 +83,7 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, t
     model, labels, images, y = trained_tiny
     export(model, labels, tmp_path / "tflite", "float32", "float32", None, None, None, "tiny", "synthetic")
     keras_metrics = ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "k")
-    tflite_metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(plain_folder), tmp_path / "t", plots=False)
+    tflite_metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(plain_folder), tmp_path / "t")
     assert keras_metrics["n"] == tflite_metrics["n"] == 24
     assert keras_metrics["accuracy"] == tflite_metrics["accuracy"] >= 0.9
     assert keras_metrics["excluded_classes"] == ["calm_but_unknown_to_model"]
@@ -101,6 +101,9 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, t
     for image in ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curves.png", "per_class_scores.png", "class_distribution.png", "gradcam_grid.png"):
         assert (tmp_path / "k" / image).stat().st_size > 1000
         assert f"alt='{image}' src='data:image/png;base64," in report
+    # A .tflite has no gradients: its report explains faces by occlusion.
+    assert "alt='occlusion_grid.png' src='data:image/png;base64," in (tmp_path / "t" / "report.html").read_text()
+    assert not (tmp_path / "t" / "gradcam_grid.png").exists()
 
 
 def test_a_one_class_folder_gets_its_report_without_warnings(trained_tiny, plain_folder, tmp_path):
