@@ -2,8 +2,8 @@
 
 Grad-CAM for ``.keras`` models, written with ``tf.GradientTape`` on the Keras 3 model directly
 (Selvaraju et al. 2017): the class score's gradients, averaged over space, weight the chosen conv
-layer's channels. Occlusion sensitivity for any model (Zeiler & Fergus 2014): how far the class
-probability falls when a square of the face is hidden. It needs only predictions, so it explains
+layer's channels. Occlusion sensitivity for any model (Zeiler & Fergus 2014): how far the class's
+log-odds fall when a square of the face is hidden. It needs only predictions, so it explains
 the shipped int8 ``.tflite`` tiers and third-party files too, without TensorFlow.
 """
 
