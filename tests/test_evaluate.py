@@ -223,8 +223,9 @@ def test_explain_occludes_a_shipped_tier_and_keeps_grad_cam_for_keras_models(tmp
 
     photo = REPO / "tests" / "data" / "two_people.jpg"
     assert explain.main(["--model", "fast", "--image", str(photo), "--out", str(tmp_path / "cam")]) == 0
-    assert sorted(p.name for p in (tmp_path / "cam").iterdir()) == ["two_people_face1_occlusion.png", "two_people_face2_occlusion.png"]
-    assert [line.split(": ")[0] for line in capsys.readouterr().out.splitlines()] == [str(tmp_path / "cam" / p) for p in sorted(p.name for p in (tmp_path / "cam").iterdir())]
+    written = [tmp_path / "cam" / f"two_people_face{i}_occlusion.png" for i in (1, 2)]
+    assert sorted((tmp_path / "cam").iterdir()) == written
+    assert [line.split(": ")[0] for line in capsys.readouterr().out.splitlines()] == list(map(str, written))  # each face's file, with its label
     common = ["--image", str(photo), "--out", str(tmp_path / "refused")]
     assert explain.main(["--model", "fast", "--method", "gradcam", *common]) == 2
     assert capsys.readouterr().err == ("error: fast: Grad-CAM needs a .keras model's gradients; use --method occlusion, "
