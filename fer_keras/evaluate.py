@@ -292,9 +292,9 @@ def make_plots(metrics: dict, probabilities: np.ndarray, y: np.ndarray, images: 
         fig.suptitle("Most confident mistakes")
         plots["confident_mistakes.png"] = _png(fig)
 
-    from fer_keras.explain import find_last_conv_layer, gradcam, occlusion_sensitivity
+    from fer_keras.explain import gradcam, gradcam_layer, occlusion_sensitivity
 
-    layer = find_last_conv_layer(predictor.keras_model) if predictor.keras_model is not None else None
+    layer = gradcam_layer(predictor.keras_model)
     if layer is not None:
         def explain(faces, classes):
             return gradcam(predictor.keras_model, faces, classes, layer)[0]

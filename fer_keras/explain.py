@@ -183,22 +183,29 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def choose_method(model: str | None, method: str | None, layer: str | None) -> str:
-    """The explanation method for ``model``: ``method`` if given and possible, else Grad-CAM for ``.keras``, occlusion otherwise.
-
-    ``main`` turns a default Grad-CAM into occlusion for a ``.keras`` ensemble, once it has loaded it.
+def check_method(model: str | None, method: str | None, layer: str | None) -> None:
+    """Refuses, before any model loads, what ``model`` cannot do: Grad-CAM without gradients (a ``.tflite``), ``--layer`` without Grad-CAM.
 
     Raises:
-        UserError: For Grad-CAM on a model without gradients (``.tflite``), or ``--layer`` without Grad-CAM.
+        UserError: For Grad-CAM or ``--layer`` on a model that is not ``.keras``, or ``--layer`` with occlusion.
     """
     keras_model = model is not None and Path(model).suffix == ".keras"
-    method = method or ("gradcam" if keras_model else "occlusion")
     if method == "gradcam" and not keras_model:
         raise UserError(f"{model or 'the packaged model'}: Grad-CAM needs a .keras model's gradients; use --method occlusion, "
                         "or rebuild a shipped tier's members as .keras with fer_keras.recover")
-    if layer and method != "gradcam":
+    if layer and (method == "occlusion" or not keras_model):
         raise UserError("--layer names the conv layer Grad-CAM explains; occlusion uses none")
-    return method
+
+
+def gradcam_layer(model, layer: str | None = None) -> str | None:
+    """The conv layer Grad-CAM would explain in a Keras ``model``: ``layer`` if named, else the last one reachable.
+
+    None for a model without gradients (``model`` None: a ``.tflite``) and for one whose conv layers are
+    all nested (an ensemble's are its members'): those are explained by occlusion.
+    """
+    if model is None:
+        return None
+    return layer or find_last_conv_layer(model)
 
 
 @cli_entry
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_keras.sources import read_image
 
     # The arguments, the image and the detector first: their mistakes are found before a model loads.
-    method = choose_method(args.model, args.method, args.layer)
+    check_method(args.model, args.method, args.layer)
     value_range = parse_value_range(args.value_range, "--value-range") if args.value_range else None
     frame = read_image(args.image)
     detector = make_detector(args.detector, args.detector_model)
@@ -226,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.class_name not in labels:
             raise UserError(f"--class {args.class_name!r} is not one of {', '.join(labels)}")
         class_index = labels.index(args.class_name)
-    if method == "gradcam" and not (args.method or args.layer) and find_last_conv_layer(predictor.keras_model) is None:
-        method = "occlusion"  # an ensemble nests its members' conv layers, so no one layer explains it
+    method = args.method or ("gradcam" if gradcam_layer(predictor.keras_model, args.layer) else "occlusion")
     if method == "gradcam":
         heatmaps, classes = gradcam(predictor.keras_model, batch, class_index, args.layer)
     else:
