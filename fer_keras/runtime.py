@@ -261,6 +261,10 @@ def check_pixels(pixels: np.ndarray, what: str) -> None:
         pixels: The array given as an image or face crop.
         what: How the error names it (``image``, ``face crop 2``).
     """
+    if pixels.ndim == 0:  # not an array at all: None (what cv2.imread gives for a file it cannot read), a number
+        given = pixels.item()
+        hint = " (cv2.imread returns None for a file it cannot read)" if given is None else ""
+        raise UserError(f"{what}: expected an image array, got {type(given).__name__}{hint}")
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3, 4)):
         raise UserError(f"{what}: expected an image array (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {pixels.shape}")
     if pixels.size == 0:

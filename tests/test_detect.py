@@ -151,6 +151,11 @@ def test_api_takes_gray_bgra_and_float_arrays_and_refuses_other_shapes():
     assert len(analyzer(gray)) == 2
     with pytest.raises(UserError, match=r"got shape \(4, 4, 2\)"):
         fer_keras.analyze(np.zeros((4, 4, 2), np.uint8))
+    # cv2.imread's None for an unreadable file said "got shape ()".
+    with pytest.raises(UserError, match=r"^image: expected an image array, got NoneType \(cv2.imread returns None for a file it cannot read\)$"):
+        fer_keras.analyze(None)
+    with pytest.raises(UserError, match=r"^face crop 1: expected an image array, got int$"):
+        fer_keras.EmotionClassifier("fast").predict([bgr, 3])
     with pytest.raises(UserError, match=r"^image: expected numeric pixels, got dtype complex128$"):
         fer_keras.analyze(np.zeros((4, 4), complex))
     broken = bgr / 255.0
