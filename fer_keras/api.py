@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from fer_keras.errors import UserError, check_at_least
-from fer_keras.faces import DEFAULT_DETECTOR, FaceDetector, crop_face, crop_margin, make_detector
+from fer_keras.faces import DEFAULT_DETECTOR, MAX_CROP_MARGIN, FaceDetector, crop_face, crop_margin, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
 from fer_keras.sources import decode_image_bytes, open_video, pillow_to_bgr, read_image
 from fer_keras.tracking import IoUTracker
@@ -75,7 +75,7 @@ class FrameAnalyzer:
         detector: A detector name (see ``fer_keras.faces.DETECTORS``) or instance.
         model: A ``.tflite`` path, packaged model name, EmotionClassifier, or None for the default.
         smooth: Weight of the newest frame in per-track exponential smoothing (1 = off).
-        margin: Crop border around the face box, as a fraction of its larger side; None = the
+        margin: Crop border around the face box, as a fraction of its larger side (0 to 1); None = the
             detector's measured margin (``fer_keras.faces.crop_margin``).
         min_face: Ignore faces whose box is smaller than this many pixels on a side.
         max_faces: Keep at most this many faces per frame, largest first (0 = all).
@@ -121,8 +121,10 @@ class FrameAnalyzer:
     def select_faces(self, margin: float | None = None, min_face: int = 0, max_faces: int = 0) -> None:
         """Sets which faces are classified and how they are cropped (the constructor's arguments of the same names)."""
         # Downstream a negative max_faces slices faces off the end, a negative margin shrinks the crop to a pixel.
-        for what, value in (("margin", margin), ("min_face", min_face), ("max_faces", max_faces)):
+        for what, value in (("min_face", min_face), ("max_faces", max_faces)):
             check_at_least(what, value, 0)
+        if margin is not None and not 0 <= margin <= MAX_CROP_MARGIN:
+            raise UserError(f"margin={margin} must be in [0, {MAX_CROP_MARGIN}] (a fraction of the face box's side)")
         self._margin, self.min_face, self.max_faces = margin, min_face, max_faces
 
     def reset(self) -> None:
@@ -223,7 +225,7 @@ def analyze(
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
         min_face: Ignore faces whose box is smaller than this many pixels on a side.
         max_faces: Keep at most this many faces, largest first (0 = all).
-        margin: Crop border around the face box, as a fraction of its larger side; None = the
+        margin: Crop border around the face box, as a fraction of its larger side (0 to 1); None = the
             detector's measured margin.
 
     Returns:

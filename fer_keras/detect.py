@@ -20,7 +20,7 @@ import numpy as np
 from fer_keras.api import FaceResult, FrameAnalyzer
 from fer_keras.display import Display
 from fer_keras.errors import ArgumentParser, UserError, at_least, check_at_least, cli_entry, in_range
-from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS, MAX_CROP_MARGIN
 from fer_keras.files import write_atomic, write_json
 from fer_keras.runtime import EmotionClassifier, parse_value_range
 from fer_keras.sources import classify_source, folder_media, is_video_file, open_video, read_image
@@ -379,7 +379,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--min-face", type=at_least(0), default=0, metavar="PX", help="ignore faces smaller than PX on a side")
     parser.add_argument("--smooth", type=in_range(0, 1, low_open=True), default=0.5, metavar="ALPHA", help="weight of the newest frame in per-track smoothing (1 = off; stills are never smoothed)")
     parser.add_argument("--max-faces", type=at_least(0), default=0, help="at most N faces per frame, largest first (0 = all)")
-    parser.add_argument("--margin", type=at_least(0, float), help="crop border as a fraction of the face box (default: measured per detector, 0.2 for BlazeFace)")
+    parser.add_argument("--margin", type=in_range(0, MAX_CROP_MARGIN), help=f"crop border as a fraction of the face box, 0 to {MAX_CROP_MARGIN} (default: measured per detector, 0.2 for BlazeFace)")
     parser.add_argument("--threads", type=at_least(1), help="LiteRT threads")
     parser.add_argument("--max-frames", type=at_least(0), default=0, help="stop after N analyzed frames per video (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

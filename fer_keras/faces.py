@@ -327,6 +327,10 @@ DEFAULT_DETECT_SIZE = {"yunet": 640, "haar": 640, "mtcnn": 640}
 # three 2.0-2.8 points against 0.0 on 1,000 FERPlus test faces, and BlazeFace scored best at 0.2.
 CROP_MARGIN = {"yunet": 0.0, "haar": 0.0, "mtcnn": 0.0, "none": 0.0}
 DEFAULT_CROP_MARGIN = 0.2
+# The widest crop border allowed: a crop twice the face's side, which leaves the face a quarter of
+# the model's input. Wider ones only shrink the face further, and the crop's memory grows with the
+# square of the margin (margin 50 cut a 10,000-pixel square from a 640-px photo, 3.5 s a frame).
+MAX_CROP_MARGIN = 1.0
 
 
 def crop_margin(detector: FaceDetector) -> float:

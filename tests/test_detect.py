@@ -82,8 +82,9 @@ def test_api_selects_faces_as_the_cli_does(tmp_path):
     assert len(fer_keras.analyze(DATA / "multiface.jpg")) == 6  # the next call's defaults, not this one's choice
     first = next(fer_keras.analyze_video(CLIP, max_faces=1, smooth=1.0))
     assert len(first.faces) == 1
-    with pytest.raises(UserError, match=r"^margin=-0.1 must be at least 0$"):
-        fer_keras.analyze(DATA / "multiface.jpg", margin=-0.1)
+    for margin in (-0.1, 50):
+        with pytest.raises(UserError, match=rf"^margin={margin} must be in \[0, 1.0\] \(a fraction of the face box's side\)$"):
+            fer_keras.analyze(DATA / "multiface.jpg", margin=margin)
 
 
 def test_api_accepts_arrays_and_pil_images():
@@ -583,7 +584,8 @@ def test_out_naming_a_file_is_one_error_line(tmp_path):
         ("--max-frames", "-1", "-1 must be at least 0"),
         ("--max-faces", "-1", "-1 must be at least 0"),
         ("--min-face", "-1", "-1 must be at least 0"),
-        ("--margin", "-1", "-1.0 must be at least 0"),
+        ("--margin", "-1", "-1.0 must be in [0, 1.0]"),
+        ("--margin", "50", "50.0 must be in [0, 1.0]"),
         ("--threads", "0", "0 must be at least 1"),
         ("--detect-size", "-5", "-5 must be at least 0"),
         ("--detect-size", "big", "invalid int value: 'big'"),
