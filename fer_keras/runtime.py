@@ -63,16 +63,26 @@ def open_interpreter(path: Path, **options):
     return interpreter
 
 
+def check_value_range(value_range: tuple[float, float] | None, what: str) -> None:
+    """Raises a UserError naming ``what`` unless ``value_range`` is None or (LOW, HIGH) with LOW below HIGH.
+
+    An inverted range would feed the model a negative of each face, and an empty one a blank, silently.
+    """
+    if value_range is not None and not value_range[0] < value_range[1]:
+        raise UserError(f"{what} {value_range[0]:g},{value_range[1]:g}: LOW must be below HIGH (e.g. -1,1 or 0,1)")
+
+
 def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     """A ``LOW,HIGH`` input range from the command line.
 
     Raises:
-        UserError: When ``text`` is not two comma-separated numbers.
+        UserError: When ``text`` is not two comma-separated numbers, LOW below HIGH.
     """
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise UserError(f"{flag} {text!r} must look like LOW,HIGH (e.g. {flag}=-1,1: with '=', as argparse reads -1,1 alone as a flag)") from None
+    check_value_range((low, high), flag)
     return low, high
 
 
@@ -181,6 +191,7 @@ class EmotionClassifier:
         balance: float = 0.0,
     ):
         check_at_least("num_threads", num_threads, 1)
+        check_value_range(value_range, "value_range")
         self.path = resolve_model(model)
         self.metadata = read_metadata(self.path)
         threads = num_threads if num_threads is not None else min(2, os.cpu_count() or 1)

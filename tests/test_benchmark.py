@@ -23,6 +23,10 @@ def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, 
     assert parse_value_range("-1,1", "--x") == (-1.0, 1.0)
     with pytest.raises(UserError, match=r"^--x '-1' must look like LOW,HIGH \(e.g. --x=-1,1: with '=', as argparse"):
         parse_value_range("-1", "--x")
+    # An inverted or empty range fed negatives or blanks to the model, silently.
+    for text in ("1,-1", "0,0"):
+        with pytest.raises(UserError, match=rf"^--x {text}: LOW must be below HIGH \(e.g. -1,1 or 0,1\)$"):
+            parse_value_range(text, "--x")
     assert benchmark.parse_peers([tiny_tflite], ["a,b,c"], ["0,255"]) == [(tiny_tflite, "a,b,c", (0.0, 255.0))]
     out = ["--out", str(tmp_path)]
     assert benchmark.main(["accuracy", "--peer", peer, "--peer-labels", "a,b,c", *out]) == 2

@@ -116,6 +116,8 @@ def test_metadata_reads_back_without_sidecars(exported, tmp_path):
     # A range that contradicts the embedded one is refused; restating it is harmless.
     with pytest.raises(UserError, match=r"lone\.tflite: its metadata says it takes inputs in \(0, 255\); value_range \(-1, 1\) is for models without"):
         EmotionClassifier(lone, value_range=(-1, 1))
+    with pytest.raises(UserError, match=r"^value_range 255,0: LOW must be below HIGH"):
+        EmotionClassifier(lone, value_range=(255, 0))
     assert EmotionClassifier(lone, value_range=(0, 255)).value_range == (0, 255)
 
 
