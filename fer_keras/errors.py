@@ -145,7 +145,10 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
             # A path the user named cannot be used (a file where an output folder should go, no
             # permission, a full disk): the environment's fault, not the program's, so no traceback.
             where = f"{err.filename}: " if err.filename else ""
-            print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+            reason = err.strerror or err
+            if isinstance(err, FileExistsError) and not os.path.isdir(err.filename or ""):
+                reason = "a file is there, where an output folder should go"  # errno's words: "File exists"
+            print(f"error: {where}{reason}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -573,7 +573,7 @@ def test_out_naming_a_file_is_one_error_line(tmp_path):
     taken.write_text("keep me")
     done = _detect("--source", DATA / "two_people.jpg", "--out", taken)
     assert done.returncode == 2
-    assert done.stderr == f"error: {taken}: File exists\n"
+    assert done.stderr == f"error: {taken}: a file is there, where an output folder should go\n"
     assert taken.read_text() == "keep me"
 
 
