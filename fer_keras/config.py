@@ -44,6 +44,9 @@ class DataConfig:
     label_set: str = "fer2013"  # fer2013 | ferplus | folder
     data_dir: str | None = None  # else $FER_KERAS_DATA, else kagglehub when online
     val_fraction: float = 0.1  # stratified hold-out from train (fer2013, folder)
+    # holdout: val_fraction of train/. public_test: FER2013's published protocol (train/ whole, test/'s
+    # PublicTest files validate, its PrivateTest files test), so results compare with the literature's.
+    val_split: str = "holdout"
     test_fraction: float = 0.1  # training on a plain folder of class folders (no train/ inside): its stratified test hold-out, taken first
     split_seed: int = 1337  # seed of the hold-outs, apart from train.seed so re-seeded runs share one validation set
     soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
@@ -113,6 +116,7 @@ class ExperimentConfig:
         """
         choices = {
             "data.label_set": (self.data.label_set, ("fer2013", "ferplus", "folder")),
+            "data.val_split": (self.data.val_split, ("holdout", "public_test")),
             "train.optimizer": (self.train.optimizer, ("adam", "adamw", "sgd")),
             "train.schedule": (self.train.schedule, ("plateau", "cosine")),
             "train.precision": (self.train.precision, ("auto", "float32", "mixed_bfloat16", "mixed_float16")),

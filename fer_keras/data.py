@@ -55,6 +55,21 @@ class Split:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def take(self, indices: np.ndarray) -> "Split":
+        """The images at ``indices``, in that order."""
+        return Split(self.images[indices], self.targets[indices], [self.paths[i] for i in indices])
+
+
+# The Kaggle FER2013 files are named after the original split they come from ("PrivateTest_123.jpg"):
+# published FER2013 results train on Training, choose on PublicTest and test on PrivateTest, while
+# the Kaggle test folder holds both halves.
+FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
+
+
+def fer2013_usage(path: str | os.PathLike) -> str:
+    """The original FER2013 split a Kaggle file name starts with (``PublicTest_42.jpg`` → ``PublicTest``); other names give their own first word."""
+    return Path(path).name.split("_", 1)[0]
+
 
 @dataclass
 class Dataset:
@@ -201,8 +216,23 @@ def _stratified_holdout(split: Split, size: int, seed: int) -> tuple[Split, Spli
     stratifiable = counts[counts > 0].min() >= 2 and size >= (counts > 0).sum()
     stratify = labels if stratifiable else None
     train_idx, val_idx = train_test_split(np.arange(len(split)), test_size=size, random_state=seed, stratify=stratify)
-    take = lambda idx: Split(split.images[idx], split.targets[idx], [split.paths[i] for i in idx])  # noqa: E731
-    return take(np.sort(train_idx)), take(np.sort(val_idx))
+    return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
+
+
+def _by_usage(test: Split, folder: Path, usages: tuple[str, ...]) -> list[Split]:
+    """FER2013's test files of each original split named (``PublicTest``, ``PrivateTest``), by their Kaggle names.
+
+    Raises:
+        UserError: When one has no file, as in a folder not named the Kaggle way.
+    """
+    found = np.array([fer2013_usage(path) for path in test.paths])
+    halves = []
+    for usage in usages:
+        members = np.flatnonzero(found == usage)
+        if members.size == 0:
+            raise UserError(f"{folder}: data.val_split=public_test needs FER2013's Kaggle file names ({usage}_*.jpg), and none is here")
+        halves.append(test.take(members))
+    return halves
 
 
 def _read_split(paths: list[Path], targets: np.ndarray, size: int, channels: int, skipped: list) -> Split:
@@ -239,6 +269,7 @@ def load_folder_dataset(
     max_per_class: int = 0,
     with_test: bool = True,
     test_fraction: float = 0.0,
+    val_split: str = "holdout",
 ) -> Dataset:
     """Loads a folder of class folders, or a root with ``train/`` and ``test/`` inside.
 
@@ -247,6 +278,9 @@ def load_folder_dataset(
     ``test/`` (if present) is the test split. Without it, a plain folder is the test split
     whole (faces a model never saw), or with ``test_fraction`` > 0 (a folder to train on) it
     is split: a stratified test hold-out first, then validation from the rest, all seeded.
+    ``val_split="public_test"`` follows FER2013's published protocol instead: ``train/`` is
+    trained on whole, ``test/``'s ``PublicTest_*`` files validate and its ``PrivateTest_*`` files
+    test (``val_fraction`` is then unused, and ``test/`` is read even without ``with_test``).
 
     Raises:
         UserError: When the folder is missing, empty or has no matching class folders.
@@ -261,13 +295,21 @@ def load_folder_dataset(
         whole = len(train)
         if plain_to_train:
             train, test = _stratified_holdout(train, int(np.ceil(test_fraction * whole)), seed)
-        if val_fraction > 0:
-            train, splits["val"] = _stratified_holdout(train, int(np.ceil(val_fraction * whole)), seed)
-        splits = {"train": train, **splits}
-        if with_test and plain_to_train:
-            splits["test"] = test
-        elif with_test and (root / "test").is_dir():
-            splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
+        if val_split == "public_test":
+            if plain_to_train or not (root / "test").is_dir():
+                raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
+            # A training-only host holds test/'s PublicTest files alone (experiments/accelerator/pack_images.py).
+            held_out = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
+            wanted = ("PublicTest", "PrivateTest") if with_test else ("PublicTest",)
+            splits = dict(zip(("train", "val", "test"), [train, *_by_usage(held_out, root / "test", wanted)]))
+        else:
+            if val_fraction > 0:
+                train, splits["val"] = _stratified_holdout(train, int(np.ceil(val_fraction * whole)), seed)
+            splits = {"train": train, **splits}
+            if with_test and plain_to_train:
+                splits["test"] = test
+            elif with_test and (root / "test").is_dir():
+                splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
     else:
         splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
     for name, split in splits.items():
@@ -356,6 +398,7 @@ def load_dataset(
     max_per_class: int = 0,
     with_test: bool = True,
     test_fraction: float = 0.0,
+    val_split: str = "holdout",
 ) -> Dataset:
     """Locates and loads a dataset for one of the label sets.
 
@@ -370,6 +413,8 @@ def load_dataset(
         max_per_class: Cap of images per class and split (0 = all).
         with_test: Also load the test split; training-only hosts leave it out (and need not hold its files).
         test_fraction: A plain folder's test hold-out, for folders trained on (0: the whole folder is the test split).
+        val_split: ``holdout`` (``val_fraction`` of train) or ``public_test`` (FER2013's published
+            protocol, see ``load_folder_dataset``); FERPlus always validates on PublicTest.
 
     Returns:
         The dataset with its splits and the list of skipped files.
@@ -379,7 +424,7 @@ def load_dataset(
         dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class, with_test)
     else:
         labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
-        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction, val_split)
     for path, reason in dataset.skipped:
         log.warning("skipped %s: %s", path, reason)
     return dataset
@@ -391,7 +436,7 @@ def run_data_settings(run_dir: Path) -> dict:
     Returns:
         ``label_set``, ``data_dir``, ``soft_labels``, and ``holdout``: the keyword arguments of
         ``load_dataset`` that cut the run's validation and test hold-outs (``val_fraction``,
-        ``test_fraction``, ``seed``), those its config names, so the others keep the defaults.
+        ``test_fraction``, ``seed``, ``val_split``), those its config names, so the others keep the defaults.
     """
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -399,7 +444,7 @@ def run_data_settings(run_dir: Path) -> dict:
     import yaml
 
     data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data", {})
-    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed"}
+    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split"}
     return {
         "label_set": data.get("label_set"),
         "data_dir": data.get("data_dir"),
@@ -436,11 +481,12 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
         config.data.max_per_class,
         with_test,
         config.data.test_fraction,
+        config.data.val_split,
     )
     if "train" not in dataset.splits:
         raise UserError(f"{config.data.data_dir}: nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole for testing")
     if "val" not in dataset.splits:
-        raise UserError(f"{config.data.data_dir}: training needs a validation hold-out (data.val_fraction > 0)")
+        raise UserError(f"{config.data.data_dir}: training needs a validation hold-out (data.val_fraction > 0, or data.val_split=public_test)")
     present = [dataset.labels[i] for i in np.unique(dataset.splits["train"].labels)]
     if len(present) < 2:  # a classifier of one class learns nothing
         raise UserError(f"{config.data.data_dir}: training needs faces of at least 2 classes; found only {', '.join(present)}")

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
-from fer_keras.data import Dataset, Split, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir, run_data_settings  # noqa: E402
+from fer_keras.data import FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir, run_data_settings  # noqa: E402
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
@@ -152,18 +152,13 @@ def map_to_model_labels(
     return split.images[keep], y[keep], paths, [name for name in excluded if name in present]
 
 
-# The Kaggle FER2013 files are named after the original split they come from ("PrivateTest_123.jpg"):
-# published FER2013 results test on PrivateTest alone, while the Kaggle test folder holds both halves.
-FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
-
-
 def accuracy_by_usage(paths: list[str], correct: np.ndarray) -> dict[str, dict]:
     """Accuracy per original FER2013 split when every file name starts with one (``PrivateTest_…``).
 
     Returns:
         ``{usage: {"accuracy": …, "n": …}}`` in ``FER2013_USAGES`` order, or ``{}`` for other file names.
     """
-    usages = [Path(path).name.split("_", 1)[0] for path in paths]
+    usages = [fer2013_usage(path) for path in paths]
     if not usages or not set(usages) <= set(FER2013_USAGES):
         return {}
     usages = np.array(usages)

@@ -234,7 +234,7 @@ def recover(
     data = configs[0].data
     check_set = load_dataset(data.label_set, data.data_dir, configs[0].model.image_size, configs[0].model.channels,
                              data.val_fraction, seed=data.split_seed, max_per_class=CHECK_PER_CLASS, with_test=False,
-                             test_fraction=data.test_fraction).splits["val"]
+                             test_fraction=data.test_fraction, val_split=data.val_split).splits["val"]
     rebuilt = average_models(members, flip, shares=shares, views=views) if len(members) > 1 or flip else members[0]
     expected = classifier.predict(check_set.images)
     got = rebuilt.predict(check_set.images, batch_size=256, verbose=0)

@@ -47,6 +47,35 @@ def test_fer2013_label_set_maps_folders_onto_the_seven_labels(face_folder):
     assert sorted(set(test.labels.tolist())) == [0, 3, 5]  # angry, happy, sad
 
 
+def test_public_test_protocol_trains_on_all_of_train_and_splits_test_by_kaggle_name(face_folder, tmp_path):
+    from conftest import write_class_folders
+
+    from fer_keras.evaluate import load_evaluation_data
+
+    kaggle = tmp_path / "kaggle"
+    write_class_folders(kaggle / "train", per_class=10, seed=0)
+    write_class_folders(kaggle / "test", per_class=6, seed=1)
+    for image in sorted((kaggle / "test").glob("*/*.png")):  # two PublicTest and four PrivateTest faces a class
+        number = int(image.stem.rsplit("_", 1)[1])
+        image.rename(image.with_name(f"{'PublicTest' if number < 2 else 'PrivateTest'}_{image.parent.name}{number}.png"))
+    dataset = data.load_dataset("fer2013", kaggle, val_split="public_test")
+    counts = {split: {name: n for name, n in per_class.items() if n} for split, per_class in dataset.class_counts().items()}
+    assert counts["train"] == {"angry": 10, "happy": 10, "sad": 10}  # no hold-out taken from train/
+    assert counts["val"] == {"angry": 2, "happy": 2, "sad": 2}
+    assert counts["test"] == {"angry": 4, "happy": 4, "sad": 4}
+    assert {data.fer2013_usage(p) for p in dataset.splits["val"].paths} == {"PublicTest"}
+    assert {data.fer2013_usage(p) for p in dataset.splits["test"].paths} == {"PrivateTest"}
+    training_host = data.load_dataset("fer2013", kaggle, val_split="public_test", with_test=False)
+    assert set(training_host.splits) == {"train", "val"} and training_host.splits["val"].paths == dataset.splits["val"].paths
+    # evaluate scores a run trained so on PrivateTest, as published FER2013 results are.
+    _, scored = load_evaluation_data("fer2013", kaggle, "test", (48, 48, 1), {"val_split": "public_test"})
+    assert scored.paths == dataset.splits["test"].paths
+    with pytest.raises(UserError, match=r"test: data.val_split=public_test needs FER2013's Kaggle file names \(PublicTest_\*.jpg\), and none is here$"):
+        data.load_dataset("fer2013", face_folder, val_split="public_test")
+    with pytest.raises(UserError, match=r"train: data.val_split=public_test needs FER2013's test/ folder beside train/$"):
+        data.load_dataset("fer2013", face_folder / "train", val_split="public_test", test_fraction=0.2)
+
+
 def test_any_mode_and_bit_depth_is_converted(tmp_path):
     sixteen = tmp_path / "deep.png"
     Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(sixteen)

@@ -5,9 +5,9 @@
 
 The device tool carries at most 64 MiB, and the Kaggle FER2013 JPEGs are 56 MB. Decoded
 pixels compress worse than the JPEGs do (zlib 79 MB, lzma 62 MB, lossless WebP 59 MB, measured
-here), so the original JPEG bytes travel unchanged: the train/ folder, plus the FERPlus PublicTest
-files from test/ (FERPlus validation). The PrivateTest files stay behind, because the test split
-is evaluated only on this machine. Unpacking rebuilds the Kaggle layout, which
+here), so the original JPEG bytes travel unchanged: the train/ folder, plus test/'s PublicTest
+files (FERPlus validation, and FER2013's with ``data.val_split=public_test``). The PrivateTest
+files stay behind, because the test split is evaluated only on this machine. Unpacking rebuilds the Kaggle layout, which
 ``fer_keras.data.load_dataset(..., with_test=False)`` reads.
 """
 
@@ -18,13 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.data import ferplus_targets
-
 
 def pack(data_dir: Path, archive: Path) -> None:
-    public_test = set(ferplus_targets(soft=False).query("usage == 'PublicTest'")["file"])
     files = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "train").rglob("*.jpg"))
-    files += sorted(f for f in public_test if (data_dir / f).is_file())
+    files += sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "test").rglob("PublicTest_*.jpg"))
     blobs = [(data_dir / f).read_bytes() for f in files]
     offsets = np.cumsum([0] + [len(b) for b in blobs])
     archive.parent.mkdir(parents=True, exist_ok=True)
