@@ -76,7 +76,7 @@ def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     """A ``LOW,HIGH`` input range from the command line.
 
     Raises:
-        UserError: When ``text`` is not two comma-separated numbers, LOW below HIGH.
+        UserError: When ``text`` is not two comma-separated numbers with LOW below HIGH.
     """
     try:
         low, high = (float(v) for v in text.split(","))
