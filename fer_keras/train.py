@@ -19,6 +19,7 @@ from fer_keras.data import locate_data_dir
 from fer_keras.errors import ArgumentParser, cli_entry
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +50,11 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     Returns:
         The run folder, best validation accuracy and the final metrics.
     """
+    if config.train.time_budget_s:
+        # The budget sets the learning rate epoch by epoch from the host (train_accel's TimeBudget);
+        # this trainer compiles its schedule into the optimizer and resumes across sessions instead.
+        log.warning("train.time_budget_s=%g is honoured by fer_keras.train_accel only: fer_keras.train runs all %d epochs",
+                    config.train.time_budget_s, config.train.epochs)
     # TensorFlow loads here rather than at import, and only once the data folder is found, so a bad
     # config, override or --data-dir is one error line at once, not after seconds of loading and
     # TensorFlow's start-up log lines.

@@ -104,6 +104,15 @@ def test_fixed_classes_without_training_faces_are_warned_of(face_folder, tmp_pat
     assert not [r for r in caplog.records if "no training faces" in r.getMessage()]
 
 
+def test_a_time_budget_is_warned_of_as_train_accel_only(face_folder, tmp_path, caplog):
+    """train.time_budget_s was silently ignored by this trainer (a CPU run set it as a safety)."""
+    config = _config(face_folder, tmp_path, "train.time_budget_s=600", f"data.data_dir={tmp_path / 'missing'}")
+    with caplog.at_level("WARNING", logger="fer_keras.train"), pytest.raises(UserError):
+        train.run_training(config)
+    assert [r.getMessage() for r in caplog.records if r.name == "fer_keras.train"] == [
+        "train.time_budget_s=600 is honoured by fer_keras.train_accel only: fer_keras.train runs all 3 epochs"]
+
+
 def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
     result = train.run_training(_config(face_folder, tmp_path, "train.epochs=1", "train.score_test=false"))
     assert set(result.metrics) >= {"val"} and "test" not in result.metrics
