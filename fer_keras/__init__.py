@@ -36,5 +36,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    # dir(), help() and editors list the lazy names too.
-    return sorted({*globals(), *_LAZY})
+    # dir(), help() and editors list the lazy names too, and not the modules imported above.
+    return sorted({*(name for name in globals() if name.startswith("__")), *__all__})
