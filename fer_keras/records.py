@@ -6,6 +6,7 @@ config.yaml, history.csv, metrics.json, training_curves.png and confusion matric
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -38,9 +39,16 @@ def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
             unfinished = (candidate / "backup").exists() and not (candidate / "metrics.json").exists()
             if unfinished and (candidate / "config.yaml").exists() and _saved_config(candidate / "config.yaml") == wanted:
                 return candidate, True
-    run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}"
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir, False
+    # Runs of one config launched together (seeds in parallel) can start in the same second: a
+    # number after the stamp keeps them apart, and the name still ends in -<name> for resuming.
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in itertools.count(1):
+        run_dir = root / (f"{stamp}-{config.name}" if attempt == 1 else f"{stamp}-{attempt}-{config.name}")
+        try:
+            run_dir.mkdir()
+            return run_dir, False
+        except FileExistsError:
+            continue
 
 
 def _saved_config(path: Path) -> dict | None:

@@ -190,6 +190,16 @@ def _cli(*args, env=None):
     )
 
 
+def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    from fer_keras import records
+
+    monkeypatch.setattr(records.time, "strftime", lambda _: "20261201-120000")
+    config = _config(tmp_path, tmp_path)
+    folders = [records.resolve_run_dir(config, new=True) for _ in range(3)]
+    assert [(run.name, resumed) for run, resumed in folders] == [
+        ("20261201-120000-tiny_test", False), ("20261201-120000-2-tiny_test", False), ("20261201-120000-3-tiny_test", False)]
+
+
 def test_sigkilled_run_resumes_when_the_same_command_runs_again(face_folder, tmp_path):
     import signal
     import time
