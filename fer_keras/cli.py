@@ -12,6 +12,7 @@ COMMANDS = {
     "train_accel": "train without TensorFlow (Keras on JAX or PyTorch), as on a lent GPU",
     "ensemble": "average trained models (with flip views) into one, or pick members within a latency budget",
     "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
+    "prune": "narrow a trained VGG into vgg_slim, keeping its strongest filters, for a short fine-tune",
     "soup": "average fine-tunes of one network in weight space into one .keras model",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",

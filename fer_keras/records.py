@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,6 +147,24 @@ def write_model_folder(out_dir: Path, model: keras.Model, config_yaml: Path, met
     write_atomic(out_dir / "config.yaml", config_yaml.read_bytes())
     write_json(out_dir / "metrics.json", metrics)
     return out_dir / "best.keras"
+
+
+def replace_model_folder(folder: Path, model: keras.Model, config_yaml: Path, metrics: dict) -> Path:
+    """Writes ``write_model_folder``'s files into a sibling staging folder and renames it to ``folder``.
+
+    An earlier folder of that name is replaced whole, and an interrupted write leaves it as it was.
+
+    Returns:
+        The path of the new ``best.keras``.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
+        staged = Path(scratch) / folder.name
+        write_model_folder(staged, model, config_yaml, metrics)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staged.rename(folder)
+    return folder / "best.keras"
 
 
 def best_val_accuracy(history_csv: Path) -> float:

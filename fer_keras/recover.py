@@ -23,8 +23,6 @@ validation faces, and nothing is written unless their top-1 predictions agree.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +33,7 @@ from fer_keras.config import load_run_config
 from fer_keras.data import load_dataset
 from fer_keras.ensemble import VIEWS, average_models, check_views
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
-from fer_keras.records import write_model_folder
+from fer_keras.records import replace_model_folder
 from fer_keras.runtime import EmotionClassifier, open_interpreter
 from fer_keras.soup import check_shares
 
@@ -132,17 +130,6 @@ def read_weighted_ops(tflite_path: Path) -> tuple[list[WeightedOp], bool]:
     return [op for _, op in sorted(weighted, key=lambda pair: pair[0])], mirrors
 
 
-def _weighted_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.layers.BatchNormalization | None]]:
-    """Conv2D and Dense layers in graph order, each with the batch norm that follows it, if any."""
-    import keras
-
-    batch_norm_after = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            batch_norm_after[layer.input._keras_history.operation.name] = layer
-    return [(layer, batch_norm_after.get(layer.name)) for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
-
-
 def load_folded_weights(model: keras.Model, ops: list[WeightedOp], source: str) -> None:
     """Puts dequantized ``ops`` into ``model``'s layers, matching each layer to the next op of its kernel shape.
 
@@ -156,8 +143,10 @@ def load_folded_weights(model: keras.Model, ops: list[WeightedOp], source: str) 
     """
     import keras
 
+    from fer_keras.models import weighted_layers
+
     unused = list(range(len(ops)))
-    for layer, batch_norm in _weighted_layers(model):
+    for layer, batch_norm in weighted_layers(model):
         shape = tuple(layer.kernel.shape)
         for position in unused:
             kernel = ops[position].kernel
@@ -217,13 +206,13 @@ def recover(
     for run_dir in run_dirs:
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir}: no config.yaml, so the member's architecture is unknown")
-    from fer_keras.models import build_from_config  # Keras loads only once the arguments passed their checks
+    from fer_keras.models import build_from_config, weighted_layers  # Keras loads only once the arguments passed their checks
 
     configs, members, start = [], [], 0
     for run_dir in run_dirs:
         config = load_run_config(run_dir, data_dir)
         member = build_from_config(config.model, len(classifier.labels))
-        count = len(_weighted_layers(member))
+        count = len(weighted_layers(member))
         load_folded_weights(member, ops[start : start + count], str(run_dir))
         start += count
         configs.append(config)
@@ -249,17 +238,10 @@ def recover(
     if check["agreement"] < MIN_AGREEMENT:
         raise UserError(f"{tflite_path}: the rebuilt members agree with it on only {check['agreement']:.1%} of {len(check_set)} faces (wrong --run folders?)")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     for run_dir, member in zip(run_dirs, members):
-        with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-            staged = Path(scratch) / run_dir.name
-            write_model_folder(staged, member, run_dir / "config.yaml", {"model": member.name, "labels": list(classifier.labels), "label_set": data.label_set,
-                                                                         "recovered_from": str(tflite_path), "source_run": str(run_dir), "check": check})
-            target = out_dir / run_dir.name
-            if target.exists():
-                shutil.rmtree(target)
-            staged.rename(target)
-        print(f"rebuilt {run_dir.name} -> {out_dir / run_dir.name / 'best.keras'}")
+        saved = replace_model_folder(out_dir / run_dir.name, member, run_dir / "config.yaml", {"model": member.name, "labels": list(classifier.labels), "label_set": data.label_set,
+                                                                                              "recovered_from": str(tflite_path), "source_run": str(run_dir), "check": check})
+        print(f"rebuilt {run_dir.name} -> {saved}")
     # The sample is capped per class, so its accuracy is near the balanced accuracy, not the split's.
     print(f"top-1 agreement with {tflite_path.name}: {check['agreement']:.2%} on {check['images']} validation faces, "
           f"at most {CHECK_PER_CLASS} per class (accuracy on them {check['val_accuracy_tflite']:.4f} .tflite, "

@@ -6,7 +6,7 @@ from fer_keras import cli
 def test_console_script_lists_commands_and_dispatches(capsys):
     assert cli.main(["--help"]) == 0
     listed = capsys.readouterr().out
-    assert all(f"  {command} " in listed for command in ("train", "train_accel", "ensemble", "recover", "soup", "evaluate", "export", "detect", "benchmark"))
+    assert all(f"  {command} " in listed for command in ("train", "train_accel", "ensemble", "recover", "prune", "soup", "evaluate", "export", "detect", "benchmark"))
     assert cli.main(["frobnicate"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown command 'frobnicate'; choose one of train, train_accel, ")
     assert cli.main(["detect", "--source", "/no/such/file.mp4"]) == 2

@@ -82,6 +82,15 @@ def build_from_config(model: ModelConfig, num_classes: int) -> keras.Model:
     )
 
 
+def weighted_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, keras.layers.BatchNormalization | None]]:
+    """Conv2D and Dense layers in graph order, each with the batch norm that follows it, if any."""
+    batch_norm_after = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            batch_norm_after[layer.input._keras_history.operation.name] = layer
+    return [(layer, batch_norm_after.get(layer.name)) for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
 def load_saved_model(path: str | Path, role: str = "model file") -> keras.Model:
     """Loads a ``.keras`` file, turning a missing or unreadable file into a one-line UserError.
 

@@ -1,4 +1,4 @@
-"""Convolutional networks trained from scratch: tiny (tests), mini-Xception (fast tier), VGG (accurate tier)."""
+"""Convolutional networks trained from scratch: tiny (tests), mini-Xception, VGG (fast tier) and its slim variant, ResNet-SE (accurate tier)."""
 
 from __future__ import annotations
 
@@ -78,23 +78,42 @@ def mini_xception(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.
     return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="mini_xception")
 
 
-@register_model
-@from_scratch
-def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0) -> keras.Model:
-    """VGG-style CNN: four blocks of two 3x3 conv + batch norm + ReLU, max pooling and dropout; about 1.24M parameters at width 32."""
-    base = width or 32
+def _vgg(name: str, num_classes: int, input_shape, dropout: float, block_widths: tuple[int, int, int, int]) -> keras.Model:
+    """The VGG family's graph: one block per width, its dense layer as wide as the last block."""
     inputs = raw_pixel_input(input_shape)
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    for i, filters in enumerate((base, 2 * base, 4 * base, 8 * base)):
+    for i, filters in enumerate(block_widths):
         x = _conv_bn_relu(x, filters, f"block{i}a")
         x = _conv_bn_relu(x, filters, f"block{i}b")
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = layers.Dropout(min(0.1 + 0.05 * i, dropout), name=f"block{i}_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dense(8 * base, use_bias=False, name="fc")(x)
+    x = layers.Dense(block_widths[-1], use_bias=False, name="fc")(x)
     x = layers.BatchNormalization(name="fc_bn")(x)
     x = layers.ReLU(name="fc_relu")(x)
-    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name="vgg")
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name)
+
+
+@register_model
+@from_scratch
+def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0) -> keras.Model:
+    """VGG-style CNN: four blocks of two 3x3 conv + batch norm + ReLU, max pooling and dropout; about 1.24M parameters at width 32."""
+    base = width or 32
+    return _vgg("vgg", num_classes, input_shape, dropout, (base, 2 * base, 4 * base, 8 * base))
+
+
+@register_model
+@from_scratch
+def vgg_slim(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0) -> keras.Model:
+    """The VGG with its first three blocks at half width (16, 32, 64, 256 filters at width 32; 0.88M parameters).
+
+    The full-width first blocks, at 48x48 and 24x24, cost most of the time: this keeps 41% of
+    the multiply-adds, and its int8 file ran in half the time (0.37 against 0.75 ms a face at
+    batch 1 on one thread on a 2.6 GHz AVX-512 EPYC). ``fer_keras.prune`` makes one from a
+    trained ``vgg``, keeping the strongest filters, for a short fine-tune.
+    """
+    base = width or 32
+    return _vgg("vgg_slim", num_classes, input_shape, dropout, (base // 2, base, 2 * base, 8 * base))
 
 
 def _squeeze_excite(x, channels: int, name: str, ratio: int = 16):
