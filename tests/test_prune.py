@@ -8,7 +8,7 @@ import pytest
 
 from fer_keras.errors import UserError
 from fer_keras.models import build_model
-from fer_keras.prune import narrow_into, prune
+from fer_keras.prune import narrow_into, prune, refit
 
 # At width 8 the VGG's blocks have 8, 16, 32 and 64 filters; vgg_slim's 4, 8, 16 and 64.
 NARROWED_BLOCKS = ("block0", "block1", "block2")
@@ -46,8 +46,8 @@ def test_slim_keeps_the_strongest_filters_and_the_function_they_compute():
 
     narrowed = narrow_into(source, target)
 
-    assert narrowed == {"block0a_conv": (4, 8), "block0b_conv": (4, 8), "block1a_conv": (8, 16), "block1b_conv": (8, 16),
-                        "block2a_conv": (16, 32), "block2b_conv": (16, 32)}
+    assert {name: (kept.tolist(), total) for name, (kept, total) in narrowed.items()} == {
+        f"{block}{conv}_conv": (list(range(0, total, 2)), total) for block, total in zip(NARROWED_BLOCKS, (8, 16, 32)) for conv in "ab"}
     np.testing.assert_array_equal(target.get_layer("block1a_conv").kernel.numpy(), source.get_layer("block1a_conv").kernel.numpy()[:, :, ::2, ::2])
     np.testing.assert_array_equal(target.get_layer("block2b_bn").gamma.numpy(), source.get_layer("block2b_bn").gamma.numpy()[::2])
     # The last block keeps all 64 filters but only the 16 input channels that survived.
@@ -64,6 +64,39 @@ def test_narrowing_into_the_same_architecture_copies_every_weight():
     assert narrow_into(source, target) == {}
     for got, expected in zip(target.get_weights(), source.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+def _faces(count: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 48, 48, 1)).astype("float32")
+
+
+def test_refit_keeps_an_exact_narrowing_exact():
+    source = _vgg_with_silent_odd_filters()
+    target = build_model("vgg_slim", 8, width=8)
+    narrowed = narrow_into(source, target)
+
+    remaining = refit(source, target, narrowed, _faces(40))
+
+    # The layers whose inputs lost channels: the second conv of each narrowed block, and the first of the next.
+    assert sorted(remaining) == ["block0b_conv", "block1a_conv", "block1b_conv", "block2a_conv", "block2b_conv", "block3a_conv"]
+    assert max(remaining.values()) < 0.01  # the ridge's shrinkage only
+    faces = _faces(6, seed=2)
+    np.testing.assert_allclose(target.predict(faces, verbose=0), source.predict(faces, verbose=0), atol=0.01)
+
+
+def test_refit_brings_a_narrowed_network_closer_to_its_source():
+    # Halving every layer, the dense head included (its logits get their bias refitted), of a network whose every filter counts.
+    keras.utils.set_random_seed(5)
+    source, target = build_model("vgg", 8, width=8), build_model("vgg", 8, width=4)
+    narrowed = narrow_into(source, target)
+    faces, held_out = _faces(60), _faces(20, seed=3)
+    logits = lambda model: keras.Model(model.input, model.get_layer("logits").output).predict(held_out, verbose=0)  # noqa: E731
+    copied_error = np.mean((logits(target) - logits(source)) ** 2)
+
+    remaining = refit(source, target, narrowed, faces)
+
+    assert "logits" in remaining and "fc" in remaining and all(0 <= error < 1 for error in remaining.values())
+    assert np.mean((logits(target) - logits(source)) ** 2) < 0.5 * copied_error
 
 
 def test_networks_with_residual_sums_are_refused():
@@ -94,11 +127,27 @@ def test_prune_writes_a_run_folder_that_training_can_start_from(face_folder, tmp
     assert folder == tmp_path / "pruned" / "20261201-000000-vgg_vgg_slim"
     assert sorted(path.name for path in (tmp_path / "pruned").iterdir()) == [folder.name]  # no staging left behind
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["labels"] == labels and metrics["narrowed"]["block0a_conv"] == {"kept": 4, "of": 8}
+    assert metrics["labels"] == labels and metrics["narrowed"]["block0a_conv"] == {"kept": [0, 2, 4, 6], "of": 8}
+    assert metrics["refit"]["faces"] == 90 and max(metrics["refit"]["remaining_error"].values()) < 0.01  # all the folder's training faces: under 300 a class
     resolved = load_run_config(folder)
     assert (resolved.model.name, resolved.model.width) == ("vgg_slim", 8)
     fine_tune = build_from_config(resolved.model, len(labels))
     assert initialize_from(fine_tune, str(folder / "best.keras"), freeze_batch_norm=True) == tuple(labels)
+
+
+def test_prune_without_faces_copies_the_kept_filters_only(face_folder, tmp_path):
+    from conftest import tiny_run_config
+    from fer_keras.config import save_config
+
+    run = tmp_path / "vgg"
+    run.mkdir()
+    save_config(tiny_run_config(face_folder, tmp_path, "model.name=vgg", "model.width=8"), run / "config.yaml")
+    _vgg_with_silent_odd_filters().save(run / "best.keras")
+    (run / "metrics.json").write_text(json.dumps({"labels": [f"class{i}" for i in range(8)]}))
+
+    folder = prune(run, "vgg_slim", tmp_path / "pruned", faces_per_class=0)
+
+    assert json.loads((folder / "metrics.json").read_text())["refit"] == {"faces": 0, "remaining_error": {}}
 
 
 def test_prune_names_a_missing_model_file(tmp_path):
