@@ -63,6 +63,10 @@ def narrow_into(source: keras.Model, target: keras.Model) -> dict[str, tuple[np.
     merges = [layer.name for layer in source.layers if isinstance(layer.input, (list, tuple)) and len(layer.input) > 1]
     if merges:
         raise UserError(f"model {source.name!r} merges branches (layer {merges[0]!r}); only chain networks such as vgg can be narrowed")
+    # Global pooling keeps a channel's index; flattening spreads it over many, which ``kept`` does not follow.
+    reshapes = [layer.name for layer in source.layers if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape))]
+    if reshapes:
+        raise UserError(f"model {source.name!r} reshapes its channels (layer {reshapes[0]!r}); only networks that pool them globally can be narrowed")
     by_name = {layer.name: layer for layer in source.layers}
     batch_norm_after = {layer.name: batch_norm for layer, batch_norm in weighted_layers(source)}
     narrowed, kept = {}, None  # kept: which source channels the current feature map holds; None = all
@@ -139,8 +143,9 @@ def refit(source: keras.Model, target: keras.Model, narrowed: dict[str, tuple[np
         other = source.get_layer(layer.name)
         if layer.kernel.shape[-2] == other.kernel.shape[-2]:
             continue  # its inputs are the source's
-        if isinstance(layer, keras.layers.Conv2D) and (layer.padding != "same" or tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1)):
-            raise UserError(f"layer {layer.name!r}: only stride-1, same-padded convolutions can be refitted")
+        if isinstance(layer, keras.layers.Conv2D) and (layer.padding != "same" or tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1)
+                                                        or not all(size % 2 for size in layer.kernel_size)):
+            raise UserError(f"layer {layer.name!r}: only stride-1, same-padded convolutions of odd kernel sizes can be refitted")
         inputs = keras.Model(target.input, layer.input).predict(images, batch_size=256, verbose=0)
         wanted = keras.Model(source.input, other.output).predict(images, batch_size=256, verbose=0)
         kept = narrowed.get(layer.name, (np.arange(wanted.shape[-1]), 0))[0]

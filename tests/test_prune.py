@@ -104,6 +104,13 @@ def test_networks_with_residual_sums_are_refused():
         narrow_into(build_model("resnet_se", 8, width=8), build_model("vgg_slim", 8, width=8))
 
 
+def test_networks_that_flatten_their_channels_are_refused():
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(2, name="logits")(keras.layers.Flatten(name="flat")(keras.layers.Conv2D(4, 3, name="conv")(inputs)))
+    with pytest.raises(UserError, match="reshapes its channels \\(layer 'flat'\\)"):
+        narrow_into(keras.Model(inputs, outputs), keras.Model(inputs, outputs))
+
+
 def test_a_wider_target_is_refused():
     with pytest.raises(UserError, match="does not fit inside"):
         narrow_into(build_model("vgg", 8, width=8), build_model("vgg", 8, width=16))
