@@ -107,10 +107,10 @@ def vgg(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: 
 def vgg_slim(num_classes: int, input_shape=(48, 48, 1), dropout: float = 0.4, width: int = 0) -> keras.Model:
     """The VGG with its first three blocks at half width (16, 32, 64, 256 filters at width 32; 0.88M parameters).
 
-    The full-width first blocks, at 48x48 and 24x24, cost most of the time: this keeps 41% of
-    the multiply-adds, and its int8 file ran in half the time (0.37 against 0.75 ms a face at
-    batch 1 on one thread on a 2.6 GHz AVX-512 EPYC). ``fer_keras.prune`` makes one from a
-    trained ``vgg``, keeping the strongest filters, for a short fine-tune.
+    It keeps 41% of the VGG's multiply-adds, and its int8 file took 0.394 against 0.647 ms a face
+    at batch 1 on one thread (0.297 against 0.640 at batch 16) on a 2.6 GHz AVX-512 EPYC
+    (experiments/benchmarks/latency_vgg_slim_avx512.md). ``fer_keras.prune`` makes one from a
+    trained ``vgg``, keeping the strongest filters, for a fine-tune.
     """
     base = width or 32
     return _vgg("vgg_slim", num_classes, input_shape, dropout, (base // 2, base, 2 * base, 8 * base))
