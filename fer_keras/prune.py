@@ -131,7 +131,9 @@ def refit(source: keras.Model, target: keras.Model, narrowed: dict[str, tuple[np
         For each refitted layer, its remaining squared error as a fraction of its outputs' variance.
 
     Raises:
-        UserError: For a convolution that is strided, dilated or not ``same``-padded (its patches differ).
+        UserError: For a layer with a built-in activation (its outputs are no longer linear in its
+            kernel), or a convolution that is strided, dilated, not ``same``-padded or of even size
+            (its patches differ).
     """
     import keras
 
@@ -143,6 +145,8 @@ def refit(source: keras.Model, target: keras.Model, narrowed: dict[str, tuple[np
         other = source.get_layer(layer.name)
         if layer.kernel.shape[-2] == other.kernel.shape[-2]:
             continue  # its inputs are the source's
+        if layer.activation is not keras.activations.linear:
+            raise UserError(f"layer {layer.name!r}: its built-in {layer.activation.__name__} activation keeps it from being refitted by least squares")
         if isinstance(layer, keras.layers.Conv2D) and (layer.padding != "same" or tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1)
                                                         or not all(size % 2 for size in layer.kernel_size)):
             raise UserError(f"layer {layer.name!r}: only stride-1, same-padded convolutions of odd kernel sizes can be refitted")

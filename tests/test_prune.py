@@ -111,6 +111,19 @@ def test_networks_that_flatten_their_channels_are_refused():
         narrow_into(keras.Model(inputs, outputs), keras.Model(inputs, outputs))
 
 
+def test_refit_refuses_a_layer_with_a_built_in_activation():
+    def two_convs(first_width: int) -> keras.Model:
+        inputs = keras.Input((48, 48, 1))
+        x = keras.layers.Conv2D(first_width, 3, padding="same", name="first")(inputs)
+        x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="second")(x)  # ReLU inside: not linear in its kernel
+        return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+    source, target = two_convs(8), two_convs(4)
+    narrowed = narrow_into(source, target)
+    with pytest.raises(UserError, match="layer 'second': its built-in relu activation"):
+        refit(source, target, narrowed, _faces(4))
+
+
 def test_a_wider_target_is_refused():
     with pytest.raises(UserError, match="does not fit inside"):
         narrow_into(build_model("vgg", 8, width=8), build_model("vgg", 8, width=16))
