@@ -28,6 +28,15 @@ def test_every_model_takes_raw_pixels_and_round_trips_through_keras_file(name, t
     np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+def test_vgg_slim_halves_the_vgg_s_first_three_blocks():
+    def block_widths(model):
+        return [model.get_layer(f"block{i}a_conv").filters for i in range(4)]
+
+    assert block_widths(build_model("vgg", 8)) == [32, 64, 128, 256]
+    assert block_widths(build_model("vgg_slim", 8)) == [16, 32, 64, 256]
+    assert build_model("vgg_slim", 8).count_params() == 880_408
+
+
 def test_unknown_model_lists_the_registered_ones():
     with pytest.raises(UserError, match="registered models: .*mini_xception"):
         build_model("resnet9000", 7)
