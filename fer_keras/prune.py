@@ -1,13 +1,15 @@
 """Narrow a trained network into a slimmer architecture of its family: ``python -m fer_keras.prune``.
 
-The fast tier's VGG spends half its time in its first, full-resolution blocks, and ``vgg_slim``
-halves their width. Trained from scratch a VGG needs a hundred epochs or more; this starts it
-from the trained VGG instead (structured pruning, Li et al. 2017): in each layer the target makes
+``vgg_slim`` halves the width of the VGG's first three blocks, where its high-resolution maps
+make most of its cost (its int8 file took 0.39 against 0.65 ms a face on a 2.6 GHz AVX-512 EPYC).
+Trained from scratch a VGG needs a hundred epochs or more; this starts the narrower network from
+the trained one instead (structured pruning, Li et al. 2017): in each layer the target makes
 narrower it keeps the output channels that weigh most, by the L1 norm of their kernel times the
 scale their batch norm gives them, and in the next layer the input channels that match. Each layer
 whose inputs were narrowed is then refitted by least squares on training faces, so that its kept
-outputs match the trained network's (He et al. 2017). A short fine-tune (``train.init_from`` on
-the new folder) then recovers what the dropped filters carried.
+outputs match the trained network's (He et al. 2017). A fine-tune (``train.init_from`` on the
+new folder) then recovers what it can of what the dropped filters carried: for the fast tier's
+VGG, 84.0% validation after 36 epochs against its 86.9% (experiments/configs/ferplus_vgg_slim_*).
 
     python -m fer_keras.prune --run experiments/runs/VGG_RUN --to vgg_slim --out experiments/runs/pruned
 
