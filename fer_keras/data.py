@@ -453,6 +453,30 @@ def run_data_settings(run_dir: Path) -> dict:
     }
 
 
+def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_per_class: int | None = None) -> Dataset:
+    """Loads the dataset an experiment config names, as its data and model sections describe it.
+
+    Args:
+        config: A resolved experiment config (a run folder's, for tools that reuse a run's data).
+        with_test: Also load the test split.
+        max_per_class: Overrides ``data.max_per_class`` (a capped sample for a check or a refit).
+    """
+    data = config.data
+    return load_dataset(
+        data.label_set,
+        data.data_dir,
+        config.model.image_size,
+        config.model.channels,
+        data.val_fraction,
+        data.soft_labels,
+        data.split_seed,
+        data.max_per_class if max_per_class is None else max_per_class,
+        with_test,
+        data.test_fraction,
+        data.val_split,
+    )
+
+
 def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dataset:
     """Loads the dataset an experiment config names, checking it can train (train and val splits).
 
@@ -470,19 +494,7 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
     for key, path in (("data.teacher", config.data.teacher), ("train.init_from", config.train.init_from)):
         if path and not Path(path).is_file():
             raise UserError(f"{path}: {key} file not found")
-    dataset = load_dataset(
-        config.data.label_set,
-        config.data.data_dir,
-        config.model.image_size,
-        config.model.channels,
-        config.data.val_fraction,
-        config.data.soft_labels,
-        config.data.split_seed,
-        config.data.max_per_class,
-        with_test,
-        config.data.test_fraction,
-        config.data.val_split,
-    )
+    dataset = load_config_dataset(config, with_test)
     if "train" not in dataset.splits:
         raise UserError(f"{config.data.data_dir}: nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole for testing")
     if "val" not in dataset.splits:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer_keras.config import load_run_config, save_config
-from fer_keras.data import load_dataset
+from fer_keras.data import load_config_dataset
 from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry
 from fer_keras.records import recorded_labels, replace_model_folder
 
@@ -210,9 +210,7 @@ def prune(run_dir: Path, to: str, out_dir: Path, faces_per_class: int = 300, dat
     narrowed = narrow_into(source, target)
     remaining, faces = {}, 0
     if faces_per_class:
-        data = config.data
-        images = load_dataset(data.label_set, data.data_dir, config.model.image_size, config.model.channels, data.val_fraction, seed=data.split_seed,
-                              max_per_class=faces_per_class, with_test=False, test_fraction=data.test_fraction, val_split=data.val_split).splits["train"].images
+        images = load_config_dataset(config, with_test=False, max_per_class=faces_per_class).splits["train"].images
         remaining, faces = refit(source, target, narrowed, images), len(images)
     metrics = {
         "model": target.name,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_dataset
+from fer_keras.data import load_config_dataset
 from fer_keras.ensemble import VIEWS, average_models, check_views
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.records import replace_model_folder
@@ -221,9 +221,7 @@ def recover(
         raise UserError(f"{tflite_path}: {len(ops) - start} weighted ops are left after the {len(run_dirs)} --run members (one missing?)")
 
     data = configs[0].data
-    check_set = load_dataset(data.label_set, data.data_dir, configs[0].model.image_size, configs[0].model.channels,
-                             data.val_fraction, seed=data.split_seed, max_per_class=CHECK_PER_CLASS, with_test=False,
-                             test_fraction=data.test_fraction, val_split=data.val_split).splits["val"]
+    check_set = load_config_dataset(configs[0], with_test=False, max_per_class=CHECK_PER_CLASS).splits["val"]
     rebuilt = average_models(members, flip, shares=shares, views=views) if len(members) > 1 or flip else members[0]
     expected = classifier.predict(check_set.images)
     got = rebuilt.predict(check_set.images, batch_size=256, verbose=0)
