@@ -34,12 +34,16 @@ if TYPE_CHECKING:  # Keras loads with the models, so a bad argument is refused b
     import keras
 
 
+def _batch_norm_scale(batch_norm: keras.layers.BatchNormalization) -> np.ndarray:
+    """The factor a batch norm multiplies each channel by at inference: gamma / sqrt(moving variance + epsilon)."""
+    return batch_norm.gamma.numpy() / np.sqrt(batch_norm.moving_variance.numpy() + batch_norm.epsilon)
+
+
 def filter_importance(kernel: np.ndarray, batch_norm: keras.layers.BatchNormalization | None) -> np.ndarray:
     """How much each output channel of a kernel (..., in, out) weighs: its L1 norm, times its batch norm's scale."""
     importance = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
     if batch_norm is not None:
-        scale = np.abs(batch_norm.gamma.numpy()) / np.sqrt(batch_norm.moving_variance.numpy() + batch_norm.epsilon)
-        importance = importance * scale
+        importance = importance * np.abs(_batch_norm_scale(batch_norm))
     return importance
 
 
@@ -170,8 +174,7 @@ def refit(source: keras.Model, target: keras.Model, narrowed: dict[str, tuple[np
         if layer.use_bias:
             layer.bias.assign(offset.astype(np.float32))
         elif offset is not None:
-            scale = batch_norm.gamma.numpy() / np.sqrt(batch_norm.moving_variance.numpy() + batch_norm.epsilon)
-            batch_norm.beta.assign((batch_norm.beta.numpy() + scale * offset).astype(np.float32))
+            batch_norm.beta.assign((batch_norm.beta.numpy() + _batch_norm_scale(batch_norm) * offset).astype(np.float32))
     return remaining
 
 
