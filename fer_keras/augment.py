@@ -1,7 +1,8 @@
 """Training-time augmentation in NumPy and OpenCV, for both trainers.
 
 The tf.data pipeline (CPU training) calls it on each batch, and the array trainer on Keras's
-JAX backend (accelerators) in its worker threads. Neither puts it in the exported model.
+JAX backend (accelerators) in its worker threads, so both trainers see the same faces and the
+same mixed batches. Neither puts it in the exported model.
 """
 
 from __future__ import annotations
@@ -89,3 +90,60 @@ class HostAugmenter:
             face = np.clip(np.rint(out[i]), 0, 255).astype(np.uint8)
             out[i] = jpeg_round_trip(face, int(rng.integers(10, 61))).reshape(height, width, channels)
         return out
+
+
+class BatchMixer:
+    """MixUp and CutMix: each face mixed with another face of its batch, and its target in the same shares.
+
+    MixUp (Zhang et al. 2018) blends the two faces' pixels with a share drawn from Beta(alpha,
+    alpha). CutMix (Yun et al. 2019) pastes a rectangle of the partner face instead, of area
+    ``1 - share`` and at a random place inside the face, and mixes the targets by the share of
+    pixels actually kept. With both enabled each batch takes one of the two at even odds, as
+    timm does, so no face is mixed twice.
+
+    Args:
+        augment: ``augment.mixup`` and ``augment.cutmix`` are the Beta alphas (0 disables).
+        seed: Seed of the random draws.
+    """
+
+    def __init__(self, augment: AugmentConfig, seed):
+        self.mixup_alpha, self.cutmix_alpha = augment.mixup, augment.cutmix
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any mixing is configured."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    def __call__(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mixes a batch: images (N, H, W, C) float32 and targets (N, K); returns new arrays of the same shapes."""
+        use_cutmix = self.cutmix_alpha > 0
+        if self.mixup_alpha > 0 and use_cutmix:
+            use_cutmix = self.rng.random() < 0.5
+        if use_cutmix:
+            return self._cutmix(images, targets)
+        if self.mixup_alpha > 0:
+            return self._mixup(images, targets)
+        return images, targets
+
+    def _mixup(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kept = self.rng.beta(self.mixup_alpha, self.mixup_alpha, size=len(images)).astype(np.float32)
+        partner = self.rng.permutation(len(images))
+        mixed = kept[:, None, None, None] * images + (1 - kept[:, None, None, None]) * images[partner]
+        return mixed, kept[:, None] * targets + (1 - kept[:, None]) * targets[partner]
+
+    def _cutmix(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, height, width = images.shape[:3]
+        side = np.sqrt(1.0 - self.rng.beta(self.cutmix_alpha, self.cutmix_alpha, size=n))
+        box_height, box_width = np.rint(side * height).astype(int), np.rint(side * width).astype(int)
+        top = self.rng.integers(0, height - box_height + 1)
+        left = self.rng.integers(0, width - box_width + 1)
+        rows, columns = np.arange(height), np.arange(width)
+        inside_rows = (rows >= top[:, None]) & (rows < (top + box_height)[:, None])
+        inside_columns = (columns >= left[:, None]) & (columns < (left + box_width)[:, None])
+        pasted = inside_rows[:, :, None] & inside_columns[:, None, :]
+        partner = self.rng.permutation(n)
+        mixed = np.where(pasted[..., None], images[partner], images)
+        # The share kept is counted in whole pixels, so the target matches the face exactly.
+        kept = (1.0 - pasted.mean(axis=(1, 2))).astype(np.float32)
+        return mixed, kept[:, None] * targets + (1 - kept[:, None]) * targets[partner]

@@ -35,6 +35,7 @@ class AugmentConfig:
     noise: float = 0.0  # Gaussian sensor noise, sigma 2-20 grey levels
     jpeg: float = 0.0  # JPEG round trip at quality 10-60
     mixup: float = 0.0  # MixUp alpha; 0 disables
+    cutmix: float = 0.0  # CutMix alpha (1.0 in its paper); 0 disables; with mixup too, each batch takes one at even odds
 
 
 @dataclass
@@ -143,6 +144,7 @@ class ExperimentConfig:
             "model.image_size": 16, "data.batch_size": 1, "train.epochs": 1, "train.cpu_replicas": 1, "model.width": 0,
             "data.max_per_class": 0, "train.warmup_epochs": 0, "train.early_stopping_patience": 0, "train.fine_tune_epochs": 0,
             "train.fine_tune_layers": 0, "train.confusion_matrix_every": 0, "train.weight_decay": 0, "train.time_budget_s": 0,
+            "data.augment.mixup": 0, "data.augment.cutmix": 0,
         }
         for key, smallest in least.items():
             check_at_least(key, attrgetter(key)(self), smallest)

@@ -3,7 +3,7 @@
 GPU machines that have JAX or PyTorch but no TensorFlow can still train our models, since
 everything except the tf.data pipeline is backend-agnostic. This trainer shares the config, data
 loading, models, augmentation settings, optimizer and run records with `fer_keras.train`; batches
-come from in-memory NumPy arrays, augmented (and mixed up) on the host by `HostAugmenter` while the
+come from in-memory NumPy arrays, augmented and mixed on the host by `HostAugmenter` and `BatchMixer` while the
 device trains, because Keras's random affine layers are a hundred times slower than that under
 JAX on a GPU. ``train.time_budget_s`` guards a lease: training stops before an epoch that would
 end past it, so the run is still recorded, and a cosine schedule anneals within the budget
@@ -36,7 +36,7 @@ except (ImportError, ValueError) as err:  # no Keras; or KERAS_BACKEND names a b
     raise SystemExit(2) from None
 import numpy as np
 
-from fer_keras.augment import HostAugmenter
+from fer_keras.augment import BatchMixer, HostAugmenter
 from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_averaging
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
@@ -52,13 +52,13 @@ from fer_keras.records import (
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """Shuffled, augmented training batches from in-memory arrays, with optional MixUp and per-sample weights.
+    """Shuffled, augmented training batches from in-memory arrays, with optional MixUp or CutMix and per-sample weights.
 
     Args:
         split: The training split (uint8 images, float targets).
         batch_size: Images per batch; the last partial batch is dropped so shapes stay static
-            (one compiled step, and MixUp always has a partner).
-        augment: Augmentation settings, applied by ``HostAugmenter``; MixUp uses ``augment.mixup``.
+            (one compiled step, and mixing always has a partner).
+        augment: Augmentation settings, applied by ``HostAugmenter`` and then ``BatchMixer``.
         sample_weights: Per-image loss weights, or None.
         seed: Seed of the shuffles, augmentations and mixing coefficients.
         workers: Host threads preparing batches ahead of the device.
@@ -85,13 +85,8 @@ class ArrayBatches(keras.utils.PyDataset):
         # Each batch draws from its own seeded generator, so worker threads never share one.
         rng_seed = (self.seed, self.epoch, index)
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        images, targets = HostAugmenter(self.augment, rng_seed)(self.images[rows]), self.targets[rows]
-        if self.augment.mixup > 0:
-            rng = np.random.default_rng(rng_seed + (1,))
-            mix = rng.beta(self.augment.mixup, self.augment.mixup, size=len(rows)).astype(np.float32)
-            partner = rng.permutation(len(rows))
-            images = mix[:, None, None, None] * images + (1 - mix[:, None, None, None]) * images[partner]
-            targets = mix[:, None] * targets + (1 - mix[:, None]) * targets[partner]
+        images = HostAugmenter(self.augment, rng_seed)(self.images[rows])
+        images, targets = BatchMixer(self.augment, rng_seed + (1,))(images, self.targets[rows])
         if self.sample_weights is None:
             return images, targets
         return images, targets, self.sample_weights[rows]

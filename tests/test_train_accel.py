@@ -14,7 +14,7 @@ from fer_keras.config import AugmentConfig, ExperimentConfig
 from fer_keras.data import Split
 from fer_keras.train_accel import ArrayBatches, TimeBudget, run_accelerated
 
-NO_AUGMENT = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0, mixup=0)
+NO_AUGMENT = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0, mixup=0, cutmix=0)
 
 
 def _images(n=8, seed=0):
@@ -64,10 +64,11 @@ def test_camera_degradations_hit_faces_with_their_probability_and_strength():
     assert 16 < touched.sum() < 48
 
 
-def test_array_batches_drop_the_partial_batch_and_mix_targets():
+@pytest.mark.parametrize("mixing", [{"mixup": 0.4}, {"cutmix": 1.0}])
+def test_array_batches_drop_the_partial_batch_and_mix_targets(mixing):
     targets = np.eye(3, dtype=np.float32)[np.arange(10) % 3]
     split = Split(_images(10), targets, [str(i) for i in range(10)])
-    batches = ArrayBatches(split, 4, dataclass_replace(NO_AUGMENT, mixup=0.4), sample_weights=np.arange(10, dtype=np.float32), seed=1)
+    batches = ArrayBatches(split, 4, dataclass_replace(NO_AUGMENT, **mixing), sample_weights=np.arange(10, dtype=np.float32), seed=1)
     assert len(batches) == 2
     images, mixed, weights = batches[0]
     assert images.shape == (4, 48, 48, 1) and weights.shape == (4,)
