@@ -389,7 +389,7 @@ def evaluate(
     model: str | Path | None,
     data_dir: str | None,
     out: Path,
-    label_set: str = "folder",
+    label_set: str | None = None,
     split: str = "test",
     tta: str | None = None,
     restrict: bool = False,
@@ -405,6 +405,8 @@ def evaluate(
 
     With ``crop_faces`` (a detector name) every image is replaced by its largest detected face,
     framed as ``fer_keras.detect`` frames it; images without a face are left out and listed.
+    ``label_set`` None scores a model on the data its run trained on by that run's label set
+    (``ferplus``: FERPlus's majority labels and splits), and any other folder by its own class folders.
 
     Returns:
         The metrics dict.
@@ -415,6 +417,9 @@ def evaluate(
     # test or val split, or train/'s validation hold-out as that run cut it).
     run = run_data_settings(run_dir or predictor.path.parent)
     trained_here = bool(run.get("data_dir")) and Path(run["data_dir"]).resolve() == root.resolve()
+    # On the data its run trained on, a model is scored by that run's labels unless told otherwise: a
+    # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
+    label_set = label_set or (run.get("label_set") if trained_here else None) or "folder"
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
     no_face: list[str] = []
     if crop_faces:
@@ -463,7 +468,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
     parser.add_argument("--data-dir", help="labelled folder (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--label-set", default="folder", choices=("folder", "fer2013", "ferplus"))
+    parser.add_argument("--label-set", choices=("folder", "fer2013", "ferplus"), help="default: the label set of the model's run when scored on the data that run trained on, else folder (the class folders' own labels)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="a plain folder of class folders is scored whole, unless the model's run trained on it: then its hold-out")
     parser.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES, help="average over test-time views: flip (the default with a bare --tta) or ten-crop")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")

@@ -55,6 +55,13 @@ def test_a_plain_folder_of_classes_trains_and_is_scored_on_its_hold_out(face_fol
     exported = tmp_path / "tflite" / f"{run.name}_dynamic.tflite"
     assert evaluate.evaluate(exported, str(plain), tmp_path / "whole", plots=False)["n"] == 120  # no run beside it: all faces
     assert evaluate.evaluate(exported, str(plain), tmp_path / "held", plots=False, run_dir=run)["n"] == 24
+    # Scored on its run's data, a model takes that run's label set unless one is given; elsewhere the folder's own.
+    fer2013_run = tmp_path / "fer2013_run"
+    fer2013_run.mkdir()
+    (fer2013_run / "config.yaml").write_text(f"data:\n  label_set: fer2013\n  data_dir: {plain}\n  val_fraction: 0.2\n  test_fraction: 0.2\n")
+    assert evaluate.evaluate(exported, str(plain), tmp_path / "as_run", plots=False, run_dir=fer2013_run)["label_set"] == "fer2013"
+    assert evaluate.evaluate(exported, str(plain), tmp_path / "as_folder", plots=False, run_dir=fer2013_run, label_set="folder")["label_set"] == "folder"
+    assert json.loads((tmp_path / "whole" / "metrics.json").read_text())["label_set"] == "folder"
     with pytest.raises(UserError, match="nothing to train on: no train/ folder, and data.test_fraction=0 keeps a plain folder whole"):
         train.run_training(_config(face_folder, tmp_path, f"data.data_dir={plain}", "data.test_fraction=0"))
 
