@@ -110,11 +110,6 @@ class BatchMixer:
         self.mixup_alpha, self.cutmix_alpha = augment.mixup, augment.cutmix
         self.rng = np.random.default_rng(seed)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any mixing is configured."""
-        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
-
     def __call__(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mixes a batch: images (N, H, W, C) float32 and targets (N, K); returns new arrays of the same shapes."""
         use_cutmix = self.cutmix_alpha > 0

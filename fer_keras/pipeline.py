@@ -4,10 +4,10 @@ Augmentation lives here, on the batched tf.data stream, and never in a model, so
 models contain no random layers. It is ``HostAugmenter`` then ``BatchMixer`` (MixUp, CutMix),
 what the accelerator trainer uses, so both trainers see the same faces. It once was Keras's
 RandomRotation, RandomTranslation and RandomZoom layers in a row: three bilinear resamplings
-that blurred every training face. The fast tier's VGG classified 69.5% of training faces after those three
-layers, 74.2% after HostAugmenter's single warp (75.9% unaugmented), and fine-tuning it on the
-blurred faces cost a point of validation accuracy even at learning rate 2e-5
-(experiments/benchmarks/augment_resampling.md).
+that blurred every training face. The fast tier's VGG classified 69.5% of training faces after
+those three layers, 74.2% after HostAugmenter's single warp (75.9% unaugmented), and
+fine-tuning it on the blurred faces cost a point of validation accuracy even at learning rate
+2e-5 (experiments/benchmarks/augment_resampling.md).
 """
 
 from __future__ import annotations
