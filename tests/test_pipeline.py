@@ -50,7 +50,6 @@ def test_training_pipeline_warps_each_face_once_with_the_host_augmenter():
     np.testing.assert_array_equal(x.numpy(), HostAugmenter(augment, 5)(images[order]))
 
 
-
 def test_training_pipeline_cutmix_targets_match_the_share_of_each_face_in_the_pixels():
     n = 16
     images = np.broadcast_to(np.arange(0, 16 * n, 16, dtype=np.uint8)[:, None, None, None], (n, 48, 48, 1)).copy()
@@ -61,6 +60,7 @@ def test_training_pipeline_cutmix_targets_match_the_share_of_each_face_in_the_pi
     pixel_shares = np.stack([(x == level).mean(axis=(1, 2, 3)) for level in range(0, 16 * n, 16)], axis=1)
     np.testing.assert_allclose(y, pixel_shares, atol=1e-6)
     assert (y.max(axis=1) < 1.0).sum() >= n // 2  # most faces mixed
+
 
 @pytest.mark.parametrize("flags, expected", [("flags : avx512f avx512_bf16 fma", True), ("flags : avx2 fma", False)])
 def test_bf16_detection_reads_cpu_flags(tmp_path, flags, expected):
