@@ -1,9 +1,11 @@
-"""BatchMixer: MixUp and CutMix shared by both trainers, checked on faces of one flat grey each."""
+"""BatchMixer: MixUp and CutMix shared by both trainers, checked on faces of one flat grey each (conftest.flat_faces)."""
 
 import dataclasses
 
 import numpy as np
 import pytest
+
+from conftest import flat_faces, pixel_shares
 
 from fer_keras.augment import BatchMixer
 from fer_keras.config import AugmentConfig, ExperimentConfig
@@ -12,26 +14,20 @@ from fer_keras.errors import UserError
 NO_MIXING = AugmentConfig(mixup=0.0, cutmix=0.0)
 
 
-def _flat_faces(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Face i is grey level i everywhere and has class i: every pixel says whose it is."""
-    images = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 48, 48, 1)).copy()
-    return images, np.eye(n, dtype=np.float32)
-
-
 def _own_share(images: np.ndarray) -> np.ndarray:
     """The share of each face's pixels that are still its own grey level."""
-    return (images == np.arange(len(images))[:, None, None, None]).mean(axis=(1, 2, 3))
+    return pixel_shares(images, len(images)).diagonal()
 
 
 def test_no_mixing_returns_the_batch_unchanged():
-    images, targets = _flat_faces(8)
+    images, targets = flat_faces(8)
     mixed_images, mixed_targets = BatchMixer(NO_MIXING, 0)(images, targets)
     np.testing.assert_array_equal(mixed_images, images)
     np.testing.assert_array_equal(mixed_targets, targets)
 
 
 def test_cutmix_pastes_one_rectangle_of_the_partner_and_mixes_targets_by_the_pixels_kept():
-    images, targets = _flat_faces()
+    images, targets = flat_faces(64)
     mixed_images, mixed_targets = BatchMixer(dataclasses.replace(NO_MIXING, cutmix=1.0), 3)(images, targets)
     np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-6)
     for i in range(len(images)):
@@ -47,7 +43,7 @@ def test_cutmix_pastes_one_rectangle_of_the_partner_and_mixes_targets_by_the_pix
 
 
 def test_cutmix_keeps_half_of_each_face_on_average_at_alpha_one():
-    images, targets = _flat_faces(256)
+    images, targets = flat_faces(256)
     mixer = BatchMixer(dataclasses.replace(NO_MIXING, cutmix=1.0), 0)
     kept = np.concatenate([mixer(images, targets)[1].diagonal() for _ in range(8)])
     # Beta(1, 1) is uniform: mean 0.5; faces drawn as their own partner keep all (1 in 256).
@@ -56,7 +52,7 @@ def test_cutmix_keeps_half_of_each_face_on_average_at_alpha_one():
 
 
 def test_mixup_blends_whole_faces_in_the_shares_of_their_targets():
-    images, targets = _flat_faces()
+    images, targets = flat_faces(64)
     mixed_images, mixed_targets = BatchMixer(dataclasses.replace(NO_MIXING, mixup=0.4), 5)(images, targets)
     np.testing.assert_allclose(mixed_targets.sum(axis=1), 1.0, atol=1e-6)
     # Each face stays flat, at the grey level its target's shares predict.
@@ -65,7 +61,7 @@ def test_mixup_blends_whole_faces_in_the_shares_of_their_targets():
 
 
 def test_with_both_each_batch_takes_one_of_them_and_the_draws_are_seeded():
-    images, targets = _flat_faces()
+    images, targets = flat_faces(64)
     augment = dataclasses.replace(NO_MIXING, mixup=0.4, cutmix=1.0)
     mixer, again = BatchMixer(augment, 11), BatchMixer(augment, 11)
     kinds = []

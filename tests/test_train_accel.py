@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_run_config
+from conftest import flat_faces, pixel_shares, tiny_run_config
 
 from fer_keras.augment import HostAugmenter
 from fer_keras.config import AugmentConfig, ExperimentConfig
@@ -76,6 +76,15 @@ def test_array_batches_drop_the_partial_batch_and_mix_targets(mixing):
     assert (mixed.max(axis=1) < 1.0).any()  # mixed, not one-hot
     seen = np.concatenate([batches[0][2], batches[1][2]])
     assert len(set(seen.tolist())) == 8  # 8 distinct rows per epoch, each once
+
+
+def test_array_batches_cutmix_targets_match_the_share_of_each_face_in_the_pixels():
+    n = 16
+    faces, targets = flat_faces(n, step=16)
+    split = Split(faces.astype(np.uint8), targets, [str(i) for i in range(n)])
+    mixed_faces, mixed_targets = ArrayBatches(split, n, dataclass_replace(NO_AUGMENT, cutmix=1.0), seed=4)[0]
+    np.testing.assert_allclose(mixed_targets, pixel_shares(mixed_faces, n, step=16), atol=1e-6)
+    assert (mixed_targets.max(axis=1) < 1.0).sum() >= n // 2  # most faces mixed
 
 
 def dataclass_replace(config, **changes):
