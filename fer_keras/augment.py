@@ -115,19 +115,20 @@ class BatchMixer:
         use_cutmix = self.cutmix_alpha > 0
         if self.mixup_alpha > 0 and use_cutmix:
             use_cutmix = self.rng.random() < 0.5
-        if use_cutmix:
-            return self._cutmix(images, targets)
-        if self.mixup_alpha > 0:
-            return self._mixup(images, targets)
-        return images, targets
+        if not use_cutmix and self.mixup_alpha <= 0:
+            return images, targets
+        mixed, kept, partner = self._cutmix(images) if use_cutmix else self._mixup(images)
+        return mixed, kept[:, None] * targets + (1 - kept[:, None]) * targets[partner]
 
-    def _mixup(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _mixup(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The blended faces, each face's share kept and its partner's index."""
         kept = self.rng.beta(self.mixup_alpha, self.mixup_alpha, size=len(images)).astype(np.float32)
         partner = self.rng.permutation(len(images))
         mixed = kept[:, None, None, None] * images + (1 - kept[:, None, None, None]) * images[partner]
-        return mixed, kept[:, None] * targets + (1 - kept[:, None]) * targets[partner]
+        return mixed, kept, partner
 
-    def _cutmix(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _cutmix(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The faces with a partner's rectangle pasted in, each face's share kept and its partner's index."""
         n, height, width = images.shape[:3]
         side = np.sqrt(1.0 - self.rng.beta(self.cutmix_alpha, self.cutmix_alpha, size=n))
         box_height, box_width = np.rint(side * height).astype(int), np.rint(side * width).astype(int)
@@ -141,4 +142,4 @@ class BatchMixer:
         mixed = np.where(pasted[..., None], images[partner], images)
         # The share kept is counted in whole pixels, so the target matches the face exactly.
         kept = (1.0 - pasted.mean(axis=(1, 2))).astype(np.float32)
-        return mixed, kept[:, None] * targets + (1 - kept[:, None]) * targets[partner]
+        return mixed, kept, partner
