@@ -195,13 +195,19 @@ def _one_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[indices]
 
 
-def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int) -> tuple[list[Path], np.ndarray]:
+def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int, by_usage: bool = False) -> tuple[list[Path], np.ndarray]:
+    """The first ``cap`` files of each class; with ``by_usage``, of each class within each FER2013 split the names give.
+
+    ``by_usage`` serves a test folder that holds two splits (PublicTest and PrivateTest): capped as one,
+    its sorted names would fill every class with PrivateTest files and leave PublicTest empty.
+    """
     if cap <= 0:
         return paths, targets
     keep, seen = [], {}
     for i, label in enumerate(targets.argmax(axis=1)):
-        if seen.get(label, 0) < cap:
-            seen[label] = seen.get(label, 0) + 1
+        key = (fer2013_usage(paths[i]), label) if by_usage else label
+        if seen.get(key, 0) < cap:
+            seen[key] = seen.get(key, 0) + 1
             keep.append(i)
     return [paths[i] for i in keep], targets[keep]
 
@@ -241,7 +247,9 @@ def _read_split(paths: list[Path], targets: np.ndarray, size: int, channels: int
     return Split(images, targets[ok], [str(p) for p, good in zip(paths, ok) if good])
 
 
-def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set) -> Split:
+def _folder_split(
+    root: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, by_usage: bool = False
+) -> Split:
     folders = list_class_folders(root)
     mapping, unmatched = taxonomy.match_classes(list(folders), labels)
     excluded.update(unmatched)
@@ -249,7 +257,7 @@ def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int,
         raise UserError(f"{root}: no class folder matches the labels {', '.join(labels)}")
     paths = [p for folder, idx in mapping.items() for p in folders[folder]]
     targets = _one_hot(np.array([idx for folder, idx in mapping.items() for _ in folders[folder]]), len(labels))
-    paths, targets = _cap_per_class(paths, targets, cap)
+    paths, targets = _cap_per_class(paths, targets, cap, by_usage)
     return _read_split(paths, targets, size, channels, skipped)
 
 
@@ -299,7 +307,7 @@ def load_folder_dataset(
             if plain_to_train or not (root / "test").is_dir():
                 raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
             # A training-only host holds test/'s PublicTest files alone (experiments/accelerator/pack_images.py).
-            held_out = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
+            held_out = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded, by_usage=True)
             wanted = ("PublicTest", "PrivateTest") if with_test else ("PublicTest",)
             splits = dict(zip(("train", "val", "test"), [train, *_by_usage(held_out, root / "test", wanted)]))
         else:

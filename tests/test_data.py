@@ -65,6 +65,9 @@ def test_public_test_protocol_trains_on_all_of_train_and_splits_test_by_kaggle_n
     assert counts["test"] == {"angry": 4, "happy": 4, "sad": 4}
     assert {data.fer2013_usage(p) for p in dataset.splits["val"].paths} == {"PublicTest"}
     assert {data.fer2013_usage(p) for p in dataset.splits["test"].paths} == {"PrivateTest"}
+    # A cap applies to each split: sorted, the test folder's PrivateTest names all come before its PublicTest ones.
+    capped = data.load_dataset("fer2013", kaggle, val_split="public_test", max_per_class=1).class_counts()
+    assert {split: sum(per_class.values()) for split, per_class in capped.items()} == {"train": 3, "val": 3, "test": 3}
     training_host = data.load_dataset("fer2013", kaggle, val_split="public_test", with_test=False)
     assert set(training_host.splits) == {"train", "val"} and training_host.splits["val"].paths == dataset.splits["val"].paths
     # evaluate scores a run trained so on PrivateTest, as published FER2013 results are.
