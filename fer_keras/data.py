@@ -195,19 +195,13 @@ def _one_hot(indices: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[indices]
 
 
-def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int, by_usage: bool = False) -> tuple[list[Path], np.ndarray]:
-    """The first ``cap`` files of each class; with ``by_usage``, of each class within each FER2013 split the names give.
-
-    ``by_usage`` serves a test folder that holds two splits (PublicTest and PrivateTest): capped as one,
-    its sorted names would fill every class with PrivateTest files and leave PublicTest empty.
-    """
+def _cap_per_class(paths: list[Path], targets: np.ndarray, cap: int) -> tuple[list[Path], np.ndarray]:
     if cap <= 0:
         return paths, targets
     keep, seen = [], {}
     for i, label in enumerate(targets.argmax(axis=1)):
-        key = (fer2013_usage(paths[i]), label) if by_usage else label
-        if seen.get(key, 0) < cap:
-            seen[key] = seen.get(key, 0) + 1
+        if seen.get(label, 0) < cap:
+            seen[label] = seen.get(label, 0) + 1
             keep.append(i)
     return [paths[i] for i in keep], targets[keep]
 
@@ -225,19 +219,26 @@ def _stratified_holdout(split: Split, size: int, seed: int) -> tuple[Split, Spli
     return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
 
 
-def _by_usage(test: Split, folder: Path, usages: tuple[str, ...]) -> list[Split]:
+def _usage_splits(
+    folder: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, usages: tuple[str, ...]
+) -> list[Split]:
     """FER2013's test files of each original split named (``PublicTest``, ``PrivateTest``), by their Kaggle names.
+
+    Each split is capped and read on its own, as every other split is: capped as one folder, the sorted
+    names would give every class PrivateTest files only, and a split not asked for is never read.
 
     Raises:
         UserError: When one has no file, as in a folder not named the Kaggle way.
     """
-    found = np.array([fer2013_usage(path) for path in test.paths])
+    paths, targets = _class_files(folder, labels, excluded)
+    found = np.array([fer2013_usage(path) for path in paths])
     halves = []
     for usage in usages:
         members = np.flatnonzero(found == usage)
         if members.size == 0:
             raise UserError(f"{folder}: data.val_split=public_test needs FER2013's Kaggle file names ({usage}_*.jpg), and none is here")
-        halves.append(test.take(members))
+        chosen, chosen_targets = _cap_per_class([paths[i] for i in members], targets[members], cap)
+        halves.append(_read_split(chosen, chosen_targets, size, channels, skipped))
     return halves
 
 
@@ -247,9 +248,8 @@ def _read_split(paths: list[Path], targets: np.ndarray, size: int, channels: int
     return Split(images, targets[ok], [str(p) for p, good in zip(paths, ok) if good])
 
 
-def _folder_split(
-    root: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, by_usage: bool = False
-) -> Split:
+def _class_files(root: Path, labels: tuple[str, ...], excluded: set) -> tuple[list[Path], np.ndarray]:
+    """The files of the class folders under ``root`` that match ``labels``, with one-hot targets; unmatched folders go to ``excluded``."""
     folders = list_class_folders(root)
     mapping, unmatched = taxonomy.match_classes(list(folders), labels)
     excluded.update(unmatched)
@@ -257,7 +257,11 @@ def _folder_split(
         raise UserError(f"{root}: no class folder matches the labels {', '.join(labels)}")
     paths = [p for folder, idx in mapping.items() for p in folders[folder]]
     targets = _one_hot(np.array([idx for folder, idx in mapping.items() for _ in folders[folder]]), len(labels))
-    paths, targets = _cap_per_class(paths, targets, cap, by_usage)
+    return paths, targets
+
+
+def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set) -> Split:
+    paths, targets = _cap_per_class(*_class_files(root, labels, excluded), cap)
     return _read_split(paths, targets, size, channels, skipped)
 
 
@@ -307,9 +311,9 @@ def load_folder_dataset(
             if plain_to_train or not (root / "test").is_dir():
                 raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
             # A training-only host holds test/'s PublicTest files alone (experiments/accelerator/pack_images.py).
-            held_out = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded, by_usage=True)
             wanted = ("PublicTest", "PrivateTest") if with_test else ("PublicTest",)
-            splits = dict(zip(("train", "val", "test"), [train, *_by_usage(held_out, root / "test", wanted)]))
+            held_out = _usage_splits(root / "test", labels, image_size, channels, max_per_class, skipped, excluded, wanted)
+            splits = dict(zip(("train", "val", "test"), [train, *held_out]))
         else:
             if val_fraction > 0:
                 train, splits["val"] = _stratified_holdout(train, int(np.ceil(val_fraction * whole)), seed)

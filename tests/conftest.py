@@ -31,7 +31,6 @@ def synthetic_face(class_index: int, rng: np.random.Generator, size: int = 48) -
     return image
 
 
-
 def flat_faces(n: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Faces (n, 48, 48, 1) where face i is grey level ``i * step`` everywhere and has class i, so every pixel of a mixed face says whose it is."""
     levels = np.arange(n) * step
@@ -41,6 +40,7 @@ def flat_faces(n: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def pixel_shares(faces: np.ndarray, n: int, step: int = 1) -> np.ndarray:
     """(N, n): the share of each face's pixels at each of ``flat_faces``' grey levels."""
     return np.stack([(faces == level).mean(axis=(1, 2, 3)) for level in np.arange(n) * step], axis=1)
+
 
 def write_class_folders(root: Path, per_class: int, seed: int, classes=SYNTHETIC_CLASSES) -> None:
     rng = np.random.default_rng(seed)
