@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from fer_keras.errors import UserError
 from fer_keras.evaluate import load_keras_model
 from fer_keras.models import build_model
-from fer_keras.soup import build_soup, main, soup_model
+from fer_keras.soup import build_soup, greedy_selection, main, soup_model
 
 
 def test_soup_is_the_weighted_average_and_a_run_folder(two_tiny_runs, tmp_path):
@@ -65,3 +66,33 @@ def test_cli_defaults_to_equal_shares_and_rejects_bad_ones(two_tiny_runs, tmp_pa
     assert "one per model" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert main([*models, "--out", str(tmp_path / "equal")]) == 0
     assert json.loads((tmp_path / "equal" / "metrics.json").read_text())["shares"] == [0.5, 0.5]
+
+
+def test_greedy_selection_tries_the_best_first_and_keeps_what_does_not_lower_the_score():
+    soup_scores = {(1, 2): 0.80, (1, 2, 0): 0.79, (1, 2, 3): 0.80}
+    kept, trail = greedy_selection([0.6, 0.8, 0.7, 0.5], lambda indices: soup_scores[tuple(indices)])
+    assert kept == [1, 2, 3]
+    assert trail == [
+        {"index": 1, "alone": 0.8, "kept": True},
+        {"index": 2, "alone": 0.7, "with": 0.80, "kept": True},
+        {"index": 0, "alone": 0.6, "with": 0.79, "kept": False},
+        {"index": 3, "alone": 0.5, "with": 0.80, "kept": True},
+    ]
+
+
+def test_greedy_soup_records_every_candidate_and_never_falls_under_the_best_alone(two_tiny_runs, tmp_path, capsys):
+    models = [arg for path in two_tiny_runs for arg in ("--model", str(path))]
+    assert main([*models, "--greedy", "--share", "0.5", "--share", "0.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "leave out --share" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main([*models, "--greedy", "--out", str(tmp_path / "greedy")]) == 0
+    written = json.loads((tmp_path / "greedy" / "metrics.json").read_text())
+    steps = written["greedy"]
+    assert sorted(step["source"] for step in steps) == sorted(str(path) for path in two_tiny_runs)
+    assert steps[0]["kept"] and steps[0]["alone"] >= steps[1]["alone"] and "with" not in steps[0]
+    assert written["sources"] == [step["source"] for step in steps if step["kept"]]
+    assert written["shares"] == [1 / len(written["sources"])] * len(written["sources"])
+    assert written["val"]["accuracy"] == pytest.approx(steps[-1]["with"] if steps[1]["kept"] else steps[0]["alone"])
+    assert written["val"]["accuracy"] >= steps[0]["alone"]
+    expected = [load_keras_model(Path(path))[0].get_weights() for path in written["sources"]]
+    for got, *tensors in zip(load_keras_model(tmp_path / "greedy" / "best.keras")[0].get_weights(), *expected, strict=True):
+        np.testing.assert_allclose(got, sum(tensors) / len(tensors), rtol=1e-6, atol=1e-7)
