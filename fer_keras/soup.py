@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -26,9 +26,6 @@ from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model
 from fer_keras.metrics import classification_metrics
 from fer_keras.records import shared_labels, write_model_folder
-
-if TYPE_CHECKING:  # Keras loads with the models, so a bad argument is refused before TensorFlow starts
-    import keras
 
 
 def average_weights(weight_sets: list[list[np.ndarray]], shares: list[float]) -> list[np.ndarray]:
@@ -50,18 +47,6 @@ def check_architectures(weight_sets: list[list[np.ndarray]], names: list[str]) -
     for name, weights in zip(names[1:], weight_sets[1:]):
         if [tensor.shape for tensor in weights] != shapes:
             raise UserError(f"{name}: its weights do not fit {names[0]}'s architecture (a soup averages fine-tunes of one network)")
-
-
-def soup_model(models: list[keras.Model], shares: list[float], names: list[str]) -> keras.Model:
-    """The first model carrying the weighted average of all the models' weights (it is changed in place).
-
-    Raises:
-        UserError: When a model's weights do not match the first's in number and shapes (another architecture).
-    """
-    weight_sets = [model.get_weights() for model in models]
-    check_architectures(weight_sets, names)
-    models[0].set_weights(average_weights(weight_sets, shares))
-    return models[0]
 
 
 def greedy_selection(alone: list[float], soup_score: Callable[[list[int]], float]) -> tuple[list[int], list[dict]]:

@@ -11,7 +11,7 @@ import pytest
 from fer_keras.errors import UserError
 from fer_keras.evaluate import load_keras_model
 from fer_keras.models import build_model
-from fer_keras.soup import build_soup, greedy_selection, main, soup_model
+from fer_keras.soup import build_soup, check_architectures, greedy_selection, main
 
 
 def test_soup_is_the_weighted_average_and_a_run_folder(two_tiny_runs, tmp_path):
@@ -56,7 +56,7 @@ def test_shares_and_architectures_are_checked(two_tiny_runs, tmp_path):
         build_soup([two_tiny_runs[0], other / "best.keras"], [0.5, 0.5], tmp_path / "out")
     keras.utils.set_random_seed(0)
     with pytest.raises(UserError, match="b: its weights do not fit a's architecture"):
-        soup_model([build_model("tiny", 3, width=4), build_model("tiny", 3, width=6)], [0.5, 0.5], ["a", "b"])
+        check_architectures([build_model("tiny", 3, width=width).get_weights() for width in (4, 6)], ["a", "b"])
     assert not (tmp_path / "out").exists()
 
 
