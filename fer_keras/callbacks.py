@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -44,15 +46,67 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def schedule_callbacks(train: TrainConfig) -> list[keras.callbacks.Callback]:
-    """Learning-rate reduction on plateau and early stopping, as the config selects."""
+@dataclass(frozen=True)
+class StageRecord:
+    """What a resumed stage's history already holds (epoch indices are 0-based, as Keras counts them)."""
+
+    best_val_accuracy: float
+    best_epoch: int
+    last_epoch: int
+
+
+def recorded_stage(history_csv: Path, first_epoch: int) -> StageRecord | None:
+    """The best validation accuracy a stage logged before an interruption, or None if it logged none.
+
+    Args:
+        history_csv: The run's CSVLogger file (absent before a run's first epoch).
+        first_epoch: The stage's first epoch index: rows before it belong to an earlier stage.
+    """
+    if not history_csv.exists():
+        return None
+    with history_csv.open(newline="") as file:
+        rows = [(int(row["epoch"]), float(row["val_accuracy"])) for row in csv.DictReader(file) if row.get("val_accuracy")]
+    stage = [(epoch, value) for epoch, value in rows if epoch >= first_epoch]
+    if not stage:
+        return None
+    best_epoch, best = max(stage, key=lambda row: (row[1], -row[0]))  # the earliest of equal bests, as Keras keeps it
+    return StageRecord(best, best_epoch, max(epoch for epoch, _ in stage))
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on val_accuracy that, in a resumed stage, goes on from the epochs before the interruption.
+
+    Keras's EarlyStopping starts afresh at every fit(): a resumed run would wait the full patience
+    again, and would restore the first resumed epoch's weights as the best even when an epoch
+    before the interruption was better.
+    """
+
+    def __init__(self, patience: int, record: StageRecord | None, best_model: Path | None):
+        super().__init__(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1)
+        self.record, self.best_model = record, best_model
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.record is None or self.best_model is None:
+            return
+        self.best, self.best_epoch = self.record.best_val_accuracy, self.record.best_epoch
+        self.wait = self.record.last_epoch - self.record.best_epoch
+        self.best_weights = keras.saving.load_model(self.best_model, compile=False).get_weights()
+
+
+def schedule_callbacks(train: TrainConfig, record: StageRecord | None = None, best_model: Path | None = None) -> list[keras.callbacks.Callback]:
+    """Learning-rate reduction on plateau and early stopping, as the config selects.
+
+    Args:
+        train: Training settings.
+        record: A resumed stage's history so far, so early stopping goes on where it was.
+        best_model: The checkpoint of ``record``'s best epoch (needed with ``record``).
+    """
     callbacks: list[keras.callbacks.Callback] = []
     if train.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1))
     if train.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=train.early_stopping_patience, restore_best_weights=True, verbose=1)
-        )
+        callbacks.append(ResumableEarlyStopping(train.early_stopping_patience, record, best_model))
     return callbacks
 
 
@@ -70,7 +124,8 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
 
     Loggers that add to the epoch logs come first, so CSVLogger and TensorBoard see their values.
     BackupAndRestore makes a SIGKILLed run resume from its last finished epoch; it saves before the
-    averaged weights are swapped in, so a resumed run goes on from the live weights.
+    averaged weights are swapped in, so a resumed run goes on from the live weights. In a resumed
+    stage, the checkpoint and early stopping start from the best epoch its history.csv holds.
 
     Args:
         run_dir: The run folder.
@@ -78,7 +133,12 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         val: The validation split (for the confusion-matrix image).
         labels: Class names.
         stage: Training stage; each keeps its own backup so a resume restores the right optimizer.
+            Stage 2 (fine-tuning) numbers its epochs on from ``train.epochs``.
     """
+    best_model = run_dir / "best.keras"
+    record = recorded_stage(run_dir / "history.csv", first_epoch=train.epochs if stage == "stage2" else 0)
+    if not best_model.exists():
+        record = None  # nothing to keep: the first epoch's weights become the best
     callbacks: list[keras.callbacks.Callback] = [
         LearningRateLogger(),
         # double_checkpoint: a SIGKILL during the backup write leaves a corrupt .h5 (seen in our test);
@@ -88,9 +148,14 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
     ]
     if train.confusion_matrix_every > 0:
         callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
-    callbacks += schedule_callbacks(train)
+    callbacks += schedule_callbacks(train, record, best_model)
     callbacks += [
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
+        # Keras's checkpoint starts each fit() with no best: without the threshold, a resumed run's
+        # first epoch overwrote a better best.keras from before the interruption.
+        keras.callbacks.ModelCheckpoint(
+            str(best_model), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=record.best_val_accuracy if record else None,
+        ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]

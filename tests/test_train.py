@@ -183,7 +183,10 @@ def test_killed_run_resumes_from_its_last_finished_epoch(face_folder, tmp_path, 
     (run_dir / "config.yaml").write_text(saved.replace("  test_fraction: 0.1\n", ""))
     result = train.run_training(config)
     assert result.run_dir == run_dir
-    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2, 3]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [0, 1, 2, 3]
+    # best.keras is the best epoch of the whole run, before or after the interruption.
+    assert result.metrics["val"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
 
 
 def _cli(*args, env=None):
