@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from fer_keras import plots
 from fer_keras.config import TrainConfig
@@ -71,6 +73,31 @@ def recorded_stage(history_csv: Path, first_epoch: int) -> StageRecord | None:
         return None
     best_epoch, best = max(stage, key=lambda row: (row[1], -row[0]))  # the earliest of equal bests, as Keras keeps it
     return StageRecord(best, best_epoch, max(epoch for epoch, _ in stage))
+
+
+class SaveBest(keras.callbacks.Callback):
+    """Saves the model, or only its weights, whenever val_accuracy beats the best so far.
+
+    It writes a temp file and renames it, so a kill during the save leaves the previous best whole
+    (Keras's ModelCheckpoint writes in place).
+
+    Args:
+        path: The checkpoint: ``.keras`` for the model, ``.weights.h5`` with ``weights_only``.
+        weights_only: Save the weights alone (no architecture, no optimizer state).
+        best: The accuracy to beat: a resumed stage's recorded best, so it keeps a better earlier epoch.
+    """
+
+    def __init__(self, path: Path, weights_only: bool = False, best: float = -np.inf):
+        super().__init__()
+        self.path, self.weights_only, self.best = path, weights_only, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = (logs or {}).get("val_accuracy", -np.inf)
+        if accuracy > self.best:
+            self.best = accuracy
+            partial = self.path.with_name(f"partial.{self.path.name}")
+            (self.model.save_weights if self.weights_only else self.model.save)(partial)
+            os.replace(partial, self.path)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -150,12 +177,9 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
     callbacks += schedule_callbacks(train, record, best_model)
     callbacks += [
-        # Keras's checkpoint starts each fit() with no best: without the threshold, a resumed run's
-        # first epoch overwrote a better best.keras from before the interruption.
-        keras.callbacks.ModelCheckpoint(
-            str(best_model), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=record.best_val_accuracy if record else None,
-        ),
+        # Keras's ModelCheckpoint starts each fit() with no best, so a resumed run's first epoch
+        # overwrote a better best.keras from before the interruption: this one starts from the record.
+        SaveBest(best_model, best=record.best_val_accuracy if record else -np.inf),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]

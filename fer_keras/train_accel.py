@@ -37,7 +37,7 @@ except (ImportError, ValueError) as err:  # no Keras; or KERAS_BACKEND names a b
 import numpy as np
 
 from fer_keras.augment import BatchMixer, HostAugmenter
-from fer_keras.callbacks import LearningRateLogger, schedule_callbacks, weight_averaging
+from fer_keras.callbacks import LearningRateLogger, SaveBest, schedule_callbacks, weight_averaging
 from fer_keras.config import AugmentConfig, ExperimentConfig, load_config
 from fer_keras.data import Split, balanced_class_weights, load_for_experiment
 from fer_keras.models import build_from_config, check_model_config, initialize_from
@@ -94,22 +94,6 @@ class ArrayBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.order))
-
-
-class SaveBestWeights(keras.callbacks.Callback):
-    """Saves the weights (no optimizer state) whenever val_accuracy improves, via a temp file and a rename."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path, self.best = path, -np.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        accuracy = (logs or {}).get("val_accuracy", -np.inf)
-        if accuracy > self.best:
-            self.best = accuracy
-            partial = self.path.with_name(f"partial.{self.path.name}")
-            self.model.save_weights(partial)
-            os.replace(partial, self.path)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -227,7 +211,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
         weights_path = run_dir / "best.weights.h5"
         base_rate = config.train.learning_rate if timed_cosine else None
         callbacks = [TimeBudget(started + config.train.time_budget_s, config.train.epochs, base_rate, config.train.warmup_epochs)] if budget else []
-        callbacks += [LearningRateLogger(), *weight_averaging(config.train), *schedule_callbacks(config.train), SaveBestWeights(weights_path)]
+        callbacks += [LearningRateLogger(), *weight_averaging(config.train), *schedule_callbacks(config.train), SaveBest(weights_path, weights_only=True)]
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
         history = model.fit(batches, validation_data=validation, validation_batch_size=512, epochs=config.train.epochs, callbacks=callbacks, verbose=2)
         best = build_from_config(config.model, len(labels))  # uncompiled, so best.keras carries no optimizer state

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras.callbacks import StageRecord, make_callbacks, recorded_stage
+from fer_keras.callbacks import SaveBest, StageRecord, make_callbacks, recorded_stage
 from fer_keras.config import TrainConfig
 from fer_keras.data import Split
 
@@ -33,7 +33,7 @@ def _resumed_callbacks(run_dir, patience):
     val = Split(np.zeros((1, 48, 48, 1), np.uint8), np.eye(2, dtype=np.float32)[:1], ["face.png"])
     train = TrainConfig(epochs=10, early_stopping_patience=patience, confusion_matrix_every=0)
     found = make_callbacks(run_dir, train, val, ("a", "b"))
-    checkpoint = next(c for c in found if isinstance(c, keras.callbacks.ModelCheckpoint))
+    checkpoint = next(c for c in found if isinstance(c, SaveBest))
     stopping = [c for c in found if isinstance(c, keras.callbacks.EarlyStopping)]
     return checkpoint, stopping
 
@@ -75,7 +75,24 @@ def test_resumed_early_stopping_counts_patience_from_the_recorded_best_and_resto
 
 def test_a_fresh_run_has_no_recorded_best(tmp_path):
     checkpoint, (stopping,) = _resumed_callbacks(tmp_path, patience=3)
-    assert checkpoint.best is None
+    assert checkpoint.best == -np.inf
     stopping.set_model(_model(seed=2))
     stopping.on_train_begin()
     assert (stopping.best, stopping.wait, stopping.best_weights) == (None, 0, None)
+
+
+def test_a_save_killed_half_way_leaves_the_previous_best_whole(resumed_run, monkeypatch):
+    run_dir, _ = resumed_run
+    saved = (run_dir / "best.keras").read_bytes()
+    live = _model(seed=2)
+
+    def save_half_and_die(path):
+        path.write_bytes(b"PK half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(live, "save", save_half_and_die)
+    checkpoint = SaveBest(run_dir / "best.keras")
+    checkpoint.set_model(live)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.on_epoch_end(0, {"val_accuracy": 0.9})
+    assert (run_dir / "best.keras").read_bytes() == saved
