@@ -50,21 +50,23 @@ class ConfusionMatrixImage(keras.callbacks.Callback):
 
 @dataclass(frozen=True)
 class StageRecord:
-    """What a resumed stage's history already holds (epoch indices are 0-based, as Keras counts them)."""
+    """What a resumed stage already holds (epoch indices are 0-based, as Keras counts them)."""
 
     best_val_accuracy: float
     best_epoch: int
     last_epoch: int
+    best_model: Path  # the checkpoint of best_epoch
 
 
-def recorded_stage(history_csv: Path, first_epoch: int) -> StageRecord | None:
-    """The best validation accuracy a stage logged before an interruption, or None if it logged none.
+def recorded_stage(run_dir: Path, first_epoch: int) -> StageRecord | None:
+    """The best epoch a stage logged and saved before an interruption, or None if there is none to keep.
 
     Args:
-        history_csv: The run's CSVLogger file (absent before a run's first epoch).
+        run_dir: The run folder: its CSVLogger history.csv and best.keras (both absent before a run's first epoch).
         first_epoch: The stage's first epoch index: rows before it belong to an earlier stage.
     """
-    if not history_csv.exists():
+    history_csv, best_model = run_dir / "history.csv", run_dir / "best.keras"
+    if not (history_csv.exists() and best_model.exists()):
         return None
     with history_csv.open(newline="") as file:
         rows = [(int(row["epoch"]), float(row["val_accuracy"])) for row in csv.DictReader(file) if row.get("val_accuracy")]
@@ -72,7 +74,7 @@ def recorded_stage(history_csv: Path, first_epoch: int) -> StageRecord | None:
     if not stage:
         return None
     best_epoch, best = max(stage, key=lambda row: (row[1], -row[0]))  # the earliest of equal bests, as Keras keeps it
-    return StageRecord(best, best_epoch, max(epoch for epoch, _ in stage))
+    return StageRecord(best, best_epoch, max(epoch for epoch, _ in stage), best_model)
 
 
 class SaveBest(keras.callbacks.Callback):
@@ -108,32 +110,31 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     before the interruption was better.
     """
 
-    def __init__(self, patience: int, record: StageRecord | None, best_model: Path | None):
+    def __init__(self, patience: int, record: StageRecord | None):
         super().__init__(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True, verbose=1)
-        self.record, self.best_model = record, best_model
+        self.record = record
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self.record is None or self.best_model is None:
+        if self.record is None:
             return
         self.best, self.best_epoch = self.record.best_val_accuracy, self.record.best_epoch
         self.wait = self.record.last_epoch - self.record.best_epoch
-        self.best_weights = keras.saving.load_model(self.best_model, compile=False).get_weights()
+        self.best_weights = keras.saving.load_model(self.record.best_model, compile=False).get_weights()
 
 
-def schedule_callbacks(train: TrainConfig, record: StageRecord | None = None, best_model: Path | None = None) -> list[keras.callbacks.Callback]:
+def schedule_callbacks(train: TrainConfig, record: StageRecord | None = None) -> list[keras.callbacks.Callback]:
     """Learning-rate reduction on plateau and early stopping, as the config selects.
 
     Args:
         train: Training settings.
-        record: A resumed stage's history so far, so early stopping goes on where it was.
-        best_model: The checkpoint of ``record``'s best epoch (needed with ``record``).
+        record: A resumed stage's best epoch so far, so early stopping goes on where it was.
     """
     callbacks: list[keras.callbacks.Callback] = []
     if train.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-6, verbose=1))
     if train.early_stopping_patience > 0:
-        callbacks.append(ResumableEarlyStopping(train.early_stopping_patience, record, best_model))
+        callbacks.append(ResumableEarlyStopping(train.early_stopping_patience, record))
     return callbacks
 
 
@@ -162,10 +163,7 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
         stage: Training stage; each keeps its own backup so a resume restores the right optimizer.
             Stage 2 (fine-tuning) numbers its epochs on from ``train.epochs``.
     """
-    best_model = run_dir / "best.keras"
-    record = recorded_stage(run_dir / "history.csv", first_epoch=train.epochs if stage == "stage2" else 0)
-    if not best_model.exists():
-        record = None  # nothing to keep: the first epoch's weights become the best
+    record = recorded_stage(run_dir, first_epoch=train.epochs if stage == "stage2" else 0)
     callbacks: list[keras.callbacks.Callback] = [
         LearningRateLogger(),
         # double_checkpoint: a SIGKILL during the backup write leaves a corrupt .h5 (seen in our test);
@@ -175,11 +173,11 @@ def make_callbacks(run_dir: Path, train: TrainConfig, val: Split, labels: tuple[
     ]
     if train.confusion_matrix_every > 0:
         callbacks.append(ConfusionMatrixImage(val, labels, run_dir / "tensorboard", train.confusion_matrix_every))
-    callbacks += schedule_callbacks(train, record, best_model)
+    callbacks += schedule_callbacks(train, record)
     callbacks += [
         # Keras's ModelCheckpoint starts each fit() with no best, so a resumed run's first epoch
         # overwrote a better best.keras from before the interruption: this one starts from the record.
-        SaveBest(best_model, best=record.best_val_accuracy if record else -np.inf),
+        SaveBest(run_dir / "best.keras", best=record.best_val_accuracy if record else -np.inf),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]

@@ -13,13 +13,16 @@ HISTORY = "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\r\n" + "".joi
 
 
 def test_the_recorded_stage_is_its_earliest_best_and_its_last_epoch(tmp_path):
-    history = tmp_path / "history.csv"
-    assert recorded_stage(history, first_epoch=0) is None
-    history.write_text(HISTORY)
-    assert recorded_stage(history, first_epoch=0) == StageRecord(0.8, best_epoch=1, last_epoch=3)
+    best = tmp_path / "best.keras"
+    assert recorded_stage(tmp_path, first_epoch=0) is None
+    (tmp_path / "history.csv").write_text(HISTORY)
+    # Logged but never saved: nothing to keep, so the first resumed epoch becomes the best.
+    assert recorded_stage(tmp_path, first_epoch=0) is None
+    best.write_bytes(b"")
+    assert recorded_stage(tmp_path, first_epoch=0) == StageRecord(0.8, best_epoch=1, last_epoch=3, best_model=best)
     # A fine-tuning stage numbered on from epoch 2 sees only its own rows.
-    assert recorded_stage(history, first_epoch=2) == StageRecord(0.8, best_epoch=2, last_epoch=3)
-    assert recorded_stage(history, first_epoch=4) is None
+    assert recorded_stage(tmp_path, first_epoch=2) == StageRecord(0.8, best_epoch=2, last_epoch=3, best_model=best)
+    assert recorded_stage(tmp_path, first_epoch=4) is None
 
 
 def _model(seed):
