@@ -51,7 +51,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
         The run folder, best validation accuracy and the final metrics.
     """
     if config.train.time_budget_s:
-        # The budget sets the learning rate epoch by epoch from the host (train_accel's TimeBudget);
+        # The budget sets the learning rate epoch by epoch from the host (array_trainer's TimeBudget, under train_accel);
         # this trainer compiles its schedule into the optimizer and resumes across sessions instead.
         log.warning("train.time_budget_s=%g is honoured by fer_keras.train_accel only: fer_keras.train runs all %d epochs",
                     config.train.time_budget_s, config.train.epochs)

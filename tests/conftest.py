@@ -120,7 +120,7 @@ def tiny_keras_run(trained_tiny, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def two_tiny_runs(face_folder, tmp_path_factory) -> list[Path]:
     """best.keras of two one-epoch runs of the tiny model in their run folders: one architecture, seeds 1 and 2."""
-    from fer_keras.train_accel import run_accelerated
+    from fer_keras.array_trainer import run_accelerated
 
     root = tmp_path_factory.mktemp("two_runs")
     return [run_accelerated(tiny_run_config(face_folder, root, f"name=run{seed}", "train.epochs=1", f"train.seed={seed}")) / "best.keras" for seed in (1, 2)]

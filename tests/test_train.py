@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, tiny_run_config
-from fer_keras import callbacks, train, train_accel
+from fer_keras import array_trainer, callbacks, train
 from fer_keras.errors import UserError
 from fer_keras.models import build_from_config
 
@@ -127,7 +127,7 @@ def test_score_test_false_leaves_the_test_split_unread(face_folder, tmp_path):
     assert (result.run_dir / "confusion_matrix_val.png").is_file() and not (result.run_dir / "confusion_matrix_test.png").exists()
 
 
-@pytest.mark.parametrize("run", [train.run_training, train_accel.run_accelerated], ids=["train", "train_accel"])
+@pytest.mark.parametrize("run", [train.run_training, array_trainer.run_accelerated], ids=["train", "train_accel"])
 def test_init_from_a_model_that_does_not_fit_fails_before_a_run_folder_is_made(run, face_folder, tmp_path):
     other = build_from_config(_config(face_folder, tmp_path, "model.name=mini_xception").model, 3)
     other.save(tmp_path / "other.keras")

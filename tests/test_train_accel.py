@@ -12,7 +12,7 @@ from conftest import flat_faces, pixel_shares, tiny_run_config
 from fer_keras.augment import HostAugmenter
 from fer_keras.config import AugmentConfig, ExperimentConfig
 from fer_keras.data import Split
-from fer_keras.train_accel import ArrayBatches, TimeBudget, run_accelerated
+from fer_keras.array_trainer import ArrayBatches, TimeBudget, run_accelerated
 
 NO_AUGMENT = AugmentConfig(flip=False, rotation=0, translation=0, zoom=0, brightness=0, contrast=0, erasing=0, mixup=0, cutmix=0)
 
@@ -182,14 +182,27 @@ def test_distillation_run_starts_from_a_model_and_learns_from_its_teacher(face_f
     assert (student / "config.yaml").read_text().count("teacher_weight: 0.5") == 1
 
 
-def test_a_backend_that_cannot_load_is_one_error_line():
+def test_a_backend_that_cannot_load_is_one_error_line(tmp_path):
     import os
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "fer_keras.train_accel", "model.name=tiny"], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "fer_keras.train_accel", f"--data-dir={tmp_path}", "model.name=tiny"], capture_output=True, text=True, timeout=120,
         env={**os.environ, "KERAS_BACKEND": "bogus"},
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: KERAS_BACKEND=bogus: Unable to import backend") and result.stderr.count("\n") == 1
+
+
+def test_a_bad_config_is_one_error_line_before_the_backend_loads(tmp_path):
+    """The config is checked before Keras loads: TensorFlow's start-up log lines used to come first."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_keras.train_accel", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )
+    assert (result.returncode, result.stderr) == (2, f"error: {tmp_path / 'missing.yaml'}: config file not found\n")

@@ -8,7 +8,7 @@
 #   regularise both tiers' networks with stronger weight decay or weight averaging, four runs;
 #   fer2013    FER2013's own labels: two VGG-48s and two ResNet-SEs, each for the whole call;
 #   robust     both tiers' networks with camera degradations from the first epoch, beside an undegraded control.
-# Every run anneals its cosine within its time budget (fer_keras.train_accel's TimeBudget), and each
+# Every run anneals its cosine within its time budget (fer_keras.array_trainer's TimeBudget), and each
 # run folder comes back as a .tgz in $OUT (at most 8 files, 64 MiB), to be ensembled, exported and
 # tested on the CPU.
 #
