@@ -56,6 +56,7 @@ class DataConfig:
     max_per_class: int = 0  # cap images per class and split (0 = all): quick runs and tests
     teacher: str | None = None  # .tflite or .keras whose probabilities are mixed into train targets (distillation)
     teacher_weight: float = 0.5  # share of the teacher in each training target
+    crowd_vote_weight: float = 0.0  # fer2013 only: share of each train face's FERPlus crowd votes (over its 7 classes) in its target; faces without usable votes keep their label
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -152,8 +153,12 @@ class ExperimentConfig:
         for name in ("erasing", "low_resolution", "blur", "noise", "jpeg"):
             if not 0.0 <= getattr(augment, name) <= 1.0:
                 raise UserError(f"data.augment.{name}={getattr(augment, name)} is a probability: it must be in [0, 1]")
-        if not 0.0 <= self.data.teacher_weight <= 1.0:
-            raise UserError(f"data.teacher_weight={self.data.teacher_weight} must be in [0, 1]")
+        for key in ("data.teacher_weight", "data.crowd_vote_weight"):
+            if not 0.0 <= attrgetter(key)(self) <= 1.0:
+                raise UserError(f"{key}={attrgetter(key)(self)} must be in [0, 1]")
+        if self.data.crowd_vote_weight and self.data.label_set != "fer2013":
+            raise UserError(f"data.crowd_vote_weight={self.data.crowd_vote_weight} needs data.label_set=fer2013 "
+                            "(FERPlus's votes are on FER2013's faces; data.soft_labels=true trains on them alone under ferplus)")
         if self.data.soft_labels and self.data.label_set != "ferplus":
             raise UserError("data.soft_labels=true needs data.label_set=ferplus (vote distributions)")
 

@@ -373,6 +373,39 @@ def ferplus_targets(soft: bool) -> "object":
     return out
 
 
+def with_crowd_votes(split: Split, root: Path, labels: tuple[str, ...], weight: float) -> Split:
+    """The split with each face's target mixed with FERPlus's crowd votes: ``(1 - weight) * target + weight * votes``.
+
+    FERPlus had ten annotators relabel every FER2013 face. Their vote distribution says how
+    ambiguous a face is, which its one original label cannot; below a weight of 0.5 the original
+    label stays each target's largest share. Votes for classes outside ``labels`` (contempt) are
+    dropped and the rest renormalised. Faces without usable votes keep their target: those that
+    map to no single FERPlus row, whose top vote is unknown, not-a-face or tied, or whose votes all
+    fall outside ``labels``.
+
+    Args:
+        split: Faces of the Kaggle msambare/fer2013 layout under ``root``.
+        root: The dataset root that ``split.paths`` start with.
+        labels: The class order of ``split.targets`` (names shared with FERPlus's labels).
+        weight: The crowd's share of each target, in [0, 1].
+
+    Raises:
+        UserError: When no face of the split has usable votes (not the msambare layout).
+    """
+    table = ferplus_targets(soft=True).drop_duplicates("file").set_index("file")  # fer2013new.csv repeats 5 faces' rows
+    files = [Path(path).relative_to(root).as_posix() for path in split.paths]
+    votes = table.reindex(files)[list(labels)].to_numpy(dtype=np.float32)  # NaN rows: no usable votes
+    totals = np.nan_to_num(votes).sum(axis=1)
+    usable = totals > 0
+    if not usable.any():
+        raise UserError(f"{root}: data.crowd_vote_weight needs FERPlus votes, and none of the {len(files)} training "
+                        "faces has any (is this the msambare/fer2013 layout?)")
+    log.info("crowd votes mixed into %d of %d training targets (weight %g)", usable.sum(), len(files), weight)
+    targets = split.targets.copy()
+    targets[usable] = (1.0 - weight) * targets[usable] + weight * votes[usable] / totals[usable, None]
+    return Split(split.images, targets, split.paths)
+
+
 def load_ferplus_dataset(
     root: Path, image_size: int, channels: int, soft: bool = False, max_per_class: int = 0, with_test: bool = True
 ) -> Dataset:
@@ -492,7 +525,8 @@ def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_pe
 def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dataset:
     """Loads the dataset an experiment config names, checking it can train (train and val splits).
 
-    With ``data.teacher`` set, the train targets are mixed with the teacher's probabilities.
+    With ``data.crowd_vote_weight`` set, the train targets are mixed with FERPlus's crowd votes; with
+    ``data.teacher``, then with the teacher's probabilities.
 
     Args:
         config: The resolved experiment config.
@@ -526,6 +560,9 @@ def load_for_experiment(config: ExperimentConfig, with_test: bool = True) -> Dat
         log.warning("no training faces for %s of the %s classes: the model will not learn to predict %s; "
                     "to train on a folder's own classes, use data.label_set=folder",
                     ", ".join(untrained), config.data.label_set, "it" if len(untrained) == 1 else "them")
+    if config.data.crowd_vote_weight:
+        root = locate_data_dir(config.data.data_dir)
+        dataset.splits["train"] = with_crowd_votes(dataset.splits["train"], root, dataset.labels, config.data.crowd_vote_weight)
     if config.data.teacher:
         from fer_keras.teacher import teacher_probabilities, with_teacher
 
