@@ -53,6 +53,10 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["data.val_fraction=0.5", "data.test_fraction=0.5"])
     with pytest.raises(UserError, match="soft_labels=true needs data.label_set=ferplus"):
         apply_overrides(ExperimentConfig(), ["data.soft_labels=true"])
+    with pytest.raises(UserError, match=r"^data.crowd_vote_weight=1.5 must be in \[0, 1\]$"):
+        apply_overrides(ExperimentConfig(), ["data.crowd_vote_weight=1.5"])
+    with pytest.raises(UserError, match="^data.crowd_vote_weight=0.3 needs data.label_set=fer2013 "):
+        apply_overrides(ExperimentConfig(), ["data.label_set=ferplus", "data.crowd_vote_weight=0.3"])
     # The name makes the run folder <time>-<name>: no folders inside it, no glob characters for the resume search.
     for bad in ("a/b", "", "*", "-x"):
         with pytest.raises(UserError, match=f"^name='{re.escape(bad)}' must start with a letter or digit"):

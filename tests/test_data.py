@@ -170,3 +170,24 @@ def test_ferplus_targets_follow_the_vote_rules():
     assert (majority["file"].to_numpy() == soft["file"].to_numpy()).all()
     assert (values.argmax(axis=1) == soft_values.argmax(axis=1)).all()
     assert set(majority["usage"]) == {"Training", "PublicTest", "PrivateTest"}
+
+
+def test_crowd_votes_are_mixed_into_the_targets_of_faces_that_have_usable_votes(tmp_path):
+    rng = np.random.default_rng(0)
+    names = ("Training_10118481.jpg", "Training_10120469.jpg", "Training_12565431.jpg", "Training_00000000.jpg")
+    paths = []
+    for name in names:
+        paths.append(tmp_path / "train" / "angry" / name)
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(paths[-1])
+    angry = np.eye(len(FER2013_LABELS), dtype=np.float32)[[FER2013_LABELS.index("angry")] * len(names)]
+    split = data.Split(np.zeros((len(names), 48, 48, 1), np.uint8), angry, [str(p) for p in paths])
+    mixed = data.with_crowd_votes(split, tmp_path, FER2013_LABELS, 0.3)
+    # Labels: angry, disgust, fear, happy, neutral, sad, surprise.
+    assert mixed.targets[0] == pytest.approx([0.7 + 0.3 * 0.7, 0, 0, 0, 0.3 * 0.2, 0.3 * 0.1, 0])  # votes 7 anger, 2 neutral, 1 sadness
+    assert mixed.targets[1] == pytest.approx([0.7, 0, 0, 0.3 * 2 / 9, 0.3 * 7 / 9, 0, 0])  # 7 neutral, 2 happiness, 1 unknown
+    assert mixed.targets[2:].tolist() == angry[2:].tolist()  # top vote 'unknown'; a file FERPlus does not have
+    assert (mixed.labels == split.labels).all() and mixed.paths == split.paths
+    nowhere = data.Split(split.images[3:], angry[3:], split.paths[3:])
+    with pytest.raises(UserError, match="none of the 1 training faces has any"):
+        data.with_crowd_votes(nowhere, tmp_path, FER2013_LABELS, 0.3)
