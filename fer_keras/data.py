@@ -342,7 +342,8 @@ def ferplus_targets(soft: bool) -> "object":
     """FERPlus targets for every usable Kaggle file, from the vendored vote tables.
 
     Rows are dropped when the file maps to more than one FERPlus image (n_candidates != 1),
-    when the top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied.
+    when the top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied. Each file
+    appears once.
 
     Args:
         soft: Return the vote distribution over the 8 emotions instead of one-hot majority labels.
@@ -355,6 +356,9 @@ def ferplus_targets(soft: bool) -> "object":
     mapping = _ferplus_table("msambare_to_ferplus")
     mapping = mapping[mapping["n_candidates"] == 1]
     votes = votes.dropna(subset=["Image name"])
+    # fer2013new.csv gives five FERPlus image names two rows each (same votes), which the merge would
+    # turn into five training faces read twice.
+    votes = votes.drop_duplicates(subset=["Image name", "Usage"])
     table = mapping.merge(votes, left_on=["ferplus_image", "usage"], right_on=["Image name", "Usage"], how="inner")
     columns = [taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS]
     all_votes = table[columns + ["unknown", "NF"]].to_numpy(dtype=np.float32)
@@ -392,7 +396,7 @@ def with_crowd_votes(split: Split, root: Path, labels: tuple[str, ...], weight: 
     Raises:
         UserError: When no face of the split has usable votes (not the msambare layout).
     """
-    table = ferplus_targets(soft=True).drop_duplicates("file").set_index("file")  # fer2013new.csv repeats 5 faces' rows
+    table = ferplus_targets(soft=True).set_index("file")
     files = [Path(path).relative_to(root).as_posix() for path in split.paths]
     votes = table.reindex(files)[list(labels)].to_numpy(dtype=np.float32)  # NaN rows: no usable votes
     totals = np.nan_to_num(votes).sum(axis=1)

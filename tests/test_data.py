@@ -168,6 +168,7 @@ def test_ferplus_targets_follow_the_vote_rules():
     soft_values = soft[list(FERPLUS_LABELS)].to_numpy()
     assert np.allclose(soft_values.sum(axis=1), 1)
     assert (majority["file"].to_numpy() == soft["file"].to_numpy()).all()
+    assert majority["file"].is_unique  # fer2013new.csv repeats five image names: Training_17114283.jpg was read twice
     assert (values.argmax(axis=1) == soft_values.argmax(axis=1)).all()
     assert set(majority["usage"]) == {"Training", "PublicTest", "PrivateTest"}
 
