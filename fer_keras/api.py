@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from fer_keras.errors import UserError, check_at_least
-from fer_keras.faces import DEFAULT_DETECTOR, MAX_CROP_MARGIN, FaceDetector, crop_face, crop_margin, make_detector
+from fer_keras.faces import DEFAULT_DETECTOR, MAX_CROP_MARGIN, FaceDetector, crop_face, crop_margin, crop_side, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
 from fer_keras.sources import decode_image_bytes, open_video, pillow_to_bgr, read_image
 from fer_keras.tracking import IoUTracker
@@ -141,7 +141,8 @@ class FrameAnalyzer:
             faces = faces[: self.max_faces]
         detected = time.perf_counter()
         margin = self.margin
-        probabilities = self.classifier.predict([crop_face(frame, f, margin) for f in faces])
+        max_side = crop_side(self.classifier.input_size)
+        probabilities = self.classifier.predict([crop_face(frame, f, margin, max_side) for f in faces])
         classified = time.perf_counter()
         ids = self.tracker.assign([f.box for f in faces])
         results = []

@@ -114,7 +114,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
     Returns:
         The split of the images where a face was found, and the files where none was.
     """
-    from fer_keras.faces import crop_face, crop_margin, make_detector
+    from fer_keras.faces import crop_face, crop_margin, crop_side, make_detector
     from fer_keras.runtime import to_model_input
     from fer_keras.sources import decode_image
 
@@ -128,7 +128,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
             missed.append(path)
             continue
         largest = max(faces, key=lambda face: face.box[2] * face.box[3])
-        crops.append(crop_face(frame, largest, margin))
+        crops.append(crop_face(frame, largest, margin, crop_side(shape)))
         found[i] = True
     height, width, channels = shape
     images = to_model_input(crops, (height, width), channels).astype(np.uint8)

@@ -212,7 +212,7 @@ def gradcam_layer(model, layer: str | None = None) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fer_keras.evaluate import load_predictor
-    from fer_keras.faces import crop_face, crop_margin, make_detector
+    from fer_keras.faces import crop_face, crop_margin, crop_side, make_detector
     from fer_keras.plots import plt, save_figure
     from fer_keras.runtime import parse_value_range, to_model_input
     from fer_keras.sources import read_image
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor = load_predictor(args.model, args.labels, value_range)
     labels = predictor.labels
     faces = detector(frame)
-    crops = [crop_face(frame, face, crop_margin(detector)) for face in faces] if faces else [frame]
     height, width, channels = predictor.input_shape
+    crops = [crop_face(frame, face, crop_margin(detector), crop_side((height, width))) for face in faces] if faces else [frame]
     batch = to_model_input(crops, (height, width), channels)  # as the runtime feeds the exported model
     class_index = None
     if args.class_name:

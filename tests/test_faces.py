@@ -101,6 +101,61 @@ def test_crop_without_landmarks_is_the_square_box_with_margin():
     np.testing.assert_array_equal(crop[10:30, :], frame[30:50, 20:60])
 
 
+def smooth_frame(height=1000, width=1200):
+    """Blurred noise with detail at a 48-pixel face's scale, so two ways of shrinking it agree."""
+    noise = np.random.default_rng(0).integers(0, 256, (height, width)).astype(np.float32)
+    return cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 20), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "box, eyes",
+    [
+        ((300, 200, 600, 600), {}),
+        ((300, 200, 600, 600), {"left_eye": (450, 380), "right_eye": (750, 470)}),  # tilted 17 degrees
+        ((-100, 500, 600, 600), {"left_eye": (50, 700), "right_eye": (350, 640)}),  # over the left edge
+        ((900, 800, 700, 500), {"left_eye": (1000, 900), "right_eye": (1300, 1000)}),  # mostly past the corner
+        ((-50, -50, 1300, 1100), {}),  # larger than the frame
+    ],
+)
+def test_large_crops_are_cut_shrunk_and_show_what_the_full_size_crop_shows(box, eyes):
+    frame = smooth_frame()
+    face = Face(box, 0.9, eyes)
+    full, shrunk = crop_face(frame, face, 0.2), crop_face(frame, face, 0.2, max_side=100)
+    factor = full.shape[0] // 100
+    assert shrunk.shape == (round(full.shape[0] / factor),) * 2 and 100 <= shrunk.shape[0] < 200
+    # What the model sees from each: equal to within interpolation, and not shifted.
+    seen_full, seen_shrunk = (cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32) for c in (full, shrunk))
+    assert np.abs(seen_full - seen_shrunk).mean() < 2.0
+    assert np.abs(seen_full - seen_shrunk).max() <= 8
+    (dx, dy), _ = cv2.phaseCorrelate(seen_full, seen_shrunk)
+    assert abs(dx) < 0.15 and abs(dy) < 0.15
+
+
+def test_crops_under_twice_max_side_are_cut_at_full_size():
+    frame = smooth_frame()
+    face = Face((300, 200, 160, 160), 0.9, {"left_eye": (340, 250), "right_eye": (420, 270)})
+    np.testing.assert_array_equal(crop_face(frame, face, 0.2, max_side=100), crop_face(frame, face, 0.2))
+
+
+def test_analyzer_cuts_crops_of_four_times_the_model_input_at_most_and_reads_them_as_full_size_ones(monkeypatch):
+    from fer_keras import api
+    from fer_keras.faces import crop_side
+
+    photo = cv2.imread(str(DATA / "two_people.jpg"))
+    large = cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)  # faces of about 1,000 pixels
+    calls = []
+    monkeypatch.setattr(api, "crop_face", lambda *args: calls.append(args) or crop_face(*args))
+    analyzer = api.FrameAnalyzer()
+    assert crop_side(analyzer.classifier.input_size) == 4 * 48
+    results = analyzer(large)
+    assert len(results) == len(calls) == 2
+    assert all(4 * 48 <= crop_face(*args).shape[0] < 8 * 48 for args in calls)
+    full_size = analyzer.classifier.predict([crop_face(frame, face, margin) for frame, face, margin, _ in calls])
+    for result, expected in zip(results, full_size):
+        assert list(result.probabilities.values()) == pytest.approx(expected, abs=0.03)
+        assert result.emotion == analyzer.labels[int(np.argmax(expected))]
+
+
 def test_crop_margin_follows_the_detector_and_an_explicit_margin_wins():
     from fer_keras.api import FrameAnalyzer
 
