@@ -21,6 +21,7 @@ line in `fer_keras.train_accel` checks its arguments and config before it import
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from fer_keras.records import (
     resolve_run_dir,
     run_metrics,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -137,7 +140,7 @@ class TimeBudget(keras.callbacks.Callback):
         now = self.clock()
         self.last_duration = now - self.epoch_started
         if now + self.last_duration > self.deadline and epoch + 1 < self.epochs:
-            print(f"time budget: stopping after epoch {epoch + 1}, another would end past it")
+            log.info("time budget: stopping after epoch %d, another would end past it", epoch + 1)
             self.model.stop_training = True
 
 
@@ -194,7 +197,7 @@ def run_accelerated(config: ExperimentConfig) -> Path:
             initialize_from(model, config.train.init_from, config.train.freeze_batch_norm, labels)
         # The run folder is made only now, so a bad train.init_from leaves no half-begun run behind.
         run_dir, _ = resolve_run_dir(config, new=True)
-        print(f"starting run {run_dir} (backend {keras.backend.backend()}, precision {precision}, {config.train.epochs} epochs)")
+        log.info("starting run %s (backend %s, precision %s, %d epochs)", run_dir, keras.backend.backend(), precision, config.train.epochs)
         begin_run(run_dir, config, dataset)
         budget = config.train.time_budget_s > 0
         timed_cosine = budget and config.train.schedule == "cosine"

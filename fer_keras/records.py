@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -25,6 +26,8 @@ from fer_keras.metrics import classification_metrics
 
 if TYPE_CHECKING:  # Keras (and with it TensorFlow) loads only where a model is used, not when a CLI reads its arguments
     import keras
+
+log = logging.getLogger(__name__)
 
 
 def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
@@ -62,10 +65,10 @@ def _saved_config(path: Path) -> dict | None:
 
 
 def report_counts(dataset: Dataset) -> dict:
-    """Prints the images per class of every split and returns the counts."""
+    """Logs the images per class of every split and returns the counts."""
     counts = dataset.class_counts()
     for split, per_class in counts.items():
-        print(f"{split:>5}: {sum(per_class.values()):6d} images  " + "  ".join(f"{k}={v}" for k, v in per_class.items()))
+        log.info("%5s: %6d images  %s", split, sum(per_class.values()), "  ".join(f"{k}={v}" for k, v in per_class.items()))
     return counts
 
 

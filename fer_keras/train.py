@@ -13,10 +13,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fer_keras.config import ExperimentConfig, load_config
 from fer_keras.data import locate_data_dir
 from fer_keras.errors import ArgumentParser, cli_entry
+
+if TYPE_CHECKING:  # Keras (and with it TensorFlow) loads when training starts, not when the CLI reads its arguments
+    import keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ Models use keras.layers / keras.ops only, so they build under any Keras backend.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +15,7 @@ import keras
 from fer_keras.config import ModelConfig
 from fer_keras.errors import UserError
 
+log = logging.getLogger(__name__)
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
 
 
@@ -157,7 +159,7 @@ def initialize_from(model: keras.Model, path: str, freeze_batch_norm: bool = Fal
         source_row = {canonical(name) or name: i for i, name in enumerate(source_labels)}
         rows = {i: source_row.get(canonical(name) or name) for i, name in enumerate(labels)}
         carried = tuple(name for i, name in enumerate(labels) if rows[i] is not None)
-        print(f"init_from: the classifier keeps its learned weights for {len(carried)} of {len(labels)} labels ({', '.join(carried) or 'none'})")
+        log.info("init_from: the classifier keeps its learned weights for %d of %d labels (%s)", len(carried), len(labels), ", ".join(carried) or "none")
     for layer, other in zip(targets, sources):
         if relabel and layer.name == "logits":
             (kernel, bias), (source_kernel, source_bias) = layer.get_weights(), other.get_weights()
