@@ -13,7 +13,7 @@ from fer_keras.config import AugmentConfig
 
 
 class HostAugmenter:
-    """Random flips, one affine warp (rotation, translation and zoom together), camera degradations, brightness, contrast and erasing.
+    """Random flips, one affine warp (rotation, translation and zoom together), camera degradations, face wear, brightness, contrast and erasing.
 
     Rotation, translation and zoom are composed into a single warp, so each face is resampled
     once; Keras's separate random layers resampled it three times and blurred it. On the host,
@@ -23,7 +23,9 @@ class HostAugmenter:
     Rotation is a fraction of a full turn, translation a fraction of the size, zoom a scale
     change, brightness a fraction of the 0-255 range, and contrast a factor around each image's
     mean. Erasing fills one rectangle with noise. The camera degradations (low resolution, blur,
-    noise, JPEG) each hit a face with their own probability, at a strength drawn per face.
+    noise, JPEG) each hit a face with their own probability, at a strength drawn per face. Face
+    wear (occlusion) covers a face with a mask or sunglasses, before the lighting changes that
+    would fall on them too.
 
     Args:
         augment: Which augmentations to apply and how strongly.
@@ -53,7 +55,7 @@ class HostAugmenter:
                 matrix[:, 2] += shifts[i]
                 warped = cv2.warpAffine(out[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
                 out[i] = warped.reshape(height, width, channels)
-        out = self._degrade(out)
+        out = self._cover(self._degrade(out))
         if a.brightness > 0:
             out += rng.uniform(-a.brightness, a.brightness, (n, 1, 1, 1)).astype(np.float32) * 255.0
         if a.contrast > 0:
@@ -74,21 +76,39 @@ class HostAugmenter:
 
         a, rng = self.augment, self.rng
         n, height, width, channels = out.shape
-
-        def hit(probability: float) -> np.ndarray:
-            # A kind at probability 0 draws nothing, so configs without degradations keep their random stream.
-            return rng.random(n) < probability if probability > 0 else np.zeros(n, dtype=bool)
-
-        for i in np.flatnonzero(hit(a.low_resolution)):
+        hit = self._hit
+        for i in np.flatnonzero(hit(a.low_resolution, n)):
             out[i] = shrink_and_enlarge(out[i], rng.uniform(0.25, 0.75)).reshape(height, width, channels)
-        for i in np.flatnonzero(hit(a.blur)):
+        for i in np.flatnonzero(hit(a.blur, n)):
             out[i] = cv2.GaussianBlur(out[i], (0, 0), rng.uniform(0.005, 0.05) * width).reshape(height, width, channels)
-        noisy = hit(a.noise)
+        noisy = hit(a.noise, n)
         if noisy.any():
             out[noisy] += rng.normal(0.0, 1.0, out[noisy].shape).astype(np.float32) * rng.uniform(2, 20, (int(noisy.sum()), 1, 1, 1)).astype(np.float32)
-        for i in np.flatnonzero(hit(a.jpeg)):
+        for i in np.flatnonzero(hit(a.jpeg, n)):
             face = np.clip(np.rint(out[i]), 0, 255).astype(np.uint8)
             out[i] = jpeg_round_trip(face, int(rng.integers(10, 61))).reshape(height, width, channels)
+        return out
+
+    def _hit(self, probability: float, n: int) -> np.ndarray:
+        """Which of ``n`` faces a kind of augmentation hits; at probability 0 nothing is drawn, so configs without it keep their random stream."""
+        return self.rng.random(n) < probability if probability > 0 else np.zeros(n, dtype=bool)
+
+    def _cover(self, out: np.ndarray) -> np.ndarray:
+        """Face wear: a mask from below the nose bridge down, or sunglasses across the eyes, at even odds.
+
+        On FER-style crops the eyes sit at about 37% of the height and the nose tip at 55%. A mask's
+        top edge falls at 42-62% of the height and it runs to the bottom; sunglasses start at 18-34%
+        and are 14-28% tall. Masks take any shade, sunglasses a dark one, each uniform.
+        """
+        rng = self.rng
+        n, height = out.shape[:2]
+        for i in np.flatnonzero(self._hit(self.augment.occlusion, n)):
+            if rng.random() < 0.5:
+                top, bottom, shade = rng.uniform(0.42, 0.62), 1.0, rng.uniform(0, 255)
+            else:
+                top = rng.uniform(0.18, 0.34)
+                bottom, shade = top + rng.uniform(0.14, 0.28), rng.uniform(0, 80)
+            out[i, round(top * height) : round(bottom * height)] = shade
         return out
 
 

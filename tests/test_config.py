@@ -47,6 +47,8 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["train.warmup_epochs=-1"])
     with pytest.raises(UserError, match=r"data.augment.blur=1.5 is a probability: it must be in \[0, 1\]"):
         apply_overrides(ExperimentConfig(), ["data.augment.blur=1.5"])
+    with pytest.raises(UserError, match=r"data.augment.occlusion=-0.1 is a probability: it must be in \[0, 1\]"):
+        apply_overrides(ExperimentConfig(), ["data.augment.occlusion=-0.1"])
     with pytest.raises(UserError, match="must look like key=value"):
         apply_overrides(ExperimentConfig(), ["epochs"])
     with pytest.raises(UserError, match=r"^data.val_fraction \+ data.test_fraction = 1 leaves nothing to train on$"):

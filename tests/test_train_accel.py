@@ -64,6 +64,27 @@ def test_camera_degradations_hit_faces_with_their_probability_and_strength():
     assert 16 < touched.sum() < 48
 
 
+def test_face_wear_covers_each_hit_face_with_one_mask_or_sunglasses_band():
+    faces = np.random.default_rng(0).integers(1, 255, (64, 48, 48, 1), dtype=np.uint8)  # no row is one shade by chance
+    out = HostAugmenter(dataclass_replace(NO_AUGMENT, occlusion=1.0), 5)(faces)
+    kinds = []
+    for before, after in zip(faces.astype(np.float32), out):
+        covered = np.flatnonzero((after != before).any(axis=(1, 2)))
+        top, bottom = covered[0], covered[-1] + 1
+        assert np.array_equal(covered, np.arange(top, bottom))  # one band of whole rows, the rest untouched
+        assert np.unique(after[top:bottom]).size == 1  # in one shade
+        if bottom == 48:  # a mask: from 42-62% of the height down, any shade
+            assert 20 <= top <= 30
+            kinds.append("mask")
+        else:  # sunglasses: from 18-34% of the height, 14-28% of it tall, dark
+            assert 9 <= top <= 16 and 6 <= bottom - top <= 14 and after[top, 0, 0] <= 80
+            kinds.append("sunglasses")
+    assert 20 < kinds.count("mask") < 44
+    # At probability 0.5 about half the faces are covered.
+    covered = (HostAugmenter(dataclass_replace(NO_AUGMENT, occlusion=0.5), 1)(faces) != faces).any(axis=(1, 2, 3))
+    assert 16 < covered.sum() < 48
+
+
 @pytest.mark.parametrize("mixing", [{"mixup": 0.4}, {"cutmix": 1.0}])
 def test_array_batches_drop_the_partial_batch_and_mix_targets(mixing):
     targets = np.eye(3, dtype=np.float32)[np.arange(10) % 3]
