@@ -35,7 +35,8 @@ class AugmentConfig:
     noise: float = 0.0  # Gaussian sensor noise, sigma 2-20 grey levels
     jpeg: float = 0.0  # JPEG round trip at quality 10-60
     # Face wear, a probability per face: a mask over the lower face or sunglasses over the eyes, at even odds,
-    # of random extent and shade (the shipped tiers lost 38-42 points under benchmark robustness's mask).
+    # of random extent and shade (release 0.9.0's tiers, trained without it, lost 38-42 points under
+    # benchmark robustness's mask; 0.10.0's, fine-tuned with 0.1, lose 27-29).
     occlusion: float = 0.0
     mixup: float = 0.0  # MixUp alpha; 0 disables
     cutmix: float = 0.0  # CutMix alpha (1.0 in its paper); 0 disables; with mixup too, each batch takes one at even odds
