@@ -119,7 +119,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
     from fer_keras.sources import decode_image
 
     detector = make_detector(detector_name, detector_model)
-    margin = crop_margin(detector)
+    margin, max_side = crop_margin(detector), crop_side(shape)
     crops, found, missed = [], np.zeros(len(split), dtype=bool), []
     for i, path in enumerate(split.paths):
         frame = decode_image(path)
@@ -128,7 +128,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
             missed.append(path)
             continue
         largest = max(faces, key=lambda face: face.box[2] * face.box[3])
-        crops.append(crop_face(frame, largest, margin, crop_side(shape)))
+        crops.append(crop_face(frame, largest, margin, max_side))
         found[i] = True
     height, width, channels = shape
     images = to_model_input(crops, (height, width), channels).astype(np.uint8)
