@@ -374,7 +374,7 @@ def build_parser() -> ArgumentParser:
         p.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite (repeatable; each with --peer-labels and --peer-value-range)")
         p.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
         p.add_argument("--peer-value-range", action="append", default=[], metavar="LOW,HIGH", help="the peer's input range, e.g. --peer-value-range -1,1")
-        p.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA); robustness --label-set folder: a folder of class folders")
+        p.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA); robustness --label-set folder: a folder of class folders or a .csv label list")
     p_robustness.add_argument("--label-set", choices=["ferplus", "folder"], default="ferplus", help="ferplus (majority labels) or folder (a folder of class folders)")
     p_robustness.add_argument("--split", choices=["test", "val"], default="test", help="test, or val for choosing among candidates (writes robustness_val.md)")
     p_robustness.add_argument("--seed", type=int, default=0, help="seed of the shifts' random parts")

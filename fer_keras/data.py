@@ -12,6 +12,7 @@ train/test folders nor carry vote distributions, so file lists are built here.)
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
 import os
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 KAGGLE_DATASET = "msambare/fer2013"
 DATA_ENV = "FER_KERAS_DATA"
+# A label list names each face's file and label, for datasets whose labels live in a table or in
+# file names (RAF-DB, KDEF, JAFFE, AffectNet) rather than in class folders.
+LABEL_LIST_SUFFIX = ".csv"
+LABEL_LIST_COLUMNS = ("path", "label")
 
 
 @dataclass
@@ -92,18 +97,21 @@ def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
     """Finds the dataset root: the argument, then $FER_KERAS_DATA, then a kagglehub download.
 
     Args:
-        data_dir: An explicit directory, or None.
+        data_dir: An explicit directory or ``.csv`` label list (see ``read_label_list``), or None.
 
     Returns:
-        The existing dataset directory.
+        The existing dataset directory or label list.
 
     Raises:
-        UserError: When the given directory is missing, or when no option yields data.
+        UserError: When the given path is missing or is a file other than a label list, or when no
+            option yields data.
     """
     for candidate, origin in ((data_dir, "--data-dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
         if candidate:
             path = Path(candidate).expanduser()
-            if not path.is_dir():
+            if path.is_file() and path.suffix.lower() != LABEL_LIST_SUFFIX:
+                raise UserError(f"{path}: data ({origin}) must be a folder of class folders or a {LABEL_LIST_SUFFIX} label list")
+            if not path.exists():
                 raise UserError(f"{path}: data directory ({origin}) does not exist")
             return path
     try:
@@ -120,12 +128,47 @@ def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
         ) from None
 
 
+def read_label_list(path: Path) -> dict[str, list[Path]]:
+    """Lists image files per label from a CSV label list, in the list's order.
+
+    The list has a header row naming a ``path`` and a ``label`` column (others, such as a subject
+    or a source, are ignored) and one face per row. Relative paths are taken from the list's own
+    folder, so a list travels with its images. Labels map onto a model's labels through the same
+    aliases as class folders (``Anger`` is ``angry``).
+
+    Raises:
+        UserError: When the file cannot be read as UTF-8 CSV, lacks either column, has a row with
+            an empty path or label, or has no rows.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save a BOM
+            reader = csv.DictReader(handle)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or () if name}
+            missing = [name for name in LABEL_LIST_COLUMNS if name not in columns]
+            if missing:
+                found = ", ".join(reader.fieldnames or ()) or "nothing"
+                raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
+            files: dict[str, list[Path]] = {}
+            for row in reader:
+                file, label = ((row.get(columns[name]) or "").strip() for name in LABEL_LIST_COLUMNS)
+                if not (file and label):
+                    raise UserError(f"{path}: line {reader.line_num} needs both a path and a label")
+                files.setdefault(label, []).append(path.parent / Path(file).expanduser())
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path}: not a UTF-8 CSV label list ({err})") from None
+    if not files:
+        raise UserError(f"{path}: the label list has no rows")
+    return dict(sorted(files.items()))
+
+
 def list_class_folders(root: Path) -> dict[str, list[Path]]:
-    """Lists image files per class folder of ``root`` (sorted, so the order is reproducible).
+    """Lists image files per class folder of ``root`` (sorted, so the order is reproducible), or per label of a label list.
 
     Raises:
         UserError: When ``root`` is missing or has no class folders with files.
     """
+    if root.is_file():
+        return read_label_list(root)
     if not root.is_dir():
         raise UserError(f"{root}: folder not found")
     classes = {
@@ -254,7 +297,7 @@ def _class_files(root: Path, labels: tuple[str, ...], excluded: set) -> tuple[li
     mapping, unmatched = taxonomy.match_classes(list(folders), labels)
     excluded.update(unmatched)
     if not mapping:
-        raise UserError(f"{root}: no class folder matches the labels {', '.join(labels)}")
+        raise UserError(f"{root}: no class ({', '.join(folders)}) matches the labels {', '.join(labels)}")
     paths = [p for folder, idx in mapping.items() for p in folders[folder]]
     targets = _one_hot(np.array([idx for folder, idx in mapping.items() for _ in folders[folder]]), len(labels))
     return paths, targets

@@ -452,7 +452,8 @@ def evaluate(
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
-    files = [os.path.relpath(path, root) for path in paths]  # as metrics.json's data_dir sees them
+    # As metrics.json's data_dir sees them; a label list's paths start from its folder.
+    files = [os.path.relpath(path, root if root.is_dir() else root.parent) for path in paths]
     write_atomic(out / "predictions.csv", predictions_csv(files, y, probabilities, predictor.labels))
     if plots:
         history = (run_dir or predictor.path.parent) / "history.csv"
@@ -466,7 +467,7 @@ def evaluate(
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
     parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
-    parser.add_argument("--data-dir", help="labelled folder (else $FER_KERAS_DATA, else kagglehub)")
+    parser.add_argument("--data-dir", help="labelled folder of class folders, or a .csv label list with path and label columns (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--label-set", choices=("folder", "fer2013", "ferplus"), help="default: the label set of the model's run when scored on the data that run trained on, else folder (the class folders' own labels)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="a plain folder of class folders is scored whole, unless the model's run trained on it: then its hold-out")

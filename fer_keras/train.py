@@ -139,7 +139,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.train", description="Train a facial-emotion model and record the run.")
     parser.add_argument("--config", help="experiment YAML (experiments/configs/NAME.yaml); defaults apply without it")
-    parser.add_argument("--data-dir", help="dataset root (else $FER_KERAS_DATA, else kagglehub download)")
+    parser.add_argument("--data-dir", help="dataset root, or a .csv label list with path and label columns (else $FER_KERAS_DATA, else kagglehub download)")
     parser.add_argument("--new", action="store_true", help="start a new run even if an unfinished one of this config exists")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5 model.name=vgg")
     return parser

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train on an accelerator through Keras's JAX or PyTorch backend (no TensorFlow needed); set KERAS_BACKEND first.",
     )
     parser.add_argument("--config", help="experiment YAML (experiments/configs/NAME.yaml); defaults apply without it")
-    parser.add_argument("--data-dir", help="dataset root (else $FER_KERAS_DATA, else kagglehub download)")
+    parser.add_argument("--data-dir", help="dataset root, or a .csv label list with path and label columns (else $FER_KERAS_DATA, else kagglehub download)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5 model.name=vgg")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

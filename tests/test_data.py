@@ -39,6 +39,60 @@ def test_a_plain_folder_to_train_on_splits_into_disjoint_stratified_seeded_hold_
     assert set(again.splits) == {"train", "val"} and again.splits["val"].paths == dataset.splits["val"].paths
 
 
+def write_label_list(path, rows, header="path,label") -> None:
+    path.write_text("\n".join([header, *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
+
+
+def test_a_label_list_is_read_like_the_class_folders_it_lists(face_folder, tmp_path):
+    plain = face_folder / "train"
+    listed = [(f"{name}_{i:03d}.png", name) for name in SYNTHETIC_CLASSES for i in range(40)]
+    # Relative paths start from the list's folder; absolute ones are kept; labels go through the aliases.
+    rows = [(str(plain / name / file) if name == "sad" else f"../faces/{name}/{file}", {"angry": "Anger", "happy": "happiness"}.get(name, name))
+            for file, name in listed]
+    (tmp_path / "faces").symlink_to(plain)
+    (tmp_path / "lists").mkdir()
+    label_list = tmp_path / "lists" / "labels.csv"
+    write_label_list(label_list, [(file, label, "subject7") for file, label in rows], header="Path,Label,subject")
+    files = data.read_label_list(label_list)
+    assert sorted(files) == ["Anger", "happiness", "sad"] and [len(f) for f in files.values()] == [40, 40, 40]
+    assert files["Anger"][0] == tmp_path / "lists" / "../faces/angry/angry_000.png"
+    assert data.locate_data_dir(label_list) == label_list
+    assert data.folder_labels(label_list) == SYNTHETIC_CLASSES
+    # Scored whole, or split to train on, exactly as the folder it lists.
+    from_list = data.load_dataset("folder", label_list, val_fraction=0.25, test_fraction=0.25, seed=3)
+    from_folder = data.load_dataset("folder", plain, val_fraction=0.25, test_fraction=0.25, seed=3)
+    for name, split in from_folder.splits.items():
+        assert np.array_equal(from_list.splits[name].images, split.images)
+        assert np.array_equal(from_list.splits[name].targets, split.targets)
+    assert set(data.load_dataset("folder", label_list).splits) == {"test"}
+    # A listed file that is missing is skipped and named, as a corrupt file in a folder is.
+    write_label_list(label_list, [rows[0], ("gone.png", "sad")])
+    dataset = data.load_dataset("folder", label_list)
+    assert [p.rsplit("/", 1)[-1] for p, _ in dataset.skipped] == ["gone.png"] and len(dataset.splits["test"]) == 1
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("file,emotion\na.png,happy\n", "needs a header row with columns path and label; found file, emotion"),
+        ("path,label\na.png,happy\nb.png,\n", "line 3 needs both a path and a label"),
+        ("path,label\n", "the label list has no rows"),
+        ("", "found nothing"),
+    ],
+)
+def test_a_malformed_label_list_is_a_user_error_naming_the_problem(tmp_path, text, message):
+    label_list = tmp_path / "labels.csv"
+    label_list.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=message):
+        data.load_dataset("folder", label_list)
+    label_list.write_bytes(b"path,label\n\xff\xfe,happy\n")
+    with pytest.raises(UserError, match="not a UTF-8 CSV label list"):
+        data.read_label_list(label_list)
+    (tmp_path / "labels.txt").write_text("path,label\n")
+    with pytest.raises(UserError, match="must be a folder of class folders or a .csv label list"):
+        data.locate_data_dir(tmp_path / "labels.txt")
+
+
 def test_fer2013_label_set_maps_folders_onto_the_seven_labels(face_folder):
     dataset = data.load_dataset("fer2013", face_folder, image_size=32, channels=3, max_per_class=5)
     assert dataset.labels == FER2013_LABELS

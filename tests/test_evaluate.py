@@ -121,6 +121,26 @@ def test_a_one_class_folder_gets_its_report_without_warnings(trained_tiny, plain
     assert metrics["n"] == 8 and (tmp_path / "out" / "roc_curves.png").stat().st_size > 1000
 
 
+def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain_folder, tmp_path):
+    # Datasets such as KDEF or JAFFE keep every face in one folder, with the label in a table or the file name.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["Path,Label,subject"]
+    for folder in sorted(p for p in plain_folder.iterdir() if p.is_dir()):
+        for image in sorted(folder.iterdir()):
+            (flat / f"{folder.name}_{image.name}").write_bytes(image.read_bytes())
+            rows.append(f"{folder.name}_{image.name},{folder.name},s1")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    by_folder = ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "folder", plots=False)
+    by_list = ev.evaluate(tiny_keras_run, str(flat / "labels.csv"), tmp_path / "list", plots=False)
+    for key in ("n", "accuracy", "confusion_matrix", "excluded_classes"):
+        assert by_list[key] == by_folder[key]
+    assert [s["path"].rsplit("/", 1)[-1] for s in by_list["skipped_files"]] == ["happiness_broken.jpg"]
+    rows = (tmp_path / "list" / "predictions.csv").read_text().splitlines()
+    assert rows[1].split(",")[:2] == ["anger_0.jpg", "angry"]  # relative to the list's folder
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(flat / "anger_0.jpg"), "--out", str(tmp_path / "x")]) == 2
+
+
 def _predict(model):
     return lambda x: model.predict(x, verbose=0)
 
