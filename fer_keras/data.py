@@ -138,7 +138,7 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
 
     Raises:
         UserError: When the file cannot be read as UTF-8 CSV, lacks either column, has a row with
-            an empty path or label, or has no rows.
+            an empty path or label, lists a path twice, or has no rows.
     """
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save a BOM
@@ -149,10 +149,15 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
                 found = ", ".join(reader.fieldnames or ()) or "nothing"
                 raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
             files: dict[str, list[Path]] = {}
+            first_line: dict[str, int] = {}
             for row in reader:
                 file, label = ((row.get(columns[name]) or "").strip() for name in LABEL_LIST_COLUMNS)
                 if not (file and label):
                     raise UserError(f"{path}: line {reader.line_num} needs both a path and a label")
+                # A face listed twice would count twice, or under two labels: one label a face.
+                if file in first_line:
+                    raise UserError(f"{path}: line {reader.line_num} lists {file} again (first on line {first_line[file]})")
+                first_line[file] = reader.line_num
                 files.setdefault(label, []).append(path.parent / Path(file).expanduser())
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a UTF-8 CSV label list ({err})") from None

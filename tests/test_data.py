@@ -77,6 +77,7 @@ def test_a_label_list_is_read_like_the_class_folders_it_lists(face_folder, tmp_p
         ("file,emotion\na.png,happy\n", "needs a header row with columns path and label; found file, emotion"),
         ("path,label\na.png,happy\nb.png,\n", "line 3 needs both a path and a label"),
         ("path,label\n", "the label list has no rows"),
+        ("path,label\na.png,happy\nb.png,sad\na.png,sad\n", "line 4 lists a.png again \\(first on line 2\\)"),
         ("", "found nothing"),
     ],
 )
