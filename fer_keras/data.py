@@ -313,9 +313,17 @@ def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int,
     return _read_split(paths, targets, size, channels, skipped)
 
 
+def dataset_part(root: Path, name: str) -> Path | None:
+    """A root's ``train`` or ``test`` part: the folder of that name, else a label list ``<name>.csv``, else None."""
+    for part in (root / name, root / f"{name}{LABEL_LIST_SUFFIX}"):
+        if part.is_dir() or (part.is_file() and part.suffix == LABEL_LIST_SUFFIX):
+            return part
+    return None
+
+
 def folder_labels(root: Path) -> tuple[str, ...]:
-    """Class names of a labelled folder (with or without train/test inside), canonicalised where known."""
-    base = root / "train" if (root / "train").is_dir() else root
+    """Class names of a labelled folder or label list (with or without a train part), canonicalised where known."""
+    base = dataset_part(root, "train") or root
     return tuple(sorted({taxonomy.canonical(name) or name for name in list_class_folders(base)}))
 
 
@@ -331,10 +339,11 @@ def load_folder_dataset(
     test_fraction: float = 0.0,
     val_split: str = "holdout",
 ) -> Dataset:
-    """Loads a folder of class folders, or a root with ``train/`` and ``test/`` inside.
+    """Loads a folder of class folders or a label list, or a root with ``train/`` and ``test/`` inside.
 
     Class folders map onto ``labels`` through the aliases; unmatched ones are excluded and
-    listed. With ``train/`` present, validation is a seeded stratified hold-out from it and
+    listed. Label lists (``read_label_list``) stand in for class folders anywhere: ``root`` may be
+    one, and ``train.csv`` and ``test.csv`` may stand in for ``train/`` and ``test/``. With ``train/`` present, validation is a seeded stratified hold-out from it and
     ``test/`` (if present) is the test split. Without it, a plain folder is the test split
     whole (faces a model never saw), or with ``test_fraction`` > 0 (a folder to train on) it
     is split: a stratified test hold-out first, then validation from the rest, all seeded.
@@ -348,19 +357,20 @@ def load_folder_dataset(
     skipped: list[tuple[str, str]] = []
     excluded: set[str] = set()
     splits: dict[str, Split] = {}
-    plain_to_train = not (root / "train").is_dir() and test_fraction > 0
-    if (root / "train").is_dir() or plain_to_train:
-        train = _folder_split(root if plain_to_train else root / "train", labels, image_size, channels, max_per_class, skipped, excluded)
+    train_part, test_part = dataset_part(root, "train"), dataset_part(root, "test")
+    plain_to_train = train_part is None and test_fraction > 0
+    if train_part or plain_to_train:
+        train = _folder_split(train_part or root, labels, image_size, channels, max_per_class, skipped, excluded)
         # Both hold-outs are shares of all the training images, rounded up (train_test_split rounds a float share so too).
         whole = len(train)
         if plain_to_train:
             train, test = _stratified_holdout(train, int(np.ceil(test_fraction * whole)), seed)
         if val_split == "public_test":
-            if plain_to_train or not (root / "test").is_dir():
+            if plain_to_train or test_part is None:
                 raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
             # A training-only host holds test/'s PublicTest files alone (experiments/accelerator/pack_images.py).
             wanted = ("PublicTest", "PrivateTest") if with_test else ("PublicTest",)
-            held_out = _usage_splits(root / "test", labels, image_size, channels, max_per_class, skipped, excluded, wanted)
+            held_out = _usage_splits(test_part, labels, image_size, channels, max_per_class, skipped, excluded, wanted)
             splits = dict(zip(("train", "val", "test"), [train, *held_out]))
         else:
             if val_fraction > 0:
@@ -368,8 +378,8 @@ def load_folder_dataset(
             splits = {"train": train, **splits}
             if with_test and plain_to_train:
                 splits["test"] = test
-            elif with_test and (root / "test").is_dir():
-                splits["test"] = _folder_split(root / "test", labels, image_size, channels, max_per_class, skipped, excluded)
+            elif with_test and test_part:
+                splits["test"] = _folder_split(test_part, labels, image_size, channels, max_per_class, skipped, excluded)
     else:
         splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
     for name, split in splits.items():

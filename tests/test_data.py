@@ -71,6 +71,19 @@ def test_a_label_list_is_read_like_the_class_folders_it_lists(face_folder, tmp_p
     assert [p.rsplit("/", 1)[-1] for p, _ in dataset.skipped] == ["gone.png"] and len(dataset.splits["test"]) == 1
 
 
+def test_train_and_test_label_lists_stand_in_for_the_train_and_test_folders(face_folder, tmp_path):
+    for part in ("train", "test"):
+        files = sorted(p for p in (face_folder / part).rglob("*") if p.is_file())
+        write_label_list(tmp_path / f"{part}.csv", [(str(p), p.parent.name) for p in files])
+    from_lists = data.load_dataset("folder", tmp_path, val_fraction=0.25, seed=3)
+    from_folders = data.load_dataset("folder", face_folder, val_fraction=0.25, seed=3)
+    assert from_lists.labels == from_folders.labels == SYNTHETIC_CLASSES
+    assert {p.split("/")[-1] for p, _ in from_lists.skipped} == BROKEN_FILES
+    assert set(from_lists.splits) == {"train", "val", "test"}
+    for name, split in from_folders.splits.items():
+        assert np.array_equal(from_lists.splits[name].images, split.images) and np.array_equal(from_lists.splits[name].targets, split.targets)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
