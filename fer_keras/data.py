@@ -384,7 +384,9 @@ def load_folder_dataset(
         splits["test"] = _folder_split(root, labels, image_size, channels, max_per_class, skipped, excluded)
     for name, split in splits.items():
         if len(split) == 0:
-            raise UserError(f"{root}: the {name} split has no readable images")
+            # The first reason says why (a label list written on another machine: every path missing).
+            why = f" ({len(skipped)} skipped; the first: {skipped[0][1]})" if skipped else ""
+            raise UserError(f"{root}: the {name} split has no readable images{why}")
     return Dataset(labels, splits, skipped, sorted(excluded))
 
 

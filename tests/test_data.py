@@ -69,6 +69,9 @@ def test_a_label_list_is_read_like_the_class_folders_it_lists(face_folder, tmp_p
     write_label_list(label_list, [rows[0], ("gone.png", "sad")])
     dataset = data.load_dataset("folder", label_list)
     assert [p.rsplit("/", 1)[-1] for p, _ in dataset.skipped] == ["gone.png"] and len(dataset.splits["test"]) == 1
+    write_label_list(label_list, [("gone.png", "sad"), ("/elsewhere/faces/a.png", "sad")])  # a list from another machine
+    with pytest.raises(UserError, match=r"the test split has no readable images \(2 skipped; the first: .*No such file"):
+        data.load_dataset("folder", label_list)
 
 
 def test_train_and_test_label_lists_stand_in_for_the_train_and_test_folders(face_folder, tmp_path):
