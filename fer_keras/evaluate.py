@@ -429,7 +429,7 @@ def evaluate(
     images, y, paths, excluded = map_to_model_labels(chosen, dataset.labels, predictor.labels)
     excluded = sorted(set(excluded) | set(dataset.excluded_classes))
     if len(y) == 0:
-        raise UserError(f"{data_dir}: no images of any class the model knows ({', '.join(predictor.labels)})")
+        raise UserError(f"{root}: no images of any class the model knows ({', '.join(predictor.labels)}); the data's classes: {', '.join(excluded)}")
     probabilities = predict_probabilities(predictor.predict, images, tta)
     if restrict:
         probabilities = restrict_to_present(probabilities, y)

@@ -121,7 +121,7 @@ def test_a_one_class_folder_gets_its_report_without_warnings(trained_tiny, plain
     assert metrics["n"] == 8 and (tmp_path / "out" / "roc_curves.png").stat().st_size > 1000
 
 
-def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain_folder, tmp_path):
+def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain_folder, tmp_path, capsys):
     # Datasets such as KDEF or JAFFE keep every face in one folder, with the label in a table or the file name.
     flat = tmp_path / "flat"
     flat.mkdir()
@@ -139,6 +139,11 @@ def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain
     rows = (tmp_path / "list" / "predictions.csv").read_text().splitlines()
     assert rows[1].split(",")[:2] == ["anger_0.jpg", "angry"]  # relative to the list's folder
     assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(flat / "anger_0.jpg"), "--out", str(tmp_path / "x")]) == 2
+    # Numeric labels (RAF-DB's 1-7) match no model label: the error names both sides.
+    (flat / "numeric.csv").write_text("path,label\nanger_0.jpg,6\nhappiness_0.jpg,4\n")
+    capsys.readouterr()
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(flat / "numeric.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no images of any class the model knows (angry, happy, sad); the data's classes: 4, 6")
 
 
 def _predict(model):
