@@ -166,7 +166,7 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
     return dict(sorted(files.items()))
 
 
-def list_class_folders(root: Path) -> dict[str, list[Path]]:
+def list_labelled_files(root: Path) -> dict[str, list[Path]]:
     """Lists image files per class folder of ``root`` (sorted, so the order is reproducible), or per label of a label list.
 
     Raises:
@@ -298,7 +298,7 @@ def _read_split(paths: list[Path], targets: np.ndarray, size: int, channels: int
 
 def _class_files(root: Path, labels: tuple[str, ...], excluded: set) -> tuple[list[Path], np.ndarray]:
     """The files of the class folders under ``root`` that match ``labels``, with one-hot targets; unmatched folders go to ``excluded``."""
-    folders = list_class_folders(root)
+    folders = list_labelled_files(root)
     mapping, unmatched = taxonomy.match_classes(list(folders), labels)
     excluded.update(unmatched)
     if not mapping:
@@ -324,7 +324,7 @@ def dataset_part(root: Path, name: str) -> Path | None:
 def folder_labels(root: Path) -> tuple[str, ...]:
     """Class names of a labelled folder or label list (with or without a train part), canonicalised where known."""
     base = dataset_part(root, "train") or root
-    return tuple(sorted({taxonomy.canonical(name) or name for name in list_class_folders(base)}))
+    return tuple(sorted({taxonomy.canonical(name) or name for name in list_labelled_files(base)}))
 
 
 def load_folder_dataset(
