@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 from PIL import Image
@@ -133,7 +133,8 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
 
     The list has a header row naming a ``path`` and a ``label`` column (others, such as a subject
     or a source, are ignored) and one face per row. Relative paths are taken from the list's own
-    folder, so a list travels with its images. Labels map onto a model's labels through the same
+    folder, so a list travels with its images; backslashes separate folders, as in a list written
+    on Windows. Labels map onto a model's labels through the same
     aliases as class folders (``Anger`` is ``angry``).
 
     Raises:
@@ -158,6 +159,8 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
                 if file in first_line:
                     raise UserError(f"{path}: line {reader.line_num} lists {file} again (first on line {first_line[file]})")
                 first_line[file] = reader.line_num
+                if os.sep == "/" and "\\" in file:  # a list written on Windows: faces\angry\1.jpg
+                    file = PureWindowsPath(file).as_posix()
                 files.setdefault(label, []).append(path.parent / Path(file).expanduser())
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a UTF-8 CSV label list ({err})") from None

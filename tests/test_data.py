@@ -46,9 +46,9 @@ def write_label_list(path, rows, header="path,label") -> None:
 def test_a_label_list_is_read_like_the_class_folders_it_lists(face_folder, tmp_path):
     plain = face_folder / "train"
     listed = [(f"{name}_{i:03d}.png", name) for name in SYNTHETIC_CLASSES for i in range(40)]
-    # Relative paths start from the list's folder; absolute ones are kept; labels go through the aliases.
-    rows = [(str(plain / name / file) if name == "sad" else f"../faces/{name}/{file}", {"angry": "Anger", "happy": "happiness"}.get(name, name))
-            for file, name in listed]
+    # Relative paths start from the list's folder, with / or Windows' \\; absolute ones are kept; labels go through the aliases.
+    written = {"angry": "../faces/angry/{}", "happy": "..\\faces\\happy\\{}", "sad": str(plain / "sad" / "{}")}
+    rows = [(written[name].format(file), {"angry": "Anger", "happy": "happiness"}.get(name, name)) for file, name in listed]
     (tmp_path / "faces").symlink_to(plain)
     (tmp_path / "lists").mkdir()
     label_list = tmp_path / "lists" / "labels.csv"
