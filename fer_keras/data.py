@@ -128,28 +128,29 @@ def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
         ) from None
 
 
-def read_label_list(path: Path) -> dict[str, list[Path]]:
-    """Lists image files per label from a CSV label list, in the list's order.
+def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path, str, str]]:
+    """Reads a CSV label list: (file, label, the row's ``group_by`` value or "") per row, in the list's order.
 
-    The list has a header row naming a ``path`` and a ``label`` column (others, such as a subject
-    or a source, are ignored) and one face per row. Relative paths are taken from the list's own
-    folder, so a list travels with its images; backslashes separate folders, as in a list written
-    on Windows. Labels map onto a model's labels through the same
-    aliases as class folders (``Anger`` is ``angry``).
+    The list has a header row naming a ``path`` and a ``label`` column, in any case (others, such as
+    a subject or a source, are ignored unless ``group_by`` names one), and one face per row.
+    Relative paths are taken from the list's own folder, so a list travels with its images;
+    backslashes separate folders, as in a list written on Windows.
 
     Raises:
-        UserError: When the file cannot be read as UTF-8 CSV, lacks either column, has a row with
-            an empty path or label, lists a path twice, or has no rows.
+        UserError: When the file cannot be read as UTF-8 CSV, lacks a column it needs, has a row
+            with an empty path or label, lists a path twice, or has no rows.
     """
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save a BOM
             reader = csv.DictReader(handle)
             columns = {name.strip().lower(): name for name in reader.fieldnames or () if name}
-            missing = [name for name in LABEL_LIST_COLUMNS if name not in columns]
-            if missing:
-                found = ", ".join(reader.fieldnames or ()) or "nothing"
+            found = ", ".join(reader.fieldnames or ()) or "nothing"
+            if any(name not in columns for name in LABEL_LIST_COLUMNS):
                 raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
-            files: dict[str, list[Path]] = {}
+            if group_by and group_by.strip().lower() not in columns:
+                raise UserError(f"{path}: no column {group_by} to group by; found {found}")
+            group_column = columns.get((group_by or "").strip().lower())
+            rows: list[tuple[Path, str, str]] = []
             first_line: dict[str, int] = {}
             for row in reader:
                 file, label = ((row.get(columns[name]) or "").strip() for name in LABEL_LIST_COLUMNS)
@@ -161,12 +162,39 @@ def read_label_list(path: Path) -> dict[str, list[Path]]:
                 first_line[file] = reader.line_num
                 if os.sep == "/" and "\\" in file:  # a list written on Windows: faces\angry\1.jpg
                     file = PureWindowsPath(file).as_posix()
-                files.setdefault(label, []).append(path.parent / Path(file).expanduser())
+                group = (row.get(group_column) or "").strip() if group_column else ""
+                rows.append((path.parent / Path(file).expanduser(), label, group))
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a UTF-8 CSV label list ({err})") from None
-    if not files:
+    if not rows:
         raise UserError(f"{path}: the label list has no rows")
+    return rows
+
+
+def read_label_list(path: Path) -> dict[str, list[Path]]:
+    """Lists image files per label from a CSV label list (``label_list_rows``), in the list's order.
+
+    Labels map onto a model's labels through the same aliases as class folders (``Anger`` is ``angry``).
+    """
+    files: dict[str, list[Path]] = {}
+    for file, label, _ in label_list_rows(path):
+        files.setdefault(label, []).append(file)
     return dict(sorted(files.items()))
+
+
+def label_list_groups(root: Path, column: str) -> dict[str, str]:
+    """Each listed file's value in ``column`` of the label lists at ``root``: the list itself, or its ``train.csv`` and ``test.csv``.
+
+    The keys are the file paths as the dataset's splits spell them.
+
+    Raises:
+        UserError: When ``root`` holds no label list, or a list lacks ``column``.
+    """
+    parts = (dataset_part(root, name) for name in ("train", "test"))
+    lists = [root] if root.is_file() else [part for part in parts if part and part.is_file()]
+    if not lists:
+        raise UserError(f"{root}: grouping by a column ({column}) needs a {LABEL_LIST_SUFFIX} label list, and this data has none")
+    return {str(file): group for label_list in lists for file, _, group in label_list_rows(label_list, column)}
 
 
 def list_labelled_files(root: Path) -> dict[str, list[Path]]:

@@ -21,7 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
-from fer_keras.data import FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, load_ferplus_dataset, load_folder_dataset, locate_data_dir, run_data_settings  # noqa: E402
+from fer_keras.data import (  # noqa: E402
+    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir,
+    run_data_settings,
+)
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
@@ -152,6 +155,25 @@ def map_to_model_labels(
     return split.images[keep], y[keep], paths, [name for name in excluded if name in present]
 
 
+def accuracy_by_group(groups: list[str], correct: np.ndarray, order: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Accuracy per group of images.
+
+    Args:
+        groups: Each image's group.
+        correct: Whether each image was classified right.
+        order: The groups in the order to report them (default: sorted).
+
+    Returns:
+        ``{group: {"accuracy": …, "n": …}}`` for each group that has images.
+    """
+    groups = np.array(groups, dtype=object)
+    return {
+        group: {"accuracy": float(correct[groups == group].mean()), "n": int((groups == group).sum())}
+        for group in (order or sorted(set(groups)))
+        if (groups == group).any()
+    }
+
+
 def accuracy_by_usage(paths: list[str], correct: np.ndarray) -> dict[str, dict]:
     """Accuracy per original FER2013 split when every file name starts with one (``PrivateTest_…``).
 
@@ -161,12 +183,7 @@ def accuracy_by_usage(paths: list[str], correct: np.ndarray) -> dict[str, dict]:
     usages = [fer2013_usage(path) for path in paths]
     if not usages or not set(usages) <= set(FER2013_USAGES):
         return {}
-    usages = np.array(usages)
-    return {
-        usage: {"accuracy": float(correct[usages == usage].mean()), "n": int((usages == usage).sum())}
-        for usage in FER2013_USAGES
-        if (usages == usage).any()
-    }
+    return accuracy_by_group(usages, correct, FER2013_USAGES)
 
 
 def predictions_csv(paths: list[str], y: np.ndarray, probabilities: np.ndarray, labels: tuple[str, ...]) -> str:
@@ -361,6 +378,8 @@ def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
             ("images", metrics["n"]),
             ("accuracy", f"{metrics['accuracy']:.4f}"),
             *((f"accuracy on {usage}", f"{scores['accuracy']:.4f} ({scores['n']} images)") for usage, scores in metrics.get("accuracy_by_usage", {}).items()),
+            *((html.escape(f"accuracy where {metrics['group_by']} is {group}"), f"{scores['accuracy']:.4f} ({scores['n']} images)")
+              for group, scores in metrics.get("accuracy_by_group", {}).items()),
             ("balanced accuracy", f"{metrics['balanced_accuracy']:.4f}"),
             ("macro F1", f"{metrics['macro_f1']:.4f}"),
             ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
@@ -400,6 +419,7 @@ def evaluate(
     balance: float = 0.0,
     crop_faces: str | None = None,
     detector_model: str | None = None,
+    group_by: str | None = None,
 ) -> dict:
     """Evaluates a model on a labelled folder and writes metrics.json, predictions.csv, the plots and report.html.
 
@@ -407,6 +427,8 @@ def evaluate(
     framed as ``fer_keras.detect`` frames it; images without a face are left out and listed.
     ``label_set`` None scores a model on the data its run trained on by that run's label set
     (``ferplus``: FERPlus's majority labels and splits), and any other folder by its own class folders.
+    With ``group_by`` (a column of the data's label list) the accuracy is also reported per value of
+    that column, under ``accuracy_by_group``; rows that leave it empty form the group ``(blank)``.
 
     Returns:
         The metrics dict.
@@ -421,6 +443,7 @@ def evaluate(
     # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
     label_set = label_set or (run.get("label_set") if trained_here else None) or "folder"
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
+    groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
     no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
@@ -434,9 +457,13 @@ def evaluate(
     if restrict:
         probabilities = restrict_to_present(probabilities, y)
     metrics = classification_metrics(y, probabilities, predictor.labels)
-    by_usage = accuracy_by_usage(paths, probabilities.argmax(1) == y)
+    correct = probabilities.argmax(1) == y
+    by_usage = accuracy_by_usage(paths, correct)
     if by_usage:
         metrics["accuracy_by_usage"] = by_usage
+    if group_by:
+        metrics["group_by"] = group_by
+        metrics["accuracy_by_group"] = accuracy_by_group([groups.get(path) or "(blank)" for path in paths], correct)
     metrics.update(
         model=str(predictor.path),
         data_dir=str(root),
@@ -479,6 +506,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--labels", help="comma-separated labels, in output order, of a .keras model without a run folder or a third-party .tflite without our metadata")
     parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite without our metadata, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")
+    parser.add_argument("--group-by", metavar="COLUMN", help="also report accuracy per value of this column of a .csv label list (a dataset, subject, gender or age group)")
     return parser
 
 
@@ -488,11 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     value_range = parse_value_range(args.value_range, "--value-range") if args.value_range else None
     metrics = evaluate(
         args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir,
-        value_range=value_range, balance=args.balance, crop_faces=args.crop_faces, detector_model=args.detector_model,
+        value_range=value_range, balance=args.balance, crop_faces=args.crop_faces, detector_model=args.detector_model, group_by=args.group_by,
     )
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
     for usage, scores in metrics.get("accuracy_by_usage", {}).items():
         print(f"  {usage}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
+    for group, scores in metrics.get("accuracy_by_group", {}).items():
+        print(f"  {metrics['group_by']} {group}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
     if metrics["no_face_files"]:
         print(f"no face found in {len(metrics['no_face_files'])} images (left out; listed in metrics.json)")
     if metrics["excluded_classes"]:

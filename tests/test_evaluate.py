@@ -11,6 +11,7 @@ from conftest import REPO, synthetic_face
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
 from fer_keras.explain import gradcam, last_conv_layer, occlusion_sensitivity
+from fer_keras.errors import UserError
 from fer_keras.metrics import classification_metrics
 
 
@@ -125,16 +126,29 @@ def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain
     # Datasets such as KDEF or JAFFE keep every face in one folder, with the label in a table or the file name.
     flat = tmp_path / "flat"
     flat.mkdir()
-    rows = ["Path,Label,subject"]
+    rows = ["Path,Label,Subject"]
     for folder in sorted(p for p in plain_folder.iterdir() if p.is_dir()):
         for image in sorted(folder.iterdir()):
             (flat / f"{folder.name}_{image.name}").write_bytes(image.read_bytes())
-            rows.append(f"{folder.name}_{image.name},{folder.name},s1")
+            rows.append(f"{folder.name}_{image.name},{folder.name},{'s1' if image.stem in ('0', '1', '2') else ''}")
     (flat / "labels.csv").write_text("\n".join(rows) + "\n")
     by_folder = ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "folder", plots=False)
-    by_list = ev.evaluate(tiny_keras_run, str(flat / "labels.csv"), tmp_path / "list", plots=False)
+    by_list = ev.evaluate(tiny_keras_run, str(flat / "labels.csv"), tmp_path / "list", plots=False, group_by="subject")
     for key in ("n", "accuracy", "confusion_matrix", "excluded_classes"):
         assert by_list[key] == by_folder[key]
+    # Per value of a column (any case), with the rows that leave it empty as a group of their own.
+    predictions = [row.split(",") for row in (tmp_path / "list" / "predictions.csv").read_text().splitlines()[1:]]
+    right = {row[0]: row[1] == row[2] for row in predictions}
+    s1 = [right[f] for f in right if f.rsplit("_", 1)[1] in ("0.jpg", "1.jpg", "2.jpg")]
+    assert by_list["group_by"] == "subject" and len(s1) == 9
+    assert by_list["accuracy_by_group"] == {
+        "(blank)": {"accuracy": (sum(right.values()) - sum(s1)) / (24 - 9), "n": 15},
+        "s1": {"accuracy": sum(s1) / 9, "n": 9},
+    }
+    with pytest.raises(UserError, match="no column age to group by; found Path, Label, Subject"):
+        ev.evaluate(tiny_keras_run, str(flat / "labels.csv"), tmp_path / "age", plots=False, group_by="age")
+    with pytest.raises(UserError, match="needs a .csv label list, and this data has none"):
+        ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "age", plots=False, group_by="age")
     assert [s["path"].rsplit("/", 1)[-1] for s in by_list["skipped_files"]] == ["happiness_broken.jpg"]
     rows = (tmp_path / "list" / "predictions.csv").read_text().splitlines()
     assert rows[1].split(",")[:2] == ["anger_0.jpg", "angry"]  # relative to the list's folder
