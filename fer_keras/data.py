@@ -346,10 +346,8 @@ def _folder_split(root: Path, labels: tuple[str, ...], size: int, channels: int,
 
 def dataset_part(root: Path, name: str) -> Path | None:
     """A root's ``train`` or ``test`` part: the folder of that name, else a label list ``<name>.csv``, else None."""
-    for part in (root / name, root / f"{name}{LABEL_LIST_SUFFIX}"):
-        if part.is_dir() or (part.is_file() and part.suffix == LABEL_LIST_SUFFIX):
-            return part
-    return None
+    folder, label_list = root / name, root / f"{name}{LABEL_LIST_SUFFIX}"
+    return folder if folder.is_dir() else label_list if label_list.is_file() else None
 
 
 def folder_labels(root: Path) -> tuple[str, ...]:
@@ -374,8 +372,9 @@ def load_folder_dataset(
 
     Class folders map onto ``labels`` through the aliases; unmatched ones are excluded and
     listed. Label lists (``read_label_list``) stand in for class folders anywhere: ``root`` may be
-    one, and ``train.csv`` and ``test.csv`` may stand in for ``train/`` and ``test/``. With ``train/`` present, validation is a seeded stratified hold-out from it and
-    ``test/`` (if present) is the test split. Without it, a plain folder is the test split
+    one, and ``train.csv`` and ``test.csv`` may stand in for ``train/`` and ``test/``. With
+    ``train/`` present, validation is a seeded stratified hold-out from it and ``test/`` (if
+    present) is the test split. Without it, a plain folder is the test split
     whole (faces a model never saw), or with ``test_fraction`` > 0 (a folder to train on) it
     is split: a stratified test hold-out first, then validation from the rest, all seeded.
     ``val_split="public_test"`` follows FER2013's published protocol instead: ``train/`` is
