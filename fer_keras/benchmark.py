@@ -149,15 +149,25 @@ def benchmark_latency(models: list[Path], peers: list[Path], data_dir: str | Non
 ACCURACY_SPLITS = (("FERPlus PrivateTest", "ferplus", False), ("FER2013 test", "fer2013", True))
 
 
-def benchmark_accuracy(models: list[str], balances: list[float], peers: list[tuple[Path, str, tuple[float, float]]], data_dir: str | None, out_dir: Path) -> list[dict]:
+def benchmark_accuracy(
+    models: list[str], balances: list[float], peers: list[tuple[Path, str, tuple[float, float]]], data_dir: str | None, out_dir: Path,
+    others: list[str] | None = None, crop_faces: str | None = None, name: str | None = None,
+) -> list[dict]:
     """Test accuracy of our models (at each class-prior balance) and peer models, on both test splits, in one run.
+
+    With ``others``, the models are scored on those datasets instead: faces none of them trained on,
+    for generalization across datasets.
 
     Args:
         models: ``.tflite`` or ``.keras`` files, or packaged model names.
         balances: Class-prior correction strengths to report for each of ``models``.
         peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
         data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables).
-        out_dir: Where accuracy.md and accuracy.json go.
+        out_dir: Where the .md and .json results go.
+        others: Folders of class folders or ``.csv`` label lists, each scored whole by its own
+            classes, with the argmax over the classes present in it (as the FER2013 rows are).
+        crop_faces: With ``others``, a detector that cuts the largest face out of each image (whole photos).
+        name: The result files' stem (default: accuracy, or accuracy_other with ``others``).
 
     Returns:
         One row per model, balance and split.
@@ -168,26 +178,36 @@ def benchmark_accuracy(models: list[str], balances: list[float], peers: list[tup
 
     candidates = [(str(m), m, None, None, b) for m in models for b in balances]
     candidates += [(f"peer: {path.name}", path, labels, value_range, 0.0) for path, labels, value_range in peers]
+    splits = [(other, other, "folder", True) for other in others] if others else [(split, data_dir, label_set, restrict) for split, label_set, restrict in ACCURACY_SPLITS]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for split_name, label_set, restrict in ACCURACY_SPLITS:
-            for name, model, labels, value_range, balance in candidates:
-                metrics = evaluate(model, data_dir, Path(scratch), label_set, restrict=restrict, labels_arg=labels, plots=False, value_range=value_range, balance=balance)
+        for split_name, data, label_set, restrict in splits:
+            for model_name, model, labels, value_range, balance in candidates:
+                metrics = evaluate(model, data, Path(scratch), label_set, restrict=restrict, labels_arg=labels, plots=False, value_range=value_range,
+                                   balance=balance, crop_faces=crop_faces if others else None)
                 rows.append({
-                    "split": split_name, "model": name, "balance": balance, "n": metrics["n"],
+                    "split": split_name, "model": model_name, "balance": balance, "n": metrics["n"],
                     "accuracy %": round(100 * metrics["accuracy"], 2), "balanced accuracy %": round(100 * metrics["balanced_accuracy"], 2),
                     "macro F1": round(metrics["macro_f1"], 3), "excluded classes": ", ".join(metrics["excluded_classes"]) or "none",
                 })
+    scored = (
+        "Top-1 accuracy on datasets scored whole by their own classes, every model taking the argmax over the classes present in each"
+        + (f", on the largest face the {crop_faces} detector finds in each image" if crop_faces else "")
+        if others else
+        "Top-1 accuracy on the test splits. FERPlus: PrivateTest, majority labels. FER2013: the Kaggle test/ folder with its "
+        "original labels; FERPlus-trained models take the argmax over the 7 labels present"
+    )
     header = (
-        "Top-1 accuracy on the test splits, every model evaluated by fer_keras.evaluate in this one run. FERPlus: PrivateTest, "
-        "majority labels. FER2013: the Kaggle test/ folder with its original labels; FERPlus-trained models take the argmax "
-        "over the 7 labels present. balance: EmotionClassifier's class-prior correction (0 = as trained). "
+        f"{scored}; every model evaluated by fer_keras.evaluate in this one run. balance: EmotionClassifier's class-prior correction (0 = as trained). "
         "Balanced accuracy is the mean per-class recall: the accuracy to expect where every emotion is equally common. "
-        f"CPU: {cpu_name()}. Command: python -m fer_keras.benchmark accuracy --models {' '.join(models)} --balance {' '.join(map(str, balances))}"
+        f"CPU: {cpu_name()}. Command: python -m fer_keras.benchmark accuracy --models {' '.join(map(str, models))} --balance {' '.join(map(str, balances))}"
         + "".join(f" --peer {path} --peer-labels {labels} --peer-value-range={value_range[0]:g},{value_range[1]:g}" for path, labels, value_range in peers)
         + (f" --data-dir {data_dir}" if data_dir else "")
+        + "".join(f" --other {other}" for other in others or ())
+        + (f" --crop-faces {crop_faces}" if crop_faces and others else "")
+        + (f" --name {name}" if name else "")
     )
-    write_results(out_dir, "accuracy", rows, header)
+    write_results(out_dir, name or ("accuracy_other" if others else "accuracy"), rows, header)
     return rows
 
 
@@ -368,6 +388,11 @@ def build_parser() -> ArgumentParser:
     p_latency.add_argument("--name", type=file_stem, default="latency", help="result file stem under --out (default latency)")
     p_accuracy = sub.add_parser("accuracy", help="test accuracy of our models and peers on FERPlus and FER2013, in one run")
     p_accuracy.add_argument("--balance", nargs="+", type=in_range(0, 1), default=[0.0], help="class-prior corrections to report per model (default: 0)")
+    p_accuracy.add_argument("--other", action="append", default=[], metavar="DATA",
+                            help="instead of FERPlus and FER2013, a dataset none of the models trained on: a folder of class folders or a .csv label list, "
+                                 "scored whole by its own classes (repeatable)")
+    p_accuracy.add_argument("--crop-faces", nargs="?", const="blazeface", metavar="DETECTOR", help="with --other: cut the largest face out of each image (whole photos; default detector blazeface)")
+    p_accuracy.add_argument("--name", type=file_stem, help="result file stem under --out (default: accuracy, or accuracy_other with --other)")
     p_robustness = sub.add_parser("robustness", help="FERPlus test accuracy of our models and peers under blur, noise, dark, JPEG, tilt, masks ...")
     for p in (p_accuracy, p_robustness):
         p.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite or .keras files, or packaged names (default: accurate fast)")
@@ -415,7 +440,14 @@ def main(argv: list[str] | None = None) -> int:
         exported = [resolve_model(model) for model in args.tflite]
         benchmark_latency(args.models, args.peer, args.data_dir, args.repeats, args.out, exported, args.name)
     elif args.command == "accuracy":
-        benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out)
+        from fer_keras.data import locate_data_dir
+
+        if args.crop_faces and not args.other:
+            raise UserError("--crop-faces cuts faces out of the --other datasets' photos: give --other too")
+        for other in args.other:  # all checked before the first model is scored
+            locate_data_dir(other)
+        benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out,
+                           args.other, args.crop_faces, args.name)
     elif args.command == "robustness":
         benchmark_robustness(args.models, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out, args.label_set, args.split, args.seed)
     else:

@@ -35,6 +35,21 @@ def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, 
     assert not list(tmp_path.iterdir()), "nothing is written for bad input"
 
 
+def test_accuracy_on_other_datasets_scores_each_whole_beside_the_peers(tiny_tflite, face_folder, tmp_path):
+    files = sorted(p for p in (face_folder / "test").rglob("*.png"))
+    (tmp_path / "other.csv").write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
+    peer = ["--peer", str(tiny_tflite), "--peer-labels", "angry,happy,sad", "--peer-value-range=0,255"]
+    out = ["--out", str(tmp_path / "results")]
+    assert benchmark.main(["accuracy", "--models", str(tiny_tflite), *peer, "--other", str(tmp_path / "other.csv"), *out]) == 0
+    rows = json.loads((tmp_path / "results" / "accuracy_other.json").read_text())["rows"]
+    assert [(row["split"], row["model"], row["n"]) for row in rows] == [
+        (str(tmp_path / "other.csv"), str(tiny_tflite), 36), (str(tmp_path / "other.csv"), "peer: tiny_float32.tflite", 36)]
+    assert rows[0]["accuracy %"] == rows[1]["accuracy %"] >= 80  # one model, under both names
+    assert not (tmp_path / "results" / "accuracy.md").exists(), "the release table is left as it was"
+    assert benchmark.main(["accuracy", "--crop-faces", *out]) == 2
+    assert benchmark.main(["accuracy", "--other", str(tmp_path / "other.csv"), "--other", str(tmp_path / "none"), *out]) == 2
+
+
 def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
     assert benchmark.main(["latency", "--tflite", str(tiny_tflite), "--repeats", "3", "--name", "shipped", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "shipped.json").read_text())["rows"]
