@@ -149,19 +149,19 @@ def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path,
                 raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
             if group_by and group_by.strip().lower() not in columns:
                 raise UserError(f"{path}: no column {group_by} to group by; found {found}")
-            group_column = columns.get((group_by or "").strip().lower())
+            group_column = columns[group_by.strip().lower()] if group_by else None
             rows: list[tuple[Path, str, str]] = []
             first_line: dict[str, int] = {}
             for row in reader:
                 file, label = ((row.get(columns[name]) or "").strip() for name in LABEL_LIST_COLUMNS)
                 if not (file and label):
                     raise UserError(f"{path}: line {reader.line_num} needs both a path and a label")
+                if os.sep == "/" and "\\" in file:  # a list written on Windows: faces\angry\1.jpg
+                    file = PureWindowsPath(file).as_posix()
                 # A face listed twice would count twice, or under two labels: one label a face.
                 if file in first_line:
                     raise UserError(f"{path}: line {reader.line_num} lists {file} again (first on line {first_line[file]})")
                 first_line[file] = reader.line_num
-                if os.sep == "/" and "\\" in file:  # a list written on Windows: faces\angry\1.jpg
-                    file = PureWindowsPath(file).as_posix()
                 group = (row.get(group_column) or "").strip() if group_column else ""
                 rows.append((path.parent / Path(file).expanduser(), label, group))
     except (UnicodeDecodeError, csv.Error) as err:

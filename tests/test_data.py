@@ -94,6 +94,7 @@ def test_train_and_test_label_lists_stand_in_for_the_train_and_test_folders(face
         ("path,label\na.png,happy\nb.png,\n", "line 3 needs both a path and a label"),
         ("path,label\n", "the label list has no rows"),
         ("path,label\na.png,happy\nb.png,sad\na.png,sad\n", "line 4 lists a.png again \\(first on line 2\\)"),
+        ("path,label\nfaces/a.png,happy\nfaces\\a.png,sad\n", "line 3 lists faces/a.png again \\(first on line 2\\)"),
         ("", "found nothing"),
     ],
 )
@@ -102,6 +103,10 @@ def test_a_malformed_label_list_is_a_user_error_naming_the_problem(tmp_path, tex
     label_list.write_text(text, encoding="utf-8")
     with pytest.raises(UserError, match=message):
         data.load_dataset("folder", label_list)
+
+
+def test_a_label_list_must_be_utf8_csv_with_the_csv_suffix(tmp_path):
+    label_list = tmp_path / "labels.csv"
     label_list.write_bytes(b"path,label\n\xff\xfe,happy\n")
     with pytest.raises(UserError, match="not a UTF-8 CSV label list"):
         data.read_label_list(label_list)
