@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.crop_faces and not args.other:
             raise UserError("--crop-faces cuts faces out of the --other datasets' photos: give --other too")
         for other in args.other:  # all checked before the first model is scored
-            locate_data_dir(other)
+            locate_data_dir(other, "--other")
         benchmark_accuracy(args.models, args.balance, parse_peers(args.peer, args.peer_labels, args.peer_value_range), args.data_dir, args.out,
                            args.other, args.crop_faces, args.name)
     elif args.command == "robustness":

@@ -93,11 +93,12 @@ class Dataset:
         }
 
 
-def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
+def locate_data_dir(data_dir: str | os.PathLike | None, option: str = "--data-dir") -> Path:
     """Finds the dataset root: the argument, then $FER_KERAS_DATA, then a kagglehub download.
 
     Args:
         data_dir: An explicit directory or ``.csv`` label list (see ``read_label_list``), or None.
+        option: The command-line option that gave ``data_dir``, for the error messages.
 
     Returns:
         The existing dataset directory or label list.
@@ -106,7 +107,7 @@ def locate_data_dir(data_dir: str | os.PathLike | None) -> Path:
         UserError: When the given path is missing or is a file other than a label list, or when no
             option yields data.
     """
-    for candidate, origin in ((data_dir, "--data-dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+    for candidate, origin in ((data_dir, option), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
         if candidate:
             path = Path(candidate).expanduser()
             if path.is_file() and path.suffix.lower() != LABEL_LIST_SUFFIX:

@@ -35,7 +35,7 @@ def test_accuracy_benchmark_pairs_each_peer_with_its_labels_and_range(tmp_path, 
     assert not list(tmp_path.iterdir()), "nothing is written for bad input"
 
 
-def test_accuracy_on_other_datasets_scores_each_whole_beside_the_peers(tiny_tflite, face_folder, tmp_path):
+def test_accuracy_on_other_datasets_scores_each_whole_beside_the_peers(tiny_tflite, face_folder, tmp_path, capsys):
     files = sorted(p for p in (face_folder / "test").rglob("*.png"))
     (tmp_path / "other.csv").write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
     peer = ["--peer", str(tiny_tflite), "--peer-labels", "angry,happy,sad", "--peer-value-range=0,255"]
@@ -48,6 +48,7 @@ def test_accuracy_on_other_datasets_scores_each_whole_beside_the_peers(tiny_tfli
     assert not (tmp_path / "results" / "accuracy.md").exists(), "the release table is left as it was"
     assert benchmark.main(["accuracy", "--crop-faces", *out]) == 2
     assert benchmark.main(["accuracy", "--other", str(tmp_path / "other.csv"), "--other", str(tmp_path / "none"), *out]) == 2
+    assert capsys.readouterr().err.strip().endswith("none: data directory (--other) does not exist")
 
 
 def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
