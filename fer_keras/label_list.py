@@ -1,0 +1,344 @@
+"""Label lists from public FER datasets' own annotations: ``python -m fer_keras.label_list FORMAT ROOT --out LIST.csv``.
+
+RAF-DB, AffectNet, CK+, KDEF and JAFFE keep their labels in a text file, a table, one file per
+sequence or a code in each file name, and number or abbreviate the emotions each in its own way.
+This writes the ``.csv`` label list (``path``, ``label`` and the dataset's groups: split, subject,
+pose, gender...) that ``train``, ``evaluate --group-by`` and ``benchmark accuracy --other`` read, so
+a dataset is scored from where it was unpacked, without copying a face into class folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import sys
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_keras.data import LABEL_LIST_SUFFIX
+from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry
+from fer_keras.files import write_atomic
+
+# Each dataset's own emotion codes, spelled in the canonical vocabulary (fer_keras.labels).
+RAFDB_EMOTIONS = {"1": "surprise", "2": "fear", "3": "disgust", "4": "happy", "5": "sad", "6": "angry", "7": "neutral"}
+AFFECTNET_EMOTIONS = {"0": "neutral", "1": "happy", "2": "sad", "3": "surprise", "4": "fear", "5": "disgust", "6": "angry", "7": "contempt"}
+CKPLUS_EMOTIONS = {1: "angry", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sad", 7: "surprise"}
+KDEF_EMOTIONS = {"AF": "fear", "AN": "angry", "DI": "disgust", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprise"}
+JAFFE_EMOTIONS = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprise"}
+
+# RAF-DB's manual attributes (Annotation/manual/*_manu_attri.txt: five landmark lines, then these three).
+RAFDB_GENDERS = {"0": "male", "1": "female", "2": "unsure"}
+RAFDB_RACES = {"0": "caucasian", "1": "african-american", "2": "asian"}
+RAFDB_AGES = {"0": "0-3", "1": "4-19", "2": "20-39", "3": "40-69", "4": "70+"}
+
+# AffectNet's table without its header row (validation.csv in some copies): the columns in release order.
+AFFECTNET_COLUMNS = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks", "expression", "valence", "arousal")
+
+# KDEF: session A/B, gender F/M, subject 01-35, emotion, angle (AF01ANS.JPG: session A, female 01, afraid, straight).
+KDEF_NAME = re.compile(r"([AB])([FM])(\d\d)(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)\.jpe?g", re.IGNORECASE)
+KDEF_POSES = {"S": "frontal", "HL": "half-left", "HR": "half-right", "FL": "full-left", "FR": "full-right"}
+# JAFFE: poser, emotion and its take, image number (KA.AN1.39.tiff: poser KA, angry, first take).
+JAFFE_NAME = re.compile(r"([A-Z]{2})\.(AN|DI|FE|HA|NE|SA|SU)\d*\.\d+\.tiff?", re.IGNORECASE)
+
+
+@dataclass
+class Listing:
+    """What a dataset's annotations say: one (file, label, groups) per face, and why other entries were left out."""
+
+    faces: list[tuple[Path, str, dict[str, str]]] = field(default_factory=list)
+    left_out: Counter = field(default_factory=Counter)
+
+    def add(self, file: Path, label: str, **groups: str) -> None:
+        self.faces.append((file, label, groups))
+
+
+def find_one(root: Path, name: str, want_dir: bool) -> Path | None:
+    """``root/name``, or the first ``root/*/name`` or ``root/*/*/name`` (sorted): archives unpack a folder or two deep."""
+    for pattern in (name, f"*/{name}", f"*/*/{name}"):
+        found = [path for path in sorted(root.glob(pattern)) if path.is_dir() == want_dir]
+        if found:
+            return found[0]
+    return None
+
+
+def _rafdb_attributes(base: Path) -> dict[str, dict[str, str]]:
+    """Gender, race and age per image stem from RAF-DB's manual annotation (a folder, or the zip it ships as); {} without it."""
+    folder, archive = base / "Annotation" / "manual", base / "Annotation" / "manual.zip"
+    if folder.is_dir():
+        texts = {path.name: path.read_text(errors="replace") for path in folder.glob("*_manu_attri.txt")}
+    elif archive.is_file():
+        with zipfile.ZipFile(archive) as zipped:
+            texts = {Path(name).name: zipped.read(name).decode(errors="replace") for name in zipped.namelist() if name.endswith("_manu_attri.txt")}
+    else:
+        return {}
+    attributes = {}
+    for name, text in texts.items():
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) >= 8:
+            gender, race, age = lines[5:8]
+            attributes[name.removesuffix("_manu_attri.txt")] = {
+                "gender": RAFDB_GENDERS.get(gender, gender), "race": RAFDB_RACES.get(race, race), "age": RAFDB_AGES.get(age, age),
+            }
+    return attributes
+
+
+def read_rafdb(root: Path) -> Listing:
+    """RAF-DB (basic): ``EmoLabel/list_patition_label.txt`` (``train_00001.jpg 5``), or the numbered class folders of its Kaggle copies.
+
+    Faces are the aligned 100x100 crops (``Image/aligned``) when present, else the original photos
+    (score those with ``--crop-faces``). The manual annotation adds gender, race and age groups.
+    """
+    label_file = find_one(root, "EmoLabel/list_patition_label.txt", want_dir=False)
+    if label_file is None:
+        return _numbered_class_folders(root, RAFDB_EMOTIONS, "RAF-DB", "EmoLabel/list_patition_label.txt")
+    base = label_file.parent.parent
+    aligned = base / "Image" / "aligned"
+    attributes = _rafdb_attributes(base)
+    listing = Listing()
+    for number, line in enumerate(label_file.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[1] not in RAFDB_EMOTIONS:
+            raise UserError(f"{label_file}: line {number} is not 'IMAGE LABEL' with a label 1-7: {line.strip()!r}")
+        name, code = fields
+        stem = Path(name).stem
+        file = aligned / f"{stem}_aligned.jpg" if aligned.is_dir() else base / "Image" / "original" / name
+        listing.add(file, RAFDB_EMOTIONS[code], split=stem.split("_")[0], **attributes.get(stem, {}))
+    return listing
+
+
+def _numbered_class_folders(root: Path, emotions: dict[str, str], dataset: str, annotation: str) -> Listing:
+    """Split folders of numbered class folders (``train/1/*.jpg``), as Kaggle copies of a dataset repackage it."""
+    listing = Listing()
+    for class_dir in sorted(path for pattern in ("*/*", "*/*/*") for path in root.glob(pattern) if path.is_dir() and path.name in emotions):
+        for file in sorted(path for path in class_dir.iterdir() if path.is_file() and not path.name.startswith(".")):
+            listing.add(file, emotions[class_dir.name], split=class_dir.parent.name)
+    if not listing.faces:
+        raise UserError(f"{root}: no {dataset} annotations: expected {annotation}, or split folders of class folders numbered {min(emotions)}-{max(emotions)}")
+    return listing
+
+
+def _affectnet_rows(table: Path):
+    """(image path, expression) per row of an AffectNet table, with or without its header row."""
+    with table.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    header = [name.strip().lower() for name in rows[0]] if rows else []
+    has_header = "expression" in header
+    columns = header if has_header else list(AFFECTNET_COLUMNS)
+    if AFFECTNET_COLUMNS[0] not in columns:
+        raise UserError(f"{table}: an AffectNet table needs columns {AFFECTNET_COLUMNS[0]} and expression; found {', '.join(rows[0])}")
+    path_at, expression_at = columns.index(AFFECTNET_COLUMNS[0]), columns.index("expression")
+    for row in rows[1:] if has_header else rows:
+        if len(row) > max(path_at, expression_at):
+            yield row[path_at].strip(), row[expression_at].strip()
+
+
+def read_affectnet(root: Path) -> Listing:
+    """AffectNet: ``training.csv`` and ``validation.csv`` (its test split) over ``Manually_Annotated_Images``.
+
+    Expressions 0-7 are the eight emotions; 8-10 (none, uncertain, no face) are left out.
+    """
+    tables = {split: find_one(root, f"{name}.csv", want_dir=False) for split, name in (("train", "training"), ("validation", "validation"))}
+    if not any(tables.values()):
+        raise UserError(f"{root}: no AffectNet annotations: expected training.csv or validation.csv")
+    images = find_one(root, "Manually_Annotated_Images", want_dir=True) or root
+    listing = Listing()
+    for split, table in tables.items():
+        for file, code in _affectnet_rows(table) if table else ():
+            if code in AFFECTNET_EMOTIONS:
+                listing.add(images / file, AFFECTNET_EMOTIONS[code], split=split)
+            else:
+                listing.left_out["expression 8-10 (none, uncertain, no face)"] += 1
+    return listing
+
+
+def read_ckplus(root: Path, peak_frames: int) -> Listing:
+    """CK+: each labelled sequence's last ``peak_frames`` frames as its emotion and its first frame as neutral.
+
+    Labels come from ``Emotion/S005/001/S005_001_00000011_emotion.txt`` (1-7), frames from
+    ``cohn-kanade-images/S005/001/``. Sequences without an emotion file are left out, as in the
+    dataset's own protocol. Group by ``subject`` for subject-independent folds, or keep ``frame=peak``.
+    """
+    emotions, frames = find_one(root, "Emotion", want_dir=True), find_one(root, "cohn-kanade-images", want_dir=True)
+    if emotions is None or frames is None:
+        raise UserError(f"{root}: no CK+ annotations: expected folders Emotion and cohn-kanade-images")
+    listing = Listing()
+    for emotion_file in sorted(emotions.glob("*/*/*_emotion.txt")):
+        subject, sequence = emotion_file.parent.parent.name, emotion_file.parent.name
+        try:
+            code = int(float(emotion_file.read_text().split()[0]))
+        except (ValueError, IndexError):
+            raise UserError(f"{emotion_file}: expected one emotion code 1-7") from None
+        if code not in CKPLUS_EMOTIONS:
+            raise UserError(f"{emotion_file}: expected one emotion code 1-7, found {code}")
+        apex = emotion_file.name.removesuffix("_emotion.txt")
+        sequence_frames = sorted(path for path in (frames / subject / sequence).glob("*.png") if path.stem <= apex)
+        if not sequence_frames:
+            listing.left_out["labelled sequence without frames"] += 1
+            continue
+        listing.add(sequence_frames[0], "neutral", subject=subject, frame="onset")
+        for file in sequence_frames[1:][-peak_frames:]:
+            listing.add(file, CKPLUS_EMOTIONS[code], subject=subject, frame="peak")
+    if not listing.faces and not listing.left_out:
+        raise UserError(f"{emotions}: no *_emotion.txt files in SUBJECT/SEQUENCE folders")
+    return listing
+
+
+def _coded_file_names(root: Path, pattern: re.Pattern, dataset: str, example: str) -> tuple[Listing, list[tuple[Path, re.Match]]]:
+    """Files under ``root`` whose names match a dataset's naming code; others count as left out."""
+    listing, matched = Listing(), []
+    for file in sorted(path for path in root.rglob("*") if path.is_file() and not path.name.startswith(".")):
+        match = pattern.fullmatch(file.name)
+        if match:
+            matched.append((file, match))
+        elif file.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff"):
+            listing.left_out[f"name not in {dataset}'s code ({example})"] += 1
+    if not matched:
+        raise UserError(f"{root}: no {dataset} images (named like {example})")
+    return listing, matched
+
+
+def read_kdef(root: Path) -> Listing:
+    """KDEF: the emotion, subject, gender, session and angle coded in each file name (``AF01ANS.JPG``)."""
+    listing, matched = _coded_file_names(root, KDEF_NAME, "KDEF", "AF01ANS.JPG")
+    for file, match in matched:
+        session, gender, number, emotion, pose = (part.upper() for part in match.groups())
+        listing.add(file, KDEF_EMOTIONS[emotion], subject=f"{gender}{number}", gender={"F": "female", "M": "male"}[gender], session=session, pose=KDEF_POSES[pose])
+    return listing
+
+
+def read_jaffe(root: Path) -> Listing:
+    """JAFFE: the poser and emotion coded in each file name (``KA.AN1.39.tiff``)."""
+    listing, matched = _coded_file_names(root, JAFFE_NAME, "JAFFE", "KA.AN1.39.tiff")
+    for file, match in matched:
+        listing.add(file, JAFFE_EMOTIONS[match.group(2).upper()], subject=match.group(1).upper())
+    return listing
+
+
+FORMATS = {
+    "rafdb": "RAF-DB basic: EmoLabel/list_patition_label.txt (or numbered class folders), aligned faces, split/gender/race/age",
+    "affectnet": "AffectNet: training.csv and validation.csv over Manually_Annotated_Images, split",
+    "ckplus": "CK+: Emotion/ and cohn-kanade-images/, peak frames and the onset as neutral, subject/frame",
+    "kdef": "KDEF: codes in file names (AF01ANS.JPG), subject/gender/session/pose",
+    "jaffe": "JAFFE: codes in file names (KA.AN1.39.tiff), subject",
+}
+
+
+def read_dataset(name: str, root: Path, peak_frames: int = 3) -> Listing:
+    """Reads a dataset's annotations into a Listing.
+
+    Args:
+        name: One of ``FORMATS``.
+        root: Where the dataset was unpacked (its top folder, or the one above).
+        peak_frames: CK+ only: how many frames up to each sequence's labelled apex carry its emotion.
+
+    Raises:
+        UserError: When ``root`` is missing or holds no annotations of that dataset.
+    """
+    if not root.is_dir():
+        raise UserError(f"{root}: folder not found")
+    readers = {"rafdb": read_rafdb, "affectnet": read_affectnet, "kdef": read_kdef, "jaffe": read_jaffe}
+    return read_ckplus(root, peak_frames) if name == "ckplus" else readers[name](root)
+
+
+def parse_where(conditions: list[str], columns: list[str]) -> dict[str, set[str]]:
+    """``COLUMN=VALUE[,VALUE...]`` filters, keyed by column, values casefolded.
+
+    Raises:
+        UserError: When a condition has no ``=`` or names a column the list does not have.
+    """
+    wanted: dict[str, set[str]] = {}
+    for condition in conditions:
+        column, sep, values = condition.partition("=")
+        if not sep or not values.strip():
+            raise UserError(f"--where {condition}: expected COLUMN=VALUE[,VALUE...]")
+        if column.strip().lower() not in columns:
+            raise UserError(f"--where {condition}: no column {column.strip()}; this list's columns: {', '.join(columns)}")
+        wanted.setdefault(column.strip().lower(), set()).update(value.strip().casefold() for value in values.split(","))
+    return wanted
+
+
+def list_csv(listing: Listing, out: Path, where: list[str]) -> tuple[str, list[tuple[Path, str, dict[str, str]]]]:
+    """The label list's text and the faces it holds: those that exist on disk and pass every ``where`` filter.
+
+    Paths are written relative to the list's folder when they can be, so the list and the dataset move together.
+
+    Raises:
+        UserError: When a filter is malformed or no face is left.
+    """
+    columns = ["path", "label"] + list(dict.fromkeys(name for _, _, groups in listing.faces for name in groups))
+    wanted = parse_where(where, columns)
+    kept = []
+    for file, label, groups in listing.faces:
+        values = {"label": label, **groups}
+        if any((values.get(column) or "").casefold() not in allowed for column, allowed in wanted.items()):
+            listing.left_out["not kept by --where"] += 1
+            continue
+        if not file.is_file():
+            listing.left_out["image file missing"] += 1
+            continue
+        kept.append((file, label, groups))
+    if not kept:
+        first_missing = next((str(file) for file, _, _ in listing.faces if not file.is_file()), None)
+        hint = f"; the first image it expected: {first_missing}" if first_missing else ""
+        raise UserError(f"no face to list ({', '.join(f'{why}: {n}' for why, n in listing.left_out.items())}){hint}")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for file, label, groups in kept:
+        try:
+            path = Path(os.path.relpath(file.absolute(), out.absolute().parent)).as_posix()
+        except ValueError:  # Windows: another drive than the list's has no relative path
+            path = str(file.absolute())
+        writer.writerow([path, label, *(groups.get(name, "") for name in columns[2:])])
+    return text.getvalue(), kept
+
+
+def summary(kept: list[tuple[Path, str, dict[str, str]]], left_out: Counter) -> str:
+    """Counts per label, per split where the dataset has one, and of what was left out, for the printout."""
+    lines = ["  " + ", ".join(f"{label} {n}" for label, n in sorted(Counter(label for _, label, _ in kept).items()))]
+    splits = Counter(groups["split"] for _, _, groups in kept if "split" in groups)
+    if splits:
+        lines.append("  split: " + ", ".join(f"{name} {n}" for name, n in sorted(splits.items())))
+    lines += [f"  left out: {n} ({why})" for why, n in left_out.items()]
+    return "\n".join(lines)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m fer_keras.label_list",
+        description="Write a .csv label list (path, label, groups) from a public FER dataset's own annotations.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="formats:\n" + "\n".join(f"  {name:<10} {text}" for name, text in FORMATS.items()),
+    )
+    parser.add_argument("format", choices=FORMATS, help="the dataset whose annotations ROOT holds")
+    parser.add_argument("root", type=Path, help="where the dataset was unpacked")
+    parser.add_argument("--out", required=True, type=Path, help=f"the label list to write ({LABEL_LIST_SUFFIX}); name it train.csv or test.csv in one folder for a train/test pair")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]", help="keep only faces with one of these values in a column (repeatable; e.g. split=test, pose=frontal, frame=peak)")
+    parser.add_argument("--peak-frames", type=at_least(1), metavar="N", help="ckplus: frames up to each sequence's apex labelled with its emotion (default 3)")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out.suffix.lower() != LABEL_LIST_SUFFIX:
+        raise UserError(f"--out {args.out}: a label list is a {LABEL_LIST_SUFFIX} file")
+    if args.peak_frames is not None and args.format != "ckplus":
+        raise UserError(f"--peak-frames applies to ckplus sequences, not {args.format}")
+    listing = read_dataset(args.format, args.root, args.peak_frames or 3)
+    text, kept = list_csv(listing, args.out, args.where)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out, text)
+    print(f"wrote {len(kept)} faces to {args.out}\n{summary(kept, listing.left_out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
