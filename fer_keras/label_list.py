@@ -1,10 +1,12 @@
 """Label lists from public FER datasets' own annotations: ``python -m fer_keras.label_list FORMAT ROOT --out LIST.csv``.
 
-RAF-DB, AffectNet, CK+, KDEF and JAFFE keep their labels in a text file, a table, one file per
-sequence or a code in each file name, and number or abbreviate the emotions each in its own way.
-This writes the ``.csv`` label list (``path``, ``label`` and the dataset's groups: split, subject,
-pose, gender...) that ``train``, ``evaluate --group-by`` and ``benchmark accuracy --other`` read, so
-a dataset is scored from where it was unpacked, without copying a face into class folders.
+RAF-DB, AffectNet, ExpW, CK+, KDEF and JAFFE keep their labels in a text file, a table, one file
+per sequence or a code in each file name, and number or abbreviate the emotions each in its own
+way. This writes the ``.csv`` label list (``path``, ``label`` and the dataset's groups: split,
+subject, pose, gender...) that ``train``, ``evaluate --group-by`` and ``benchmark accuracy --other``
+read, so a dataset is scored from where it was unpacked, without copying a face into class folders.
+Where the annotations box each face in a whole photo (ExpW; AffectNet with ``--cut-faces``), the
+faces are cut out once into a folder beside the list, as ``detect`` cuts out a detected face.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_keras.data import LABEL_LIST_SUFFIX
-from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry
+from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, in_range
+from fer_keras.faces import MAX_CROP_MARGIN, Face, crop_face
 from fer_keras.files import write_atomic
+from fer_keras.sources import decode_image
 
 # Each dataset's own emotion codes, spelled in the canonical vocabulary (fer_keras.labels).
 RAFDB_EMOTIONS = {"1": "surprise", "2": "fear", "3": "disgust", "4": "happy", "5": "sad", "6": "angry", "7": "neutral"}
 AFFECTNET_EMOTIONS = {"0": "neutral", "1": "happy", "2": "sad", "3": "surprise", "4": "fear", "5": "disgust", "6": "angry", "7": "contempt"}
+EXPW_EMOTIONS = {"0": "angry", "1": "disgust", "2": "fear", "3": "happy", "4": "sad", "5": "surprise", "6": "neutral"}
 CKPLUS_EMOTIONS = {1: "angry", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sad", 7: "surprise"}
 KDEF_EMOTIONS = {"AF": "fear", "AN": "angry", "DI": "disgust", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprise"}
 JAFFE_EMOTIONS = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral", "SA": "sad", "SU": "surprise"}
@@ -39,6 +44,10 @@ RAFDB_AGES = {"0": "0-3", "1": "4-19", "2": "20-39", "3": "40-69", "4": "70+"}
 # AffectNet's table without its header row (validation.csv in some copies): the columns in release order.
 AFFECTNET_COLUMNS = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks", "expression", "valence", "arousal")
 
+# Cut-out faces are stored this many pixels square at most: four times the models' 48-pixel input,
+# as detect cuts them (faces.CROP_OVERSAMPLE), so the final resize still averages without aliasing.
+FACE_SIDE = 192
+
 # KDEF: session A/B, gender F/M, subject 01-35, emotion, angle (AF01ANS.JPG: session A, female 01, afraid, straight).
 KDEF_NAME = re.compile(r"([AB])([FM])(\d\d)(AF|AN|DI|HA|NE|SA|SU)(S|HL|HR|FL|FR)\.jpe?g", re.IGNORECASE)
 KDEF_POSES = {"S": "frontal", "HL": "half-left", "HR": "half-right", "FL": "full-left", "FR": "full-right"}
@@ -47,14 +56,33 @@ JAFFE_NAME = re.compile(r"([A-Z]{2})\.(AN|DI|FE|HA|NE|SA|SU)\d*\.\d+\.tiff?", re
 
 
 @dataclass
-class Listing:
-    """What a dataset's annotations say: one (file, label, groups) per face, and why other entries were left out."""
+class Entry:
+    """One face a dataset annotates.
 
-    faces: list[tuple[Path, str, dict[str, str]]] = field(default_factory=list)
+    Attributes:
+        file: Its image file.
+        label: Its emotion, in the canonical vocabulary.
+        groups: Its values of the dataset's group columns (split, subject, pose...).
+        box: (x, y, width, height) of the face in the upright image, where the dataset boxes it.
+        face_id: Which of the image's boxed faces it is (ExpW numbers them per image).
+    """
+
+    file: Path
+    label: str
+    groups: dict[str, str]
+    box: tuple[float, float, float, float] | None = None
+    face_id: str = "0"
+
+
+@dataclass
+class Listing:
+    """What a dataset's annotations say: its faces, and why other entries were left out."""
+
+    faces: list[Entry] = field(default_factory=list)
     left_out: Counter = field(default_factory=Counter)
 
-    def add(self, file: Path, label: str, **groups: str) -> None:
-        self.faces.append((file, label, groups))
+    def add(self, file: Path, label: str, box: tuple[float, float, float, float] | None = None, face_id: str = "0", **groups: str) -> None:
+        self.faces.append(Entry(file, label, groups, box, face_id))
 
 
 def find_one(root: Path, name: str, want_dir: bool) -> Path | None:
@@ -87,6 +115,30 @@ def _rafdb_attributes(base: Path) -> dict[str, dict[str, str]]:
     return attributes
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _annotation_lines(label_file: Path, spec: str, emotions: dict[str, str], numbers: tuple[int, ...] = ()):
+    """The fields of each non-empty line of a whitespace-separated annotation file laid out as ``spec``, its last field an emotion code.
+
+    Raises:
+        UserError: Naming the line, when it has another number of fields, a code not in
+            ``emotions``, or something other than a number at one of the ``numbers`` positions.
+    """
+    for number, line in enumerate(label_file.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(spec.split()) or fields[-1] not in emotions or not all(_is_number(fields[i]) for i in numbers):
+            raise UserError(f"{label_file}: line {number} is not '{spec}' with a label {min(emotions)}-{max(emotions)}: {line.strip()!r}")
+        yield fields
+
+
 def read_rafdb(root: Path) -> Listing:
     """RAF-DB (basic): ``EmoLabel/list_patition_label.txt`` (``train_00001.jpg 5``), or the numbered class folders of its Kaggle copies.
 
@@ -100,13 +152,7 @@ def read_rafdb(root: Path) -> Listing:
     aligned = base / "Image" / "aligned"
     attributes = _rafdb_attributes(base)
     listing = Listing()
-    for number, line in enumerate(label_file.read_text(errors="replace").splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2 or fields[1] not in RAFDB_EMOTIONS:
-            raise UserError(f"{label_file}: line {number} is not 'IMAGE LABEL' with a label 1-7: {line.strip()!r}")
-        name, code = fields
+    for name, code in _annotation_lines(label_file, "IMAGE LABEL", RAFDB_EMOTIONS):
         stem = Path(name).stem
         file = aligned / f"{stem}_aligned.jpg" if aligned.is_dir() else base / "Image" / "original" / name
         listing.add(file, RAFDB_EMOTIONS[code], split=stem.split("_")[0], **attributes.get(stem, {}))
@@ -125,7 +171,7 @@ def _numbered_class_folders(root: Path, emotions: dict[str, str], dataset: str, 
 
 
 def _affectnet_rows(table: Path):
-    """(image path, expression) per row of an AffectNet table, with or without its header row."""
+    """(image path, expression, face box or None) per row of an AffectNet table, with or without its header row."""
     with table.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         rows = list(csv.reader(handle))
     header = [name.strip().lower() for name in rows[0]] if rows else []
@@ -134,15 +180,26 @@ def _affectnet_rows(table: Path):
     if AFFECTNET_COLUMNS[0] not in columns:
         raise UserError(f"{table}: an AffectNet table needs columns {AFFECTNET_COLUMNS[0]} and expression; found {', '.join(rows[0])}")
     path_at, expression_at = columns.index(AFFECTNET_COLUMNS[0]), columns.index("expression")
+    box_at = [columns.index(name) for name in AFFECTNET_COLUMNS[1:5]] if all(name in columns for name in AFFECTNET_COLUMNS[1:5]) else []
     for row in rows[1:] if has_header else rows:
-        if len(row) > max(path_at, expression_at):
-            yield row[path_at].strip(), row[expression_at].strip()
+        if len(row) > max(path_at, expression_at, *box_at):
+            yield row[path_at].strip(), row[expression_at].strip(), _box([row[i] for i in box_at])
+
+
+def _box(values: list[str]) -> tuple[float, float, float, float] | None:
+    """(x, y, width, height) from four numbers, or None when they are missing, unreadable or enclose no area."""
+    try:
+        x, y, width, height = map(float, values)
+    except ValueError:
+        return None
+    return (x, y, width, height) if width > 0 and height > 0 else None
 
 
 def read_affectnet(root: Path) -> Listing:
     """AffectNet: ``training.csv`` and ``validation.csv`` (its test split) over ``Manually_Annotated_Images``.
 
-    Expressions 0-7 are the eight emotions; 8-10 (none, uncertain, no face) are left out.
+    Expressions 0-7 are the eight emotions; 8-10 (none, uncertain, no face) are left out. Each
+    row's face box (face_x, face_y, face_width, face_height) is kept for ``--cut-faces``.
     """
     tables = {split: find_one(root, f"{name}.csv", want_dir=False) for split, name in (("train", "training"), ("validation", "validation"))}
     if not any(tables.values()):
@@ -150,11 +207,30 @@ def read_affectnet(root: Path) -> Listing:
     images = find_one(root, "Manually_Annotated_Images", want_dir=True) or root
     listing = Listing()
     for split, table in tables.items():
-        for file, code in _affectnet_rows(table) if table else ():
+        for file, code, box in _affectnet_rows(table) if table else ():
             if code in AFFECTNET_EMOTIONS:
-                listing.add(images / file, AFFECTNET_EMOTIONS[code], split=split)
+                listing.add(images / file, AFFECTNET_EMOTIONS[code], box, split=split)
             else:
                 listing.left_out["expression 8-10 (none, uncertain, no face)"] += 1
+    return listing
+
+
+def read_expw(root: Path) -> Listing:
+    """ExpW: ``label.lst`` rows ``IMAGE FACE_ID TOP LEFT RIGHT BOTTOM CONFIDENCE LABEL`` (0-6) over ``image/origin``.
+
+    Its photos hold several faces each, every one boxed and labelled on its own row, so its faces are always cut out.
+    """
+    label_file = find_one(root, "label/label.lst", want_dir=False)
+    if label_file is None:
+        raise UserError(f"{root}: no ExpW annotations: expected label/label.lst")
+    images = find_one(root, "image/origin", want_dir=True) or find_one(root, "origin", want_dir=True) or label_file.parent.parent
+    listing = Listing()
+    for name, face_id, top, left, right, bottom, _, code in _annotation_lines(label_file, "IMAGE FACE_ID TOP LEFT RIGHT BOTTOM CONFIDENCE LABEL", EXPW_EMOTIONS, numbers=(2, 3, 4, 5)):
+        box = _box([left, top, str(float(right) - float(left)), str(float(bottom) - float(top))])
+        if box is None:
+            listing.left_out["face box without area"] += 1
+            continue
+        listing.add(images / name, EXPW_EMOTIONS[code], box, face_id)
     return listing
 
 
@@ -223,11 +299,16 @@ def read_jaffe(root: Path) -> Listing:
 
 FORMATS = {
     "rafdb": "RAF-DB basic: EmoLabel/list_patition_label.txt (or numbered class folders), aligned faces, split/gender/race/age",
-    "affectnet": "AffectNet: training.csv and validation.csv over Manually_Annotated_Images, split",
+    "affectnet": "AffectNet: training.csv and validation.csv over Manually_Annotated_Images, split (face boxes: --cut-faces)",
+    "expw": "ExpW: label/label.lst over image/origin, each boxed face cut out",
     "ckplus": "CK+: Emotion/ and cohn-kanade-images/, peak frames and the onset as neutral, subject/frame",
     "kdef": "KDEF: codes in file names (AF01ANS.JPG), subject/gender/session/pose",
     "jaffe": "JAFFE: codes in file names (KA.AN1.39.tiff), subject",
 }
+
+
+# The formats whose annotations box each face in its image.
+BOXED_FORMATS = ("affectnet", "expw")
 
 
 def read_dataset(name: str, root: Path, peak_frames: int = 3) -> Listing:
@@ -243,7 +324,7 @@ def read_dataset(name: str, root: Path, peak_frames: int = 3) -> Listing:
     """
     if not root.is_dir():
         raise UserError(f"{root}: folder not found")
-    readers = {"rafdb": read_rafdb, "affectnet": read_affectnet, "kdef": read_kdef, "jaffe": read_jaffe}
+    readers = {"rafdb": read_rafdb, "affectnet": read_affectnet, "expw": read_expw, "kdef": read_kdef, "jaffe": read_jaffe}
     return read_ckplus(root, peak_frames) if name == "ckplus" else readers[name](root)
 
 
@@ -264,46 +345,90 @@ def parse_where(conditions: list[str], columns: list[str]) -> dict[str, set[str]
     return wanted
 
 
-def list_csv(listing: Listing, out: Path, where: list[str]) -> tuple[str, list[tuple[Path, str, dict[str, str]]]]:
-    """The label list's text and the faces it holds: those that exist on disk and pass every ``where`` filter.
-
-    Paths are written relative to the list's folder when they can be, so the list and the dataset move together.
+def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
+    """The list's columns, and the faces that pass every ``where`` filter and whose image is on disk.
 
     Raises:
         UserError: When a filter is malformed or no face is left.
     """
-    columns = ["path", "label"] + list(dict.fromkeys(name for _, _, groups in listing.faces for name in groups))
+    columns = ["path", "label"] + list(dict.fromkeys(name for entry in listing.faces for name in entry.groups))
     wanted = parse_where(where, columns)
     kept = []
-    for file, label, groups in listing.faces:
-        values = {"label": label, **groups}
+    for entry in listing.faces:
+        values = {"label": entry.label, **entry.groups}
         if any((values.get(column) or "").casefold() not in allowed for column, allowed in wanted.items()):
             listing.left_out["not kept by --where"] += 1
-            continue
-        if not file.is_file():
+        elif not entry.file.is_file():
             listing.left_out["image file missing"] += 1
-            continue
-        kept.append((file, label, groups))
+        else:
+            kept.append(entry)
     if not kept:
-        first_missing = next((str(file) for file, _, _ in listing.faces if not file.is_file()), None)
+        first_missing = next((str(entry.file) for entry in listing.faces if not entry.file.is_file()), None)
         hint = f"; the first image it expected: {first_missing}" if first_missing else ""
         raise UserError(f"no face to list ({', '.join(f'{why}: {n}' for why, n in listing.left_out.items())}){hint}")
+    return columns, kept
+
+
+def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float, left_out: Counter) -> list[Entry]:
+    """Cuts each entry's boxed face out of its image into ``faces_dir``, as ``detect`` cuts out a detected face.
+
+    The crop is the square about the box's centre whose side is the box's larger side times
+    ``1 + margin``, at most ``FACE_SIDE`` pixels, saved as JPEG under the image's path below ``root``
+    with the face's number appended. Images are decoded once for all their faces.
+
+    Returns:
+        The entries pointing at their crops; those without a box or a readable image are left out (and counted).
+    """
+    import cv2
+
+    cut: list[Entry] = []
+    decoded: tuple[Path | None, object] = (None, None)
+    for done, entry in enumerate(entries, 1):
+        if entry.box is None:
+            left_out["no face box"] += 1
+            continue
+        if decoded[0] != entry.file:
+            decoded = (entry.file, decode_image(entry.file))
+        frame = decoded[1]
+        if frame is None:
+            left_out["image unreadable"] += 1
+            continue
+        crop = crop_face(frame, Face(entry.box), margin, max_side=FACE_SIDE)
+        if crop.shape[0] > FACE_SIDE:
+            crop = cv2.resize(crop, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+        try:
+            relative = entry.file.relative_to(root)
+        except ValueError:
+            relative = Path(entry.file.name)
+        target = faces_dir / relative.parent / f"{relative.stem}_{entry.face_id}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+        cut.append(Entry(target, entry.label, entry.groups))
+        if done % 5000 == 0:
+            print(f"cut {done}/{len(entries)} faces", flush=True)
+    if not cut:
+        raise UserError(f"no face to cut out ({', '.join(f'{why}: {n}' for why, n in left_out.items())})")
+    return cut
+
+
+def label_list_text(columns: list[str], entries: list[Entry], out: Path) -> str:
+    """The label list's CSV text; paths relative to the list's folder where they can be, so the list and its images move together."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
-    for file, label, groups in kept:
+    for entry in entries:
         try:
-            path = Path(os.path.relpath(file.absolute(), out.absolute().parent)).as_posix()
+            path = Path(os.path.relpath(entry.file.absolute(), out.absolute().parent)).as_posix()
         except ValueError:  # Windows: another drive than the list's has no relative path
-            path = str(file.absolute())
-        writer.writerow([path, label, *(groups.get(name, "") for name in columns[2:])])
-    return text.getvalue(), kept
+            path = str(entry.file.absolute())
+        writer.writerow([path, entry.label, *(entry.groups.get(name, "") for name in columns[2:])])
+    return text.getvalue()
 
 
-def summary(kept: list[tuple[Path, str, dict[str, str]]], left_out: Counter) -> str:
+def summary(entries: list[Entry], left_out: Counter) -> str:
     """Counts per label, per split where the dataset has one, and of what was left out, for the printout."""
-    lines = ["  " + ", ".join(f"{label} {n}" for label, n in sorted(Counter(label for _, label, _ in kept).items()))]
-    splits = Counter(groups["split"] for _, _, groups in kept if "split" in groups)
+    lines = ["  " + ", ".join(f"{label} {n}" for label, n in sorted(Counter(entry.label for entry in entries).items()))]
+    splits = Counter(entry.groups["split"] for entry in entries if "split" in entry.groups)
     if splits:
         lines.append("  split: " + ", ".join(f"{name} {n}" for name, n in sorted(splits.items())))
     lines += [f"  left out: {n} ({why})" for why, n in left_out.items()]
@@ -322,6 +447,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help=f"the label list to write ({LABEL_LIST_SUFFIX}); name it train.csv or test.csv in one folder for a train/test pair")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]", help="keep only faces with one of these values in a column (repeatable; e.g. split=test, pose=frontal, frame=peak)")
     parser.add_argument("--peak-frames", type=at_least(1), metavar="N", help="ckplus: frames up to each sequence's apex labelled with its emotion (default 3)")
+    parser.add_argument("--cut-faces", action="store_true", help=f"cut each annotated face box out into OUT's name + _faces/ ({FACE_SIDE} px JPEGs) and list those (always for expw; affectnet's boxes otherwise unused)")
+    parser.add_argument("--margin", type=in_range(0, MAX_CROP_MARGIN), metavar="M", help="with cut-out faces: a border around each box, as a fraction of its larger side (default 0: the box's own square)")
     return parser
 
 
@@ -332,10 +459,19 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--out {args.out}: a label list is a {LABEL_LIST_SUFFIX} file")
     if args.peak_frames is not None and args.format != "ckplus":
         raise UserError(f"--peak-frames applies to ckplus sequences, not {args.format}")
+    if args.cut_faces and args.format not in BOXED_FORMATS:
+        raise UserError(f"--cut-faces needs face boxes, which {args.format} does not give (only {', '.join(BOXED_FORMATS)})")
+    cutting = args.cut_faces or args.format == "expw"
+    if args.margin is not None and not cutting:
+        raise UserError("--margin applies to cut-out faces: add --cut-faces (affectnet) or list expw")
     listing = read_dataset(args.format, args.root, args.peak_frames or 3)
-    text, kept = list_csv(listing, args.out, args.where)
+    columns, kept = select(listing, args.where)
+    if cutting:
+        faces_dir = args.out.with_name(f"{args.out.stem}_faces")
+        kept = cut_faces(kept, args.root, faces_dir, args.margin or 0.0, listing.left_out)
+        print(f"cut {len(kept)} faces out into {faces_dir}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, text)
+    write_atomic(args.out, label_list_text(columns, kept, args.out))
     print(f"wrote {len(kept)} faces to {args.out}\n{summary(kept, listing.left_out)}")
     return 0
 

@@ -2,6 +2,7 @@
 
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -69,6 +70,34 @@ def test_affectnet_keeps_the_eight_emotions_from_tables_with_and_without_a_heade
     prefix = "Manually_Annotated/Manually_Annotated_Images"
     assert listed(out, "split") == [(f"{prefix}/689/a.jpg", "contempt", "train"), (f"{prefix}/12/c.jpg", "neutral", "validation")]
     assert "left out: 1 (expression 8-10 (none, uncertain, no face))" in capsys.readouterr().out
+    # With --cut-faces, each row's box (50 px square from 10,10 of an 8-px image, filled by reflection) is cut out.
+    assert ll.main(["affectnet", str(tmp_path), "--out", str(out), "--cut-faces", "--where", "split=validation"]) == 0
+    assert listed(out) == [("affectnet_faces/Manually_Annotated/Manually_Annotated_Images/12/c_0.jpg", "neutral", "")]
+    assert Image.open(tmp_path / "affectnet_faces/Manually_Annotated/Manually_Annotated_Images/12/c_0.jpg").size == (50, 50)
+
+
+def test_expw_cuts_out_every_boxed_face_of_a_photo_with_its_own_label(tmp_path, capsys):
+    photo = tmp_path / "ExpW" / "data" / "image" / "origin" / "afraid_african_214.jpg"
+    photo.parent.mkdir(parents=True)
+    pixels = np.zeros((80, 100, 3), np.uint8)
+    pixels[:, 50:] = 255  # the first face is in the dark half, the second in the bright one
+    Image.fromarray(pixels).save(photo, quality=100)
+    (tmp_path / "ExpW" / "data" / "label").mkdir()
+    (tmp_path / "ExpW" / "data" / "label" / "label.lst").write_text(
+        "afraid_african_214.jpg 0 10 5 45 40 0.9 3\nafraid_african_214.jpg 1 20 55 85 40 0.8 6\n"
+        "afraid_african_214.jpg 2 20 55 55 40 0.1 2\ngone.jpg 0 1 1 9 9 0.9 0\n"
+    )
+    out = tmp_path / "lists" / "expw.csv"
+    assert ll.main(["expw", str(tmp_path / "ExpW"), "--out", str(out)]) == 0
+    faces = "expw_faces/data/image/origin"
+    assert listed(out) == [(f"{faces}/afraid_african_214_0.jpg", "happy", ""), (f"{faces}/afraid_african_214_1.jpg", "neutral", "")]
+    dark, bright = (np.asarray(Image.open(out.parent / file)) for file, _, _ in listed(out))
+    assert dark.shape == (40, 40, 3) and bright.shape == (30, 30, 3)  # the larger side of each box, squared
+    assert dark[5:35, 5:35].max() < 20 and bright.min() > 235
+    printed = capsys.readouterr().out
+    assert "left out: 1 (face box without area)" in printed and "left out: 1 (image file missing)" in printed
+    assert ll.main(["expw", str(tmp_path / "ExpW"), "--out", str(out), "--margin", "0.5"]) == 0
+    assert Image.open(out.parent / f"{faces}/afraid_african_214_0.jpg").size == (60, 60)
 
 
 def test_ckplus_labels_the_frames_up_to_the_apex_and_the_onset_as_neutral(tmp_path):
@@ -111,6 +140,10 @@ def test_kdef_and_jaffe_read_the_codes_in_file_names(tmp_path, capsys):
     [
         ("kdef", ["--out", "x.txt"], "a label list is a .csv file"),
         ("kdef", ["--peak-frames", "2"], "--peak-frames applies to ckplus sequences, not kdef"),
+        ("kdef", ["--cut-faces"], "--cut-faces needs face boxes, which kdef does not give (only affectnet, expw)"),
+        ("kdef", ["--margin", "0.2"], "--margin applies to cut-out faces"),
+        ("expw", ["--margin", "2"], "--margin"),
+        ("expw", [], "no ExpW annotations: expected label/label.lst"),
         ("kdef", ["--where", "pose"], "expected COLUMN=VALUE"),
         ("kdef", ["--where", "age=20"], "no column age; this list's columns: path, label, subject, gender, session, pose"),
         ("kdef", ["--where", "pose=upside-down"], "no face to list (not kept by --where: 1)"),
@@ -139,5 +172,9 @@ def test_images_missing_everywhere_name_the_first_expected_file(tmp_path, capsys
     (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 9\n")
     assert ll.main(["rafdb", str(tmp_path), "--out", str(tmp_path / "raf.csv")]) == 2
     assert "line 1 is not 'IMAGE LABEL' with a label 1-7: 'train_00001.jpg 9'" in capsys.readouterr().err
+    (tmp_path / "label").mkdir()
+    (tmp_path / "label" / "label.lst").write_text("a.jpg 0 10 five 45 40 0.9 3\n")
+    assert ll.main(["expw", str(tmp_path), "--out", str(tmp_path / "expw.csv")]) == 2
+    assert "line 1 is not 'IMAGE FACE_ID TOP LEFT RIGHT BOTTOM CONFIDENCE LABEL' with a label 0-6: 'a.jpg 0 10 five 45 40 0.9 3'" in capsys.readouterr().err
     assert ll.main(["rafdb", str(tmp_path / "nowhere"), "--out", str(tmp_path / "raf.csv")]) == 2
     assert "nowhere: folder not found" in capsys.readouterr().err
