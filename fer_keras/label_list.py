@@ -100,8 +100,11 @@ def _rafdb_attributes(base: Path) -> dict[str, dict[str, str]]:
     if folder.is_dir():
         texts = {path.name: path.read_text(errors="replace") for path in folder.glob("*_manu_attri.txt")}
     elif archive.is_file():
-        with zipfile.ZipFile(archive) as zipped:
-            texts = {Path(name).name: zipped.read(name).decode(errors="replace") for name in zipped.namelist() if name.endswith("_manu_attri.txt")}
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                texts = {Path(name).name: zipped.read(name).decode(errors="replace") for name in zipped.namelist() if name.endswith("_manu_attri.txt")}
+        except zipfile.BadZipFile as err:
+            raise UserError(f"{archive}: not a readable zip ({err})") from None
     else:
         return {}
     attributes = {}
