@@ -14,6 +14,7 @@ COMMANDS = {
     "recover": "rebuild an exported int8 .tflite's members as .keras run folders",
     "prune": "narrow a trained VGG into vgg_slim, keeping its strongest filters, for a short fine-tune",
     "soup": "average fine-tunes of one network in weight space into one .keras model",
+    "unpack": "write FER2013's pixel table (fer2013.csv) as image folders, with its FERPlus row map",
     "label_list": "write a .csv label list from a public dataset's own annotations (RAF-DB, AffectNet, CK+, KDEF, JAFFE)",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",

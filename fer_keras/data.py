@@ -36,6 +36,9 @@ DATA_ENV = "FER_KERAS_DATA"
 # file names (RAF-DB, KDEF, JAFFE, AffectNet) rather than in class folders.
 LABEL_LIST_SUFFIX = ".csv"
 LABEL_LIST_COLUMNS = ("path", "label")
+# A dataset root's own map from its files to FERPlus rows (``fer_keras.unpack`` writes one), read in
+# place of the vendored msambare map.
+FERPLUS_ROW_MAP = "ferplus_rows.csv"
 
 
 @dataclass
@@ -146,6 +149,8 @@ def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path,
             reader = csv.DictReader(handle)
             columns = {name.strip().lower(): name for name in reader.fieldnames or () if name}
             found = ", ".join(reader.fieldnames or ()) or "nothing"
+            if "pixels" in columns and "emotion" in columns:
+                raise UserError(f"{path}: this is FER2013's pixel table, not a label list; write it as image folders first: python -m fer_keras.unpack {path} --out DIR")
             if any(name not in columns for name in LABEL_LIST_COLUMNS):
                 raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
             if group_by and group_by.strip().lower() not in columns:
@@ -429,9 +434,18 @@ def _ferplus_table(name: str):
             return pd.read_csv(text)
 
 
-def ferplus_targets(soft: bool) -> "object":
-    """FERPlus targets for every usable Kaggle file, from the vendored vote tables.
+def ferplus_rows() -> list[tuple[str, str]]:
+    """(usage, FERPlus image name or "" where FERPlus removed the face) per row of FERPlus's vote table, which follows fer2013.csv's row order."""
+    with resources.files("fer_keras.resources.ferplus").joinpath("fer2013new.csv.gz").open("rb") as raw:
+        with gzip.open(raw, "rt", newline="") as text:
+            return [(row["Usage"], row["Image name"]) for row in csv.DictReader(text)]
 
+
+def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
+    """FERPlus targets for every usable file of a dataset root, from the vendored vote tables.
+
+    Files map to FERPlus rows through ``root``'s own ``FERPLUS_ROW_MAP`` where it has one (a root
+    written by ``fer_keras.unpack``), else through the vendored map of the Kaggle msambare layout.
     Rows are dropped when the file maps to more than one FERPlus image (n_candidates != 1),
     when the top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied. Each file
     appears once.
@@ -443,8 +457,11 @@ def ferplus_targets(soft: bool) -> "object":
         A pandas DataFrame with columns file (relative to the dataset root), usage, and one
         float column per FERPlus label.
     """
+    import pandas as pd
+
     votes = _ferplus_table("fer2013new")
-    mapping = _ferplus_table("msambare_to_ferplus")
+    own_map = root / FERPLUS_ROW_MAP if root is not None else None
+    mapping = pd.read_csv(own_map) if own_map is not None and own_map.is_file() else _ferplus_table("msambare_to_ferplus")
     mapping = mapping[mapping["n_candidates"] == 1]
     votes = votes.dropna(subset=["Image name"])
     # fer2013new.csv gives five FERPlus image names two rows each (same votes), which the merge would
@@ -487,7 +504,7 @@ def with_crowd_votes(split: Split, root: Path, labels: tuple[str, ...], weight: 
     Raises:
         UserError: When no face of the split has usable votes (not the msambare layout).
     """
-    table = ferplus_targets(soft=True).set_index("file")
+    table = ferplus_targets(soft=True, root=root).set_index("file")
     files = [Path(path).relative_to(root).as_posix() for path in split.paths]
     votes = table.reindex(files)[list(labels)].to_numpy(dtype=np.float32)  # NaN rows: no usable votes
     totals = np.nan_to_num(votes).sum(axis=1)
@@ -511,7 +528,7 @@ def load_ferplus_dataset(
     """
     if not ((root / "train").is_dir() and (root / "test").is_dir()):
         raise UserError(f"{root}: FERPlus needs the Kaggle msambare/fer2013 layout (train/ and test/ folders)")
-    table = ferplus_targets(soft)
+    table = ferplus_targets(soft, root)
     skipped: list[tuple[str, str]] = []
     splits = {}
     usages = (("Training", "train"), ("PublicTest", "val")) + ((("PrivateTest", "test"),) if with_test else ())
