@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -265,6 +266,29 @@ def read_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray
         except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
             skipped.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
     return images[ok], ok, skipped
+
+
+def pixel_digests(paths: list[str | os.PathLike]) -> list[str | None]:
+    """A digest of each image's pixels in grayscale (upright, 8-bit, its own size), or None where it cannot be read.
+
+    Equal digests mean pixel-identical faces, whatever the files are named or labelled: FER2013's
+    test folder holds faces identical to training ones, which a model may simply remember.
+    """
+    digests: list[str | None] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                gray = np.asarray(eight_bit_upright(image).convert("L"))
+        except Exception:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
+            digests.append(None)
+            continue
+        digests.append(hashlib.blake2b(gray.tobytes() + str(gray.shape).encode(), digest_size=16).hexdigest())
+    return digests
+
+
+def training_files(root: Path) -> list[Path]:
+    """The image files a model would train on from ``root``: its ``train`` part (folder or list) where it has one, else all of it."""
+    return [file for files in list_labelled_files(dataset_part(root, "train") or root).values() for file in files]
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.data import (  # noqa: E402
-    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir,
-    run_data_settings,
+    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir, pixel_digests,
+    run_data_settings, training_files,
 )
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
@@ -380,6 +380,8 @@ def write_report(out: Path, metrics: dict, plots: dict[str, bytes]) -> Path:
             *((f"accuracy on {usage}", f"{scores['accuracy']:.4f} ({scores['n']} images)") for usage, scores in metrics.get("accuracy_by_usage", {}).items()),
             *((html.escape(f"accuracy where {metrics['group_by']} is {group}"), f"{scores['accuracy']:.4f} ({scores['n']} images)")
               for group, scores in metrics.get("accuracy_by_group", {}).items()),
+            *((html.escape(f"accuracy on faces {'' if kind == 'seen' else 'not '}pixel-identical to one in {metrics['seen_in']}"), f"{scores['accuracy']:.4f} ({scores['n']} images)")
+              for kind, scores in metrics.get("accuracy_by_seen", {}).items()),
             ("balanced accuracy", f"{metrics['balanced_accuracy']:.4f}"),
             ("macro F1", f"{metrics['macro_f1']:.4f}"),
             ("macro AUC", f"{metrics['macro_auc']:.4f}" if metrics["macro_auc"] is not None else "–"),
@@ -420,6 +422,7 @@ def evaluate(
     crop_faces: str | None = None,
     detector_model: str | None = None,
     group_by: str | None = None,
+    seen_in: str | None = None,
 ) -> dict:
     """Evaluates a model on a labelled folder and writes metrics.json, predictions.csv, the plots and report.html.
 
@@ -429,6 +432,9 @@ def evaluate(
     (``ferplus``: FERPlus's majority labels and splits), and any other folder by its own class folders.
     With ``group_by`` (a column of the data's label list) the accuracy is also reported per value of
     that column, under ``accuracy_by_group``; rows that leave it empty form the group ``(blank)``.
+    With ``seen_in`` (a dataset folder or label list; its ``train`` part where it has one) the
+    accuracy is also reported apart for the faces pixel-identical to one of its images and for the
+    rest (``accuracy_by_seen``), and the former are listed (``seen_files``).
 
     Returns:
         The metrics dict.
@@ -444,6 +450,7 @@ def evaluate(
     label_set = label_set or (run.get("label_set") if trained_here else None) or "folder"
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
     groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
+    seen_digests = set(pixel_digests(training_files(locate_data_dir(seen_in, "--seen-in")))) - {None} if seen_in else set()
     no_face: list[str] = []
     if crop_faces:
         chosen, no_face = with_face_crops(chosen, crop_faces, detector_model, predictor.input_shape)
@@ -464,6 +471,11 @@ def evaluate(
     if group_by:
         metrics["group_by"] = group_by
         metrics["accuracy_by_group"] = accuracy_by_group([groups.get(path) or "(blank)" for path in paths], correct)
+    if seen_in:
+        seen = [digest in seen_digests for digest in pixel_digests(paths)]
+        metrics["seen_in"] = str(seen_in)
+        metrics["accuracy_by_seen"] = accuracy_by_group(["seen" if hit else "unseen" for hit in seen], correct, order=("unseen", "seen"))
+        metrics["seen_files"] = [os.path.relpath(path, root if root.is_dir() else root.parent) for path, hit in zip(paths, seen) if hit]
     metrics.update(
         model=str(predictor.path),
         data_dir=str(root),
@@ -506,6 +518,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--labels", help="comma-separated labels, in output order, of a .keras model without a run folder or a third-party .tflite without our metadata")
     parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite without our metadata, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")
+    parser.add_argument("--seen-in", metavar="DATA", help="also report the accuracy apart on faces pixel-identical to an image of DATA (a training set: its train/ part where it has one) and on the rest, and list the former")
     parser.add_argument("--group-by", metavar="COLUMN", help="also report accuracy per value of this column of a .csv label list (a dataset, subject, gender or age group)")
     return parser
 
@@ -517,12 +530,15 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(
         args.model, args.data_dir, args.out, args.label_set, args.split, args.tta, args.restrict_to_present, args.labels, args.run_dir,
         value_range=value_range, balance=args.balance, crop_faces=args.crop_faces, detector_model=args.detector_model, group_by=args.group_by,
+        seen_in=args.seen_in,
     )
     print(f"accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  n={metrics['n']}")
     for usage, scores in metrics.get("accuracy_by_usage", {}).items():
         print(f"  {usage}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
     for group, scores in metrics.get("accuracy_by_group", {}).items():
         print(f"  {metrics['group_by']} {group}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
+    for kind, scores in metrics.get("accuracy_by_seen", {}).items():
+        print(f"  {kind} in {metrics['seen_in']}: accuracy {scores['accuracy']:.4f}  n={scores['n']}")
     if metrics["no_face_files"]:
         print(f"no face found in {len(metrics['no_face_files'])} images (left out; listed in metrics.json)")
     if metrics["excluded_classes"]:

@@ -160,6 +160,30 @@ def test_a_label_list_scores_as_the_class_folders_it_lists(tiny_keras_run, plain
     assert capsys.readouterr().err.strip().endswith("no images of any class the model knows (angry, happy, sad); the data's classes: 4, 6")
 
 
+def test_seen_in_scores_faces_identical_to_training_images_apart(tiny_keras_run, plain_folder, tmp_path, capsys):
+    # A training set holding two of the test faces: one copied under another class and name, one
+    # re-saved losslessly as PNG (other bytes, the same pixels); its own train/ part is what counts.
+    train = tmp_path / "trainset" / "train"
+    (train / "sad").mkdir(parents=True)
+    (train / "sad" / "copy.jpg").write_bytes((plain_folder / "anger" / "3.jpg").read_bytes())
+    Image.open(plain_folder / "happiness" / "5.jpg").save(train / "sad" / "resaved.png")
+    Image.fromarray(np.full((48, 48), 7, np.uint8)).save(train / "sad" / "other.png")
+    (tmp_path / "trainset" / "test" / "sad").mkdir(parents=True)
+    Image.open(plain_folder / "sadness" / "0.jpg").save(tmp_path / "trainset" / "test" / "sad" / "held_out.png")  # test/ is not training data
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(plain_folder), "--out", str(tmp_path / "e"), "--seen-in", str(tmp_path / "trainset")]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    right = {row.split(",")[0]: row.split(",")[1] == row.split(",")[2] for row in (tmp_path / "e" / "predictions.csv").read_text().splitlines()[1:]}
+    assert sorted(metrics["seen_files"]) == ["anger/3.jpg", "happiness/5.jpg"]
+    assert metrics["accuracy_by_seen"] == {
+        "unseen": {"accuracy": sum(v for f, v in right.items() if f not in metrics["seen_files"]) / 22, "n": 22},
+        "seen": {"accuracy": (right["anger/3.jpg"] + right["happiness/5.jpg"]) / 2, "n": 2},
+    }
+    assert f"seen in {tmp_path / 'trainset'}: accuracy" in capsys.readouterr().out
+    assert "pixel-identical to one in" in (tmp_path / "e" / "report.html").read_text()
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(plain_folder), "--out", str(tmp_path / "x"), "--seen-in", str(tmp_path / "nowhere")]) == 2
+    assert "(--seen-in) does not exist" in capsys.readouterr().err
+
+
 def _predict(model):
     return lambda x: model.predict(x, verbose=0)
 
