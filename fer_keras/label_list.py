@@ -458,6 +458,7 @@ def build_parser() -> ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.root, args.out = args.root.expanduser(), args.out.expanduser()  # "~/KDEF" quoted, or from a script
     if args.out.suffix.lower() != LABEL_LIST_SUFFIX:
         raise UserError(f"--out {args.out}: a label list is a {LABEL_LIST_SUFFIX} file")
     if args.peak_frames is not None and args.format != "ckplus":

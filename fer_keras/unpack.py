@@ -125,6 +125,7 @@ def build_parser() -> ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.table, args.out = args.table.expanduser(), args.out.expanduser()  # "~/fer2013.csv" quoted, or from a script
     if not args.table.is_file():
         raise UserError(f"{args.table}: file not found")
     count, ferplus = unpack(args.table, args.out)
