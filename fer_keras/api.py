@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from fer_keras.errors import UserError, check_at_least
-from fer_keras.faces import DEFAULT_DETECTOR, MAX_CROP_MARGIN, FaceDetector, crop_face, crop_margin, crop_side, make_detector
+from fer_keras.faces import DEFAULT_DETECTOR, MAX_CROP_MARGIN, FaceDetector, box_area, crop_face, crop_margin, crop_side, make_detector
 from fer_keras.runtime import EmotionClassifier, as_uint8, check_pixels
 from fer_keras.sources import decode_image_bytes, open_video, pillow_to_bgr, read_image
 from fer_keras.tracking import IoUTracker
@@ -136,7 +136,7 @@ class FrameAnalyzer:
         frame = load_image(frame)
         start = time.perf_counter()
         faces = [f for f in self.detector(frame) if min(f.box[2], f.box[3]) >= self.min_face]
-        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        faces.sort(key=box_area, reverse=True)
         if self.max_faces:
             faces = faces[: self.max_faces]
         detected = time.perf_counter()

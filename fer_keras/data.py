@@ -133,13 +133,13 @@ def locate_data_dir(data_dir: str | os.PathLike | None, option: str = "--data-di
         ) from None
 
 
-def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path, str, str]]:
-    """Reads a CSV label list: (file, label, the row's ``group_by`` value or "") per row, in the list's order.
+def label_list_entries(path: Path) -> tuple[list[str], list[tuple[Path, str, dict[str, str]]]]:
+    """Reads a CSV label list: its header, and (file, label, every column's value by header name) per row, in the list's order.
 
     The list has a header row naming a ``path`` and a ``label`` column, in any case (others, such as
-    a subject or a source, are ignored unless ``group_by`` names one), and one face per row.
-    Relative paths are taken from the list's own folder, so a list travels with its images;
-    backslashes separate folders, as in a list written on Windows.
+    a subject or a source, serve for grouping), and one face per row. Relative paths are taken
+    from the list's own folder, so a list travels with its images; backslashes separate folders, as
+    in a list written on Windows.
 
     Raises:
         UserError: When the file cannot be read as UTF-8 CSV, lacks a column it needs, has a row
@@ -148,16 +148,13 @@ def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path,
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save a BOM
             reader = csv.DictReader(handle)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or () if name}
-            found = ", ".join(reader.fieldnames or ()) or "nothing"
+            header = [name for name in reader.fieldnames or () if name]
+            columns = {name.strip().lower(): name for name in header}
             if "pixels" in columns and "emotion" in columns:
                 raise UserError(f"{path}: this is FER2013's pixel table, not a label list; write it as image folders first: python -m fer_keras.unpack {path} --out DIR")
             if any(name not in columns for name in LABEL_LIST_COLUMNS):
-                raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {found}")
-            if group_by and group_by.strip().lower() not in columns:
-                raise UserError(f"{path}: no column {group_by} to group by; found {found}")
-            group_column = columns[group_by.strip().lower()] if group_by else None
-            rows: list[tuple[Path, str, str]] = []
+                raise UserError(f"{path}: a label list needs a header row with columns {' and '.join(LABEL_LIST_COLUMNS)}; found {', '.join(header) or 'nothing'}")
+            rows: list[tuple[Path, str, dict[str, str]]] = []
             first_line: dict[str, int] = {}
             for row in reader:
                 file, label = ((row.get(columns[name]) or "").strip() for name in LABEL_LIST_COLUMNS)
@@ -169,13 +166,25 @@ def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path,
                 if file in first_line:
                     raise UserError(f"{path}: line {reader.line_num} lists {file} again (first on line {first_line[file]})")
                 first_line[file] = reader.line_num
-                group = (row.get(group_column) or "").strip() if group_column else ""
-                rows.append((path.parent / Path(file).expanduser(), label, group))
+                rows.append((path.parent / Path(file).expanduser(), label, {name: (row.get(name) or "").strip() for name in header}))
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a UTF-8 CSV label list ({err})") from None
     if not rows:
         raise UserError(f"{path}: the label list has no rows")
-    return rows
+    return header, rows
+
+
+def label_list_rows(path: Path, group_by: str | None = None) -> list[tuple[Path, str, str]]:
+    """(file, label, the row's ``group_by`` value or "") per row of a CSV label list (``label_list_entries``), in the list's order.
+
+    Raises:
+        UserError: As ``label_list_entries``, and when ``group_by`` names no column (in any case).
+    """
+    header, rows = label_list_entries(path)
+    column = next((name for name in header if group_by and name.strip().lower() == group_by.strip().lower()), None)
+    if group_by and column is None:
+        raise UserError(f"{path}: no column {group_by} to group by; found {', '.join(header)}")
+    return [(file, label, groups.get(column, "") if column else "") for file, label, groups in rows]
 
 
 def read_label_list(path: Path) -> dict[str, list[Path]]:

@@ -117,7 +117,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
     Returns:
         The split of the images where a face was found, and the files where none was.
     """
-    from fer_keras.faces import crop_face, crop_margin, crop_side, make_detector
+    from fer_keras.faces import box_area, crop_face, crop_margin, crop_side, make_detector
     from fer_keras.runtime import to_model_input
     from fer_keras.sources import decode_image
 
@@ -130,7 +130,7 @@ def with_face_crops(split: Split, detector_name: str, detector_model: str | None
         if not faces:
             missed.append(path)
             continue
-        largest = max(faces, key=lambda face: face.box[2] * face.box[3])
+        largest = max(faces, key=box_area)
         crops.append(crop_face(frame, largest, margin, max_side))
         found[i] = True
     height, width, channels = shape

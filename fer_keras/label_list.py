@@ -22,9 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_keras.data import LABEL_LIST_SUFFIX
+from fer_keras.data import LABEL_LIST_COLUMNS, LABEL_LIST_SUFFIX, label_list_entries, list_labelled_files
 from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, in_range
-from fer_keras.faces import MAX_CROP_MARGIN, Face, crop_face
+from fer_keras.faces import DETECTORS, MAX_CROP_MARGIN, Face, FaceDetector, box_area, crop_face, crop_margin, make_detector
 from fer_keras.files import write_atomic
 from fer_keras.sources import decode_image
 
@@ -300,7 +300,21 @@ def read_jaffe(root: Path) -> Listing:
     return listing
 
 
+def read_folder(root: Path) -> Listing:
+    """Your own labelled faces or photos: a folder of class folders, or a ``.csv`` label list whose other columns are kept as groups."""
+    listing = Listing()
+    if root.is_file():
+        for file, label, values in label_list_entries(root)[1]:
+            groups = {name.strip().lower(): value for name, value in values.items() if name.strip().lower() not in LABEL_LIST_COLUMNS}
+            listing.faces.append(Entry(file, label, groups))
+    else:
+        for label, files in list_labelled_files(root).items():
+            listing.faces.extend(Entry(file, label, {}) for file in files)
+    return listing
+
+
 FORMATS = {
+    "folder": "your own faces or photos: class folders, or a .csv label list (its other columns kept); with --detect-faces",
     "rafdb": "RAF-DB basic: EmoLabel/list_patition_label.txt (or numbered class folders), aligned faces, split/gender/race/age",
     "affectnet": "AffectNet: training.csv and validation.csv over Manually_Annotated_Images, split (face boxes: --cut-faces)",
     "expw": "ExpW: label/label.lst over image/origin, each boxed face cut out",
@@ -325,9 +339,9 @@ def read_dataset(name: str, root: Path, peak_frames: int = 3) -> Listing:
     Raises:
         UserError: When ``root`` is missing or holds no annotations of that dataset.
     """
-    if not root.is_dir():
+    if not root.is_dir() and not (name == "folder" and root.suffix.lower() == LABEL_LIST_SUFFIX and root.is_file()):
         raise UserError(f"{root}: folder not found")
-    readers = {"rafdb": read_rafdb, "affectnet": read_affectnet, "expw": read_expw, "kdef": read_kdef, "jaffe": read_jaffe}
+    readers = {"folder": read_folder, "rafdb": read_rafdb, "affectnet": read_affectnet, "expw": read_expw, "kdef": read_kdef, "jaffe": read_jaffe}
     return read_ckplus(root, peak_frames) if name == "ckplus" else readers[name](root)
 
 
@@ -372,22 +386,26 @@ def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
     return columns, kept
 
 
-def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float, left_out: Counter) -> list[Entry]:
-    """Cuts each entry's boxed face out of its image into ``faces_dir``, as ``detect`` cuts out a detected face.
+def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float | None, left_out: Counter, detector: FaceDetector | None = None) -> list[Entry]:
+    """Cuts each entry's face out of its image into ``faces_dir``, as ``detect`` cuts out a detected face.
 
-    The crop is the square about the box's centre whose side is the box's larger side times
-    ``1 + margin``, at most ``FACE_SIDE`` pixels, saved as JPEG under the image's path below ``root``
-    with the face's number appended. Images are decoded once for all their faces.
+    The face is the entry's annotated box, or with a ``detector`` the largest face it finds (eyes
+    levelled where it gives them). The crop is the square about the box's centre whose side is the
+    box's larger side times ``1 + margin`` (None: 0 for an annotated box, the detector's measured
+    margin for a detected one), at most ``FACE_SIDE`` pixels, saved as JPEG under the image's path
+    below ``root`` with the face's number appended. Images are decoded once for all their faces.
 
     Returns:
-        The entries pointing at their crops; those without a box or a readable image are left out (and counted).
+        The entries pointing at their crops; those without a box, a readable image or a detected face are left out (and counted).
     """
     import cv2
 
+    if margin is None:
+        margin = crop_margin(detector) if detector else 0.0
     cut: list[Entry] = []
     decoded: tuple[Path | None, object] = (None, None)
     for done, entry in enumerate(entries, 1):
-        if entry.box is None:
+        if entry.box is None and detector is None:
             left_out["no face box"] += 1
             continue
         if decoded[0] != entry.file:
@@ -396,13 +414,17 @@ def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float, 
         if frame is None:
             left_out["image unreadable"] += 1
             continue
-        crop = crop_face(frame, Face(entry.box), margin, max_side=FACE_SIDE)
+        face = max(detector(frame), key=box_area, default=None) if detector else Face(entry.box)
+        if face is None:
+            left_out[f"no face found by {detector.name}"] += 1
+            continue
+        crop = crop_face(frame, face, margin, max_side=FACE_SIDE)
         if crop.shape[0] > FACE_SIDE:
             crop = cv2.resize(crop, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
         try:
-            relative = entry.file.relative_to(root)
-        except ValueError:
-            relative = Path(entry.file.name)
+            relative = entry.file.relative_to(root if root.is_dir() else root.parent)
+        except ValueError:  # a listed file outside the list's folder: its whole path, so names cannot clash
+            relative = Path(*entry.file.absolute().parts[1:])
         target = faces_dir / relative.parent / f"{relative.stem}_{entry.face_id}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
@@ -451,7 +473,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]", help="keep only faces with one of these values in a column (repeatable; e.g. split=test, pose=frontal, frame=peak)")
     parser.add_argument("--peak-frames", type=at_least(1), metavar="N", help="ckplus: frames up to each sequence's apex labelled with its emotion (default 3)")
     parser.add_argument("--cut-faces", action="store_true", help=f"cut each annotated face box out into OUT's name + _faces/ ({FACE_SIDE} px JPEGs) and list those (always for expw; affectnet's boxes otherwise unused)")
-    parser.add_argument("--margin", type=in_range(0, MAX_CROP_MARGIN), metavar="M", help="with cut-out faces: a border around each box, as a fraction of its larger side (default 0: the box's own square)")
+    parser.add_argument("--detect-faces", nargs="?", const="blazeface", choices=DETECTORS, metavar="DETECTOR", help="cut the largest face a detector finds in each image out into OUT's name + _faces/, as detect and evaluate --crop-faces frame it (default detector blazeface)")
+    parser.add_argument("--detector-model", help="model file for a detector that needs one (yunet: its .onnx)")
+    parser.add_argument("--margin", type=in_range(0, MAX_CROP_MARGIN), metavar="M", help="with cut-out faces: a border around each box, as a fraction of its larger side (default: 0 for annotated boxes, the detector's measured margin for detected ones)")
     return parser
 
 
@@ -465,14 +489,17 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--peak-frames applies to ckplus sequences, not {args.format}")
     if args.cut_faces and args.format not in BOXED_FORMATS:
         raise UserError(f"--cut-faces needs face boxes, which {args.format} does not give (only {', '.join(BOXED_FORMATS)})")
-    cutting = args.cut_faces or args.format == "expw"
+    if args.detect_faces and (args.cut_faces or args.format == "expw"):
+        raise UserError(f"--detect-faces finds faces where the annotations box none; {args.format} boxes them (--cut-faces)" if args.format == "expw" else "--detect-faces and --cut-faces both choose the face: give one")
+    cutting = args.cut_faces or args.format == "expw" or args.detect_faces
     if args.margin is not None and not cutting:
-        raise UserError("--margin applies to cut-out faces: add --cut-faces (affectnet) or list expw")
+        raise UserError("--margin applies to cut-out faces: add --detect-faces, or --cut-faces (affectnet), or list expw")
+    detector = make_detector(args.detect_faces, args.detector_model) if args.detect_faces else None  # fails before any image is read
     listing = read_dataset(args.format, args.root, args.peak_frames or 3)
     columns, kept = select(listing, args.where)
     if cutting:
         faces_dir = args.out.with_name(f"{args.out.stem}_faces")
-        kept = cut_faces(kept, args.root, faces_dir, args.margin or 0.0, listing.left_out)
+        kept = cut_faces(kept, args.root, faces_dir, args.margin, listing.left_out, detector)
         print(f"cut {len(kept)} faces out into {faces_dir}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, label_list_text(columns, kept, args.out))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from fer_keras import data
 from fer_keras import label_list as ll
 
@@ -135,6 +136,31 @@ def test_kdef_and_jaffe_read_the_codes_in_file_names(tmp_path, capsys):
     assert listed(out, "subject") == [("jaffe/KA.AN1.39.tiff", "angry", "KA"), ("jaffe/NA.HA2.202.tiff", "happy", "NA")]
 
 
+def test_your_own_photos_get_their_largest_face_cut_out_as_detect_frames_it(tmp_path, capsys):
+    from fer_keras.faces import crop_face, make_detector
+    from fer_keras.sources import decode_image
+
+    photos = tmp_path / "photos"
+    for label, name in (("happy", "two_people.jpg"), ("Neutral", "multiface.jpg")):
+        (photos / label).mkdir(parents=True)
+        (photos / label / name).write_bytes((REPO / "tests" / "data" / name).read_bytes())
+    image(photos / "sad" / "blank.png", size=64)
+    out = tmp_path / "faces.csv"
+    assert ll.main(["folder", str(photos), "--out", str(out), "--detect-faces"]) == 0
+    assert listed(out) == [("faces_faces/Neutral/multiface_0.jpg", "Neutral", ""), ("faces_faces/happy/two_people_0.jpg", "happy", "")]
+    assert "left out: 1 (no face found by blazeface)" in capsys.readouterr().out
+    # The crop is detect's: the largest face (117 px) with BlazeFace's 20% margin, eyes levelled.
+    frame = decode_image(photos / "happy" / "two_people.jpg")
+    largest = max(make_detector("blazeface")(frame), key=lambda face: face.box[2])
+    expected = crop_face(frame, largest, 0.2, max_side=ll.FACE_SIDE)[..., ::-1]
+    written = np.asarray(Image.open(tmp_path / "faces_faces" / "happy" / "two_people_0.jpg"))
+    assert written.shape == expected.shape == (140, 140, 3) and np.abs(written.astype(int) - expected).mean() < 3
+    # A label list's own columns travel with its faces, and --where may pick on them.
+    (photos / "list.csv").write_text("Path,Label,Subject\nhappy/two_people.jpg,happy,s1\nNeutral/multiface.jpg,neutral,s2\n")
+    assert ll.main(["folder", str(photos / "list.csv"), "--out", str(out), "--where", "subject=S1"]) == 0
+    assert listed(out, "subject") == [("photos/happy/two_people.jpg", "happy", "s1")]
+
+
 @pytest.mark.parametrize(
     "format_, argv, message",
     [
@@ -142,6 +168,10 @@ def test_kdef_and_jaffe_read_the_codes_in_file_names(tmp_path, capsys):
         ("kdef", ["--peak-frames", "2"], "--peak-frames applies to ckplus sequences, not kdef"),
         ("kdef", ["--cut-faces"], "--cut-faces needs face boxes, which kdef does not give (only affectnet, expw)"),
         ("kdef", ["--margin", "0.2"], "--margin applies to cut-out faces"),
+        ("affectnet", ["--detect-faces", "--cut-faces"], "--detect-faces and --cut-faces both choose the face: give one"),
+        ("expw", ["--detect-faces"], "--detect-faces finds faces where the annotations box none; expw boxes them"),
+        ("kdef", ["--detect-faces", "yunet"], "yunet"),
+        ("folder", [], "expected one sub-folder of images per class, found none"),
         ("expw", ["--margin", "2"], "--margin"),
         ("expw", [], "no ExpW annotations: expected label/label.lst"),
         ("kdef", ["--where", "pose"], "expected COLUMN=VALUE"),
