@@ -80,6 +80,12 @@ class Listing:
 
     faces: list[Entry] = field(default_factory=list)
     left_out: Counter = field(default_factory=Counter)
+    first_left_out: dict[str, Path] = field(default_factory=dict)  # per reason, the first file so left out
+
+    def leave_out(self, reason: str, file: Path | None = None) -> None:
+        self.left_out[reason] += 1
+        if file is not None:
+            self.first_left_out.setdefault(reason, file)
 
     def add(self, file: Path, label: str, box: tuple[float, float, float, float] | None = None, face_id: str = "0", **groups: str) -> None:
         self.faces.append(Entry(file, label, groups, box, face_id))
@@ -214,7 +220,7 @@ def read_affectnet(root: Path) -> Listing:
             if code in AFFECTNET_EMOTIONS:
                 listing.add(images / file, AFFECTNET_EMOTIONS[code], box, split=split)
             else:
-                listing.left_out["expression 8-10 (none, uncertain, no face)"] += 1
+                listing.leave_out("expression 8-10 (none, uncertain, no face)")
     return listing
 
 
@@ -231,7 +237,7 @@ def read_expw(root: Path) -> Listing:
     for name, face_id, top, left, right, bottom, _, code in _annotation_lines(label_file, "IMAGE FACE_ID TOP LEFT RIGHT BOTTOM CONFIDENCE LABEL", EXPW_EMOTIONS, numbers=(2, 3, 4, 5)):
         box = _box([left, top, str(float(right) - float(left)), str(float(bottom) - float(top))])
         if box is None:
-            listing.left_out["face box without area"] += 1
+            listing.leave_out("face box without area", images / name)
             continue
         listing.add(images / name, EXPW_EMOTIONS[code], box, face_id)
     return listing
@@ -259,7 +265,7 @@ def read_ckplus(root: Path, peak_frames: int) -> Listing:
         apex = emotion_file.name.removesuffix("_emotion.txt")
         sequence_frames = sorted(path for path in (frames / subject / sequence).glob("*.png") if path.stem <= apex)
         if not sequence_frames:
-            listing.left_out["labelled sequence without frames"] += 1
+            listing.leave_out("labelled sequence without frames", emotion_file)
             continue
         listing.add(sequence_frames[0], "neutral", subject=subject, frame="onset")
         for file in sequence_frames[1:][-peak_frames:]:
@@ -277,7 +283,7 @@ def _coded_file_names(root: Path, pattern: re.Pattern, dataset: str, example: st
         if match:
             matched.append((file, match))
         elif file.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff"):
-            listing.left_out[f"name not in {dataset}'s code ({example})"] += 1
+            listing.leave_out(f"name not in {dataset}'s code ({example})", file)
     if not matched:
         raise UserError(f"{root}: no {dataset} images (named like {example})")
     return listing, matched
@@ -374,9 +380,9 @@ def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
     for entry in listing.faces:
         values = {"label": entry.label, **entry.groups}
         if any((values.get(column) or "").casefold() not in allowed for column, allowed in wanted.items()):
-            listing.left_out["not kept by --where"] += 1
+            listing.leave_out("not kept by --where")
         elif not entry.file.is_file():
-            listing.left_out["image file missing"] += 1
+            listing.leave_out("image file missing", entry.file)
         else:
             kept.append(entry)
     if not kept:
@@ -386,7 +392,7 @@ def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
     return columns, kept
 
 
-def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float | None, left_out: Counter, detector: FaceDetector | None = None) -> list[Entry]:
+def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float | None, listing: Listing, detector: FaceDetector | None = None) -> list[Entry]:
     """Cuts each entry's face out of its image into ``faces_dir``, as ``detect`` cuts out a detected face.
 
     The face is the entry's annotated box, or with a ``detector`` the largest face it finds (eyes
@@ -396,7 +402,7 @@ def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float |
     below ``root`` with the face's number appended. Images are decoded once for all their faces.
 
     Returns:
-        The entries pointing at their crops; those without a box, a readable image or a detected face are left out (and counted).
+        The entries pointing at their crops; those without a box, a readable image or a detected face are left out (counted in ``listing``).
     """
     import cv2
 
@@ -406,17 +412,17 @@ def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float |
     decoded: tuple[Path | None, object] = (None, None)
     for done, entry in enumerate(entries, 1):
         if entry.box is None and detector is None:
-            left_out["no face box"] += 1
+            listing.leave_out("no face box", entry.file)
             continue
         if decoded[0] != entry.file:
             decoded = (entry.file, decode_image(entry.file))
         frame = decoded[1]
         if frame is None:
-            left_out["image unreadable"] += 1
+            listing.leave_out("image unreadable", entry.file)
             continue
         face = max(detector(frame), key=box_area, default=None) if detector else Face(entry.box)
         if face is None:
-            left_out[f"no face found by {detector.name}"] += 1
+            listing.leave_out(f"no face found by {detector.name}", entry.file)
             continue
         crop = crop_face(frame, face, margin, max_side=FACE_SIDE)
         if crop.shape[0] > FACE_SIDE:
@@ -432,7 +438,7 @@ def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float |
         if done % 5000 == 0:
             print(f"cut {done}/{len(entries)} faces", flush=True)
     if not cut:
-        raise UserError(f"no face to cut out ({', '.join(f'{why}: {n}' for why, n in left_out.items())})")
+        raise UserError(f"no face to cut out ({', '.join(f'{why}: {n}' for why, n in listing.left_out.items())})")
     return cut
 
 
@@ -450,13 +456,13 @@ def label_list_text(columns: list[str], entries: list[Entry], out: Path) -> str:
     return text.getvalue()
 
 
-def summary(entries: list[Entry], left_out: Counter) -> str:
-    """Counts per label, per split where the dataset has one, and of what was left out, for the printout."""
+def summary(entries: list[Entry], listing: Listing) -> str:
+    """Counts per label, per split where the dataset has one, and of what was left out (with the first such file), for the printout."""
     lines = ["  " + ", ".join(f"{label} {n}" for label, n in sorted(Counter(entry.label for entry in entries).items()))]
     splits = Counter(entry.groups["split"] for entry in entries if "split" in entry.groups)
     if splits:
         lines.append("  split: " + ", ".join(f"{name} {n}" for name, n in sorted(splits.items())))
-    lines += [f"  left out: {n} ({why})" for why, n in left_out.items()]
+    lines += [f"  left out: {n} ({why}{f'; the first: {listing.first_left_out[why]}' if why in listing.first_left_out else ''})" for why, n in listing.left_out.items()]
     return "\n".join(lines)
 
 
@@ -499,11 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     columns, kept = select(listing, args.where)
     if cutting:
         faces_dir = args.out.with_name(f"{args.out.stem}_faces")
-        kept = cut_faces(kept, args.root, faces_dir, args.margin, listing.left_out, detector)
+        kept = cut_faces(kept, args.root, faces_dir, args.margin, listing, detector)
         print(f"cut {len(kept)} faces out into {faces_dir}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, label_list_text(columns, kept, args.out))
-    print(f"wrote {len(kept)} faces to {args.out}\n{summary(kept, listing.left_out)}")
+    print(f"wrote {len(kept)} faces to {args.out}\n{summary(kept, listing)}")
     return 0
 
 

@@ -40,7 +40,7 @@ def test_rafdb_reads_the_partition_file_aligned_faces_and_the_zipped_manual_attr
     assert [(label, split) for _, label, split in listed(out, "split")] == [("sad", "train"), ("surprise", "train"), ("surprise", "test")]
     assert [gender for _, _, gender in listed(out, "gender")] == ["female", "", ""]
     printed = capsys.readouterr().out
-    assert "wrote 3 faces" in printed and "split: test 1, train 2" in printed and "left out: 1 (image file missing)" in printed
+    assert "wrote 3 faces" in printed and "split: test 1, train 2" in printed and f"left out: 1 (image file missing; the first: {base}/Image/aligned/test_0002_aligned.jpg)" in printed
     # The official split, one list each, reads as a train/test dataset.
     assert ll.main(["rafdb", str(tmp_path / "RAF-DB"), "--out", str(tmp_path / "raf" / "test.csv"), "--where", "split=test"]) == 0
     assert ll.main(["rafdb", str(tmp_path / "RAF-DB"), "--out", str(tmp_path / "raf" / "train.csv"), "--where", "Split=TRAIN"]) == 0
@@ -96,7 +96,7 @@ def test_expw_cuts_out_every_boxed_face_of_a_photo_with_its_own_label(tmp_path, 
     assert dark.shape == (40, 40, 3) and bright.shape == (30, 30, 3)  # the larger side of each box, squared
     assert dark[5:35, 5:35].max() < 20 and bright.min() > 235
     printed = capsys.readouterr().out
-    assert "left out: 1 (face box without area)" in printed and "left out: 1 (image file missing)" in printed
+    assert f"left out: 1 (face box without area; the first: {photo})" in printed and "left out: 1 (image file missing; the first: " in printed
     assert ll.main(["expw", str(tmp_path / "ExpW"), "--out", str(out), "--margin", "0.5"]) == 0
     assert Image.open(out.parent / f"{faces}/afraid_african_214_0.jpg").size == (60, 60)
 
@@ -128,7 +128,7 @@ def test_kdef_and_jaffe_read_the_codes_in_file_names(tmp_path, capsys):
     assert listed(out, "subject") == [("KDEF/AF01/AF01ANS.JPG", "angry", "F01"), ("KDEF/AF01/AF01HAHL.JPG", "happy", "F01")]
     assert out.read_text().splitlines()[0] == "path,label,subject,gender,session,pose"
     printed = capsys.readouterr().out
-    assert "left out: 1 (name not in KDEF's code (AF01ANS.JPG))" in printed and "left out: 1 (not kept by --where)" in printed
+    assert f"left out: 1 (name not in KDEF's code (AF01ANS.JPG); the first: {tmp_path / 'KDEF/AF01/notes.jpg'})" in printed and "left out: 1 (not kept by --where)" in printed
     for name in ("KA.AN1.39.tiff", "NA.HA2.202.tiff"):
         image(tmp_path / "jaffe" / name)
     (tmp_path / "jaffe" / "README").write_text("JAFFE")
@@ -148,7 +148,7 @@ def test_your_own_photos_get_their_largest_face_cut_out_as_detect_frames_it(tmp_
     out = tmp_path / "faces.csv"
     assert ll.main(["folder", str(photos), "--out", str(out), "--detect-faces"]) == 0
     assert listed(out) == [("faces_faces/Neutral/multiface_0.jpg", "Neutral", ""), ("faces_faces/happy/two_people_0.jpg", "happy", "")]
-    assert "left out: 1 (no face found by blazeface)" in capsys.readouterr().out
+    assert f"left out: 1 (no face found by blazeface; the first: {photos / 'sad/blank.png'})" in capsys.readouterr().out
     # The crop is detect's: the largest face (117 px) with BlazeFace's 20% margin, eyes levelled.
     frame = decode_image(photos / "happy" / "two_people.jpg")
     largest = max(make_detector("blazeface")(frame), key=lambda face: face.box[2])
