@@ -54,6 +54,9 @@ class DataConfig:
     val_split: str = "holdout"
     test_fraction: float = 0.1  # training on a plain folder of class folders (no train/ inside): its stratified test hold-out, taken first
     split_seed: int = 1337  # seed of the hold-outs, apart from train.seed so re-seeded runs share one validation set
+    # A label list's column (subject, person): the hold-outs take whole groups, so no one's face is in two
+    # splits (subject-independent, as the posed datasets' protocols are); None splits face by face.
+    split_by: str | None = None
     soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
     batch_size: int = 64
     class_weights: bool = False  # balanced class weights in the loss

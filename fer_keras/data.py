@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PureWindowsPath
@@ -337,6 +338,30 @@ def _stratified_holdout(split: Split, size: int, seed: int) -> tuple[Split, Spli
     return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
 
 
+def _group_holdout(split: Split, size: int, seed: int, groups: dict[str, str], source: Path) -> tuple[Split, Split]:
+    """Splits off whole groups of images, seeded, until the hold-out holds at least ``size``: (the rest, the hold-out).
+
+    ``groups`` gives each image's group by its path; an image without one is a group of its own.
+
+    Raises:
+        UserError: When the images form a single group, which cannot be on both sides.
+    """
+    members = [groups.get(path) or path for path in split.paths]
+    names = sorted(set(members))
+    if len(names) < 2:
+        raise UserError(f"{source}: a hold-out by group (data.split_by) needs at least 2 groups; all {len(split)} faces are in {names[0]}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    counts = Counter(members)
+    chosen: set[str] = set()
+    for index in order:
+        # At least one group stays behind, however large the share asked for.
+        if sum(counts[name] for name in chosen) >= size or len(chosen) == len(names) - 1:
+            break
+        chosen.add(names[index])
+    held = np.array([member in chosen for member in members])
+    return split.take(np.flatnonzero(~held)), split.take(np.flatnonzero(held))
+
+
 def _usage_splits(
     folder: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, usages: tuple[str, ...]
 ) -> list[Split]:
@@ -406,6 +431,7 @@ def load_folder_dataset(
     with_test: bool = True,
     test_fraction: float = 0.0,
     val_split: str = "holdout",
+    split_by: str | None = None,
 ) -> Dataset:
     """Loads a folder of class folders or a label list, or a root with ``train/`` and ``test/`` inside.
 
@@ -419,21 +445,31 @@ def load_folder_dataset(
     ``val_split="public_test"`` follows FER2013's published protocol instead: ``train/`` is
     trained on whole, ``test/``'s ``PublicTest_*`` files validate and its ``PrivateTest_*`` files
     test (``val_fraction`` is then unused, and ``test/`` is read even without ``with_test``).
+    With ``split_by`` (a column of the label list trained on), each hold-out takes whole groups
+    of that column, seeded, instead of single faces, so that no person is in two splits.
 
     Raises:
-        UserError: When the folder is missing, empty or has no matching class folders.
+        UserError: When the folder is missing, empty or has no matching class folders, or
+            ``split_by`` names no column of a label list.
     """
     skipped: list[tuple[str, str]] = []
     excluded: set[str] = set()
     splits: dict[str, Split] = {}
     train_part, test_part = dataset_part(root, "train"), dataset_part(root, "test")
     plain_to_train = train_part is None and test_fraction > 0
+    if split_by and val_split == "public_test":
+        raise UserError(f"{root}: data.split_by cuts hold-outs, and data.val_split=public_test takes FER2013's fixed splits instead")
     if train_part or plain_to_train:
+        groups = label_list_groups(train_part or root, split_by) if split_by else None  # before any image is read, so a wrong column fails at once
         train = _folder_split(train_part or root, labels, image_size, channels, max_per_class, skipped, excluded)
+
+        def holdout(split: Split, size: int) -> tuple[Split, Split]:
+            return _group_holdout(split, size, seed, groups, train_part or root) if groups is not None else _stratified_holdout(split, size, seed)
+
         # Both hold-outs are shares of all the training images, rounded up (train_test_split rounds a float share so too).
         whole = len(train)
         if plain_to_train:
-            train, test = _stratified_holdout(train, int(np.ceil(test_fraction * whole)), seed)
+            train, test = holdout(train, int(np.ceil(test_fraction * whole)))
         if val_split == "public_test":
             if plain_to_train or test_part is None:
                 raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
@@ -443,7 +479,7 @@ def load_folder_dataset(
             splits = dict(zip(("train", "val", "test"), [train, *held_out]))
         else:
             if val_fraction > 0:
-                train, splits["val"] = _stratified_holdout(train, int(np.ceil(val_fraction * whole)), seed)
+                train, splits["val"] = holdout(train, int(np.ceil(val_fraction * whole)))
             splits = {"train": train, **splits}
             if with_test and plain_to_train:
                 splits["test"] = test
@@ -589,6 +625,7 @@ def load_dataset(
     with_test: bool = True,
     test_fraction: float = 0.0,
     val_split: str = "holdout",
+    split_by: str | None = None,
 ) -> Dataset:
     """Locates and loads a dataset for one of the label sets.
 
@@ -605,16 +642,19 @@ def load_dataset(
         test_fraction: A plain folder's test hold-out, for folders trained on (0: the whole folder is the test split).
         val_split: ``holdout`` (``val_fraction`` of train) or ``public_test`` (FER2013's published
             protocol, see ``load_folder_dataset``); FERPlus always validates on PublicTest.
+        split_by: A label list's column whose groups (subjects) each hold-out takes whole (fer2013 and folder).
 
     Returns:
         The dataset with its splits and the list of skipped files.
     """
     root = locate_data_dir(data_dir)
     if label_set == "ferplus":
+        if split_by:
+            raise UserError(f"{root}: data.split_by cuts hold-outs, and FERPlus has fixed splits")
         dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class, with_test)
     else:
         labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
-        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction, val_split)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction, val_split, split_by)
     for path, reason in dataset.skipped:
         log.warning("skipped %s: %s", path, reason)
     return dataset
@@ -626,7 +666,7 @@ def run_data_settings(run_dir: Path) -> dict:
     Returns:
         ``label_set``, ``data_dir``, ``soft_labels``, and ``holdout``: the keyword arguments of
         ``load_dataset`` that cut the run's validation and test hold-outs (``val_fraction``,
-        ``test_fraction``, ``seed``, ``val_split``), those its config names, so the others keep the defaults.
+        ``test_fraction``, ``seed``, ``val_split``, ``split_by``), those its config names, so the others keep the defaults.
     """
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -634,7 +674,7 @@ def run_data_settings(run_dir: Path) -> dict:
     import yaml
 
     data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data", {})
-    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split"}
+    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split", "split_by": "split_by"}
     return {
         "label_set": data.get("label_set"),
         "data_dir": data.get("data_dir"),
@@ -664,6 +704,7 @@ def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_pe
         with_test,
         data.test_fraction,
         data.val_split,
+        data.split_by,
     )
 
 

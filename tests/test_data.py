@@ -39,6 +39,34 @@ def test_a_plain_folder_to_train_on_splits_into_disjoint_stratified_seeded_hold_
     assert set(again.splits) == {"train", "val"} and again.splits["val"].paths == dataset.splits["val"].paths
 
 
+def test_hold_outs_by_subject_keep_each_subject_within_one_split(face_folder, tmp_path):
+    files = [(str(p), p.parent.name) for p in sorted((face_folder / "train").rglob("*.png")) if p.name != "truncated.png"]
+    rows = [(file, label, f"s{i % 12}") for i, (file, label) in enumerate(files)]  # 12 subjects of 10 faces
+    write_label_list(tmp_path / "faces.csv", rows, header="path,label,Subject")
+    dataset = data.load_dataset("folder", tmp_path / "faces.csv", val_fraction=0.25, test_fraction=0.25, seed=3, split_by="subject")
+    subject = {file: group for file, _, group in rows}
+    by_split = {name: {subject[path] for path in split.paths} for name, split in dataset.splits.items()}
+    assert not (by_split["train"] & by_split["val"] or by_split["train"] & by_split["test"] or by_split["val"] & by_split["test"])
+    assert {name: len(split) for name, split in dataset.splits.items()} == {"train": 60, "val": 30, "test": 30}  # whole subjects of 10
+    again = data.load_dataset("folder", tmp_path / "faces.csv", val_fraction=0.25, test_fraction=0.25, seed=3, split_by="subject")
+    other = data.load_dataset("folder", tmp_path / "faces.csv", val_fraction=0.25, test_fraction=0.25, seed=4, split_by="subject")
+    assert again.splits["val"].paths == dataset.splits["val"].paths != other.splits["val"].paths
+    # The run's config names the column, so evaluate and export cut the same hold-outs.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"data:\n  data_dir: {tmp_path / 'faces.csv'}\n  split_by: subject\n  split_seed: 3\n")
+    assert data.run_data_settings(run)["holdout"] == {"seed": 3, "split_by": "subject"}
+    write_label_list(tmp_path / "one.csv", [(file, label, "s1") for file, label, _ in rows], header="path,label,subject")
+    with pytest.raises(UserError, match="one.csv: a hold-out by group .data.split_by. needs at least 2 groups; all 120 faces are in s1"):
+        data.load_dataset("folder", tmp_path / "one.csv", test_fraction=0.25, split_by="subject")
+    with pytest.raises(UserError, match="no column age to group by"):
+        data.load_dataset("folder", tmp_path / "faces.csv", test_fraction=0.25, split_by="age")
+    with pytest.raises(UserError, match="needs a .csv label list, and this data has none"):
+        data.load_dataset("folder", face_folder / "train", test_fraction=0.25, split_by="subject")
+    with pytest.raises(UserError, match="FERPlus has fixed splits"):
+        data.load_dataset("ferplus", face_folder, split_by="subject")
+
+
 def write_label_list(path, rows, header="path,label") -> None:
     path.write_text("\n".join([header, *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
 
