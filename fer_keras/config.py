@@ -57,6 +57,10 @@ class DataConfig:
     # A label list's column (subject, person): the hold-outs take whole groups, so no one's face is in two
     # splits (subject-independent, as the posed datasets' protocols are); None splits face by face.
     split_by: str | None = None
+    # k-fold cross-validation of a folder or label list trained on: >1 makes the test hold-out fold cv_fold
+    # (0-based) of cv_folds, stratified (and by data.split_by's groups where set), in place of data.test_fraction.
+    cv_folds: int = 0
+    cv_fold: int = 0
     soft_labels: bool = False  # ferplus only: the crowd-vote distribution as the target
     batch_size: int = 64
     class_weights: bool = False  # balanced class weights in the loss
@@ -166,6 +170,10 @@ class ExperimentConfig:
         if self.data.crowd_vote_weight and self.data.label_set != "fer2013":
             raise UserError(f"data.crowd_vote_weight={self.data.crowd_vote_weight} needs data.label_set=fer2013 "
                             "(FERPlus's votes are on FER2013's faces; data.soft_labels=true trains on them alone under ferplus)")
+        if self.data.cv_folds == 1 or self.data.cv_folds < 0:
+            raise UserError(f"data.cv_folds={self.data.cv_folds} must be 0 (no cross-validation) or at least 2")
+        if self.data.cv_folds and not 0 <= self.data.cv_fold < self.data.cv_folds:
+            raise UserError(f"data.cv_fold={self.data.cv_fold} must be in [0, {self.data.cv_folds - 1}] for data.cv_folds={self.data.cv_folds}")
         if self.data.soft_labels and self.data.label_set != "ferplus":
             raise UserError("data.soft_labels=true needs data.label_set=ferplus (vote distributions)")
 

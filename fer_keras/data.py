@@ -362,6 +362,29 @@ def _group_holdout(split: Split, size: int, seed: int, groups: dict[str, str], s
     return split.take(np.flatnonzero(~held)), split.take(np.flatnonzero(held))
 
 
+def _fold_holdout(split: Split, folds: int, fold: int, seed: int, groups: dict[str, str] | None, source: Path) -> tuple[Split, Split]:
+    """Fold ``fold`` of ``folds`` as the hold-out: (the rest, the fold), stratified by class and seeded.
+
+    With ``groups`` (each image's group by its path; an image without one is a group of its own)
+    each group falls in one fold whole (scikit-learn's StratifiedGroupKFold).
+
+    Raises:
+        UserError: When the images cannot be cut into that many folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    try:
+        if groups is None:
+            parts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(split)), split.labels)
+        else:
+            members = [groups.get(path) or path for path in split.paths]
+            parts = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(split)), split.labels, members)
+        rest, held = list(parts)[fold]
+    except ValueError as err:
+        raise UserError(f"{source}: {folds}-fold cross-validation: {err}") from None
+    return split.take(rest), split.take(held)
+
+
 def _usage_splits(
     folder: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, usages: tuple[str, ...]
 ) -> list[Split]:
@@ -432,6 +455,8 @@ def load_folder_dataset(
     test_fraction: float = 0.0,
     val_split: str = "holdout",
     split_by: str | None = None,
+    cv_folds: int = 0,
+    cv_fold: int = 0,
 ) -> Dataset:
     """Loads a folder of class folders or a label list, or a root with ``train/`` and ``test/`` inside.
 
@@ -446,7 +471,9 @@ def load_folder_dataset(
     trained on whole, ``test/``'s ``PublicTest_*`` files validate and its ``PrivateTest_*`` files
     test (``val_fraction`` is then unused, and ``test/`` is read even without ``with_test``).
     With ``split_by`` (a column of the label list trained on), each hold-out takes whole groups
-    of that column, seeded, instead of single faces, so that no person is in two splits.
+    of that column, seeded, instead of single faces, so that no person is in two splits. With
+    ``cv_folds`` > 1 a plain folder's test split is fold ``cv_fold`` of that many instead of a
+    ``test_fraction`` share (k-fold cross-validation: one run per fold).
 
     Raises:
         UserError: When the folder is missing, empty or has no matching class folders, or
@@ -456,7 +483,9 @@ def load_folder_dataset(
     excluded: set[str] = set()
     splits: dict[str, Split] = {}
     train_part, test_part = dataset_part(root, "train"), dataset_part(root, "test")
-    plain_to_train = train_part is None and test_fraction > 0
+    plain_to_train = train_part is None and (test_fraction > 0 or cv_folds > 1)
+    if cv_folds > 1 and train_part is not None:
+        raise UserError(f"{root}: data.cv_folds folds a folder or label list trained on, and this one has its own train part")
     if split_by and val_split == "public_test":
         raise UserError(f"{root}: data.split_by cuts hold-outs, and data.val_split=public_test takes FER2013's fixed splits instead")
     if train_part or plain_to_train:
@@ -468,7 +497,9 @@ def load_folder_dataset(
 
         # Both hold-outs are shares of all the training images, rounded up (train_test_split rounds a float share so too).
         whole = len(train)
-        if plain_to_train:
+        if plain_to_train and cv_folds > 1:
+            train, test = _fold_holdout(train, cv_folds, cv_fold, seed, groups, root)
+        elif plain_to_train:
             train, test = holdout(train, int(np.ceil(test_fraction * whole)))
         if val_split == "public_test":
             if plain_to_train or test_part is None:
@@ -626,6 +657,8 @@ def load_dataset(
     test_fraction: float = 0.0,
     val_split: str = "holdout",
     split_by: str | None = None,
+    cv_folds: int = 0,
+    cv_fold: int = 0,
 ) -> Dataset:
     """Locates and loads a dataset for one of the label sets.
 
@@ -643,18 +676,20 @@ def load_dataset(
         val_split: ``holdout`` (``val_fraction`` of train) or ``public_test`` (FER2013's published
             protocol, see ``load_folder_dataset``); FERPlus always validates on PublicTest.
         split_by: A label list's column whose groups (subjects) each hold-out takes whole (fer2013 and folder).
+        cv_folds: More than 1: a plain folder's test split is fold ``cv_fold`` of that many (k-fold cross-validation).
+        cv_fold: The fold held out for testing, from 0.
 
     Returns:
         The dataset with its splits and the list of skipped files.
     """
     root = locate_data_dir(data_dir)
     if label_set == "ferplus":
-        if split_by:
-            raise UserError(f"{root}: data.split_by cuts hold-outs, and FERPlus has fixed splits")
+        if split_by or cv_folds:
+            raise UserError(f"{root}: data.{'split_by' if split_by else 'cv_folds'} cuts hold-outs, and FERPlus has fixed splits")
         dataset = load_ferplus_dataset(root, image_size, channels, soft_labels, max_per_class, with_test)
     else:
         labels = taxonomy.FER2013_LABELS if label_set == "fer2013" else folder_labels(root)
-        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction, val_split, split_by)
+        dataset = load_folder_dataset(root, labels, image_size, channels, val_fraction, seed, max_per_class, with_test, test_fraction, val_split, split_by, cv_folds, cv_fold)
     for path, reason in dataset.skipped:
         log.warning("skipped %s: %s", path, reason)
     return dataset
@@ -666,7 +701,7 @@ def run_data_settings(run_dir: Path) -> dict:
     Returns:
         ``label_set``, ``data_dir``, ``soft_labels``, and ``holdout``: the keyword arguments of
         ``load_dataset`` that cut the run's validation and test hold-outs (``val_fraction``,
-        ``test_fraction``, ``seed``, ``val_split``, ``split_by``), those its config names, so the others keep the defaults.
+        ``test_fraction``, ``seed``, ``val_split``, ``split_by``, ``cv_folds``, ``cv_fold``), those its config names, so the others keep the defaults.
     """
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -674,7 +709,8 @@ def run_data_settings(run_dir: Path) -> dict:
     import yaml
 
     data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data", {})
-    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split", "split_by": "split_by"}
+    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split", "split_by": "split_by",
+            "cv_folds": "cv_folds", "cv_fold": "cv_fold"}
     return {
         "label_set": data.get("label_set"),
         "data_dir": data.get("data_dir"),
@@ -705,6 +741,8 @@ def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_pe
         data.test_fraction,
         data.val_split,
         data.split_by,
+        data.cv_folds,
+        data.cv_fold,
     )
 
 

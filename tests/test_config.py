@@ -68,6 +68,10 @@ def test_bad_values_are_rejected():
     home = os.path.expanduser("~")
     config = apply_overrides(ExperimentConfig(), ["output_dir=~/runs", "train.init_from=~/m.keras", "model.weights=~/w.h5"])
     assert (config.output_dir, config.train.init_from, config.model.weights) == (f"{home}/runs", f"{home}/m.keras", f"{home}/w.h5")
+    with pytest.raises(UserError, match=r"data.cv_folds=1 must be 0 \(no cross-validation\) or at least 2"):
+        apply_overrides(ExperimentConfig(), ["data.cv_folds=1"])
+    with pytest.raises(UserError, match=r"data.cv_fold=5 must be in \[0, 4\] for data.cv_folds=5"):
+        apply_overrides(ExperimentConfig(), ["data.cv_folds=5", "data.cv_fold=5"])
     # A value YAML cannot parse is checked as text, not a YAML traceback.
     with pytest.raises(UserError, match=r"^train.epochs='\[' is not a valid int$"):
         apply_overrides(ExperimentConfig(), ["train.epochs=["])

@@ -67,6 +67,29 @@ def test_hold_outs_by_subject_keep_each_subject_within_one_split(face_folder, tm
         data.load_dataset("ferplus", face_folder, split_by="subject")
 
 
+def test_k_fold_cross_validation_tests_each_face_once_over_the_folds(face_folder, tmp_path):
+    files = [(str(p), p.parent.name) for p in sorted((face_folder / "train").rglob("*.png")) if p.name != "truncated.png"]
+    rows = [(file, label, f"s{i % 12}") for i, (file, label) in enumerate(files)]
+    write_label_list(tmp_path / "faces.csv", rows, header="path,label,subject")
+    subject = {file: group for file, _, group in rows}
+    for split_by in (None, "subject"):
+        tested: list[str] = []
+        for fold in range(4):
+            dataset = data.load_dataset("folder", tmp_path / "faces.csv", val_fraction=0.1, seed=5, split_by=split_by, cv_folds=4, cv_fold=fold)
+            paths = {name: set(split.paths) for name, split in dataset.splits.items()}
+            assert len(paths["train"] | paths["val"] | paths["test"]) == 120 and not (paths["train"] & paths["test"] or paths["val"] & paths["test"])
+            if split_by:  # whole subjects: none of the fold's people in training
+                assert not {subject[path] for path in paths["test"]} & {subject[path] for path in paths["train"] | paths["val"]}
+            else:  # stratified: a quarter of each class
+                assert dataset.class_counts()["test"] == {"angry": 10, "happy": 10, "sad": 10}
+            tested += dataset.splits["test"].paths
+        assert sorted(tested) == sorted(file for file, _ in files)  # every face tested once over the folds
+    with pytest.raises(UserError, match="data.cv_folds folds a folder or label list trained on, and this one has its own train part"):
+        data.load_dataset("folder", face_folder, cv_folds=4)
+    with pytest.raises(UserError, match="16-fold cross-validation: "):
+        data.load_dataset("folder", tmp_path / "faces.csv", split_by="subject", cv_folds=16)
+
+
 def write_label_list(path, rows, header="path,label") -> None:
     path.write_text("\n".join([header, *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
 
