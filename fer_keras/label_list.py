@@ -5,8 +5,10 @@ per sequence or a code in each file name, and number or abbreviate the emotions 
 way. This writes the ``.csv`` label list (``path``, ``label`` and the dataset's groups: split,
 subject, pose, gender...) that ``train``, ``evaluate --group-by`` and ``benchmark accuracy --other``
 read, so a dataset is scored from where it was unpacked, without copying a face into class folders.
-Where the annotations box each face in a whole photo (ExpW; AffectNet with ``--cut-faces``), the
-faces are cut out once into a folder beside the list, as ``detect`` cuts out a detected face.
+Your own class folders or label list (``folder``) are listed likewise. Where the annotations box
+each face in a whole photo (ExpW; AffectNet with ``--cut-faces``), or a detector finds it
+(``--detect-faces``), the faces are cut out once into a folder beside the list, as ``detect`` cuts
+out a detected face.
 """
 
 from __future__ import annotations
