@@ -322,7 +322,7 @@ def read_folder(root: Path) -> Listing:
 
 
 FORMATS = {
-    "folder": "your own faces or photos: class folders, or a .csv label list (its other columns kept); with --detect-faces",
+    "folder": "your own faces: class folders, or a .csv label list (its other columns kept); whole photos: add --detect-faces",
     "rafdb": "RAF-DB basic: EmoLabel/list_patition_label.txt (or numbered class folders), aligned faces, split/gender/race/age",
     "affectnet": "AffectNet: training.csv and validation.csv over Manually_Annotated_Images, split (face boxes: --cut-faces)",
     "expw": "ExpW: label/label.lst over image/origin, each boxed face cut out",
