@@ -41,6 +41,12 @@ LABEL_LIST_COLUMNS = ("path", "label")
 # A dataset root's own map from its files to FERPlus rows (``fer_keras.unpack`` writes one), read in
 # place of the vendored msambare map.
 FERPLUS_ROW_MAP = "ferplus_rows.csv"
+# FERPlus's own layout, as Microsoft's generate_training_data.py writes it: a folder per usage, each
+# with its PNGs and a header-less label.csv of image name, face box, then the vote counts in
+# FERPLUS_VOTE_COLUMNS order (fer2013new.csv's columns after Usage and Image name).
+FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+FERPLUS_LABEL_FILE = "label.csv"
+FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 
 
 @dataclass
@@ -298,6 +304,8 @@ def pixel_digests(paths: list[str | os.PathLike]) -> list[str | None]:
 
 def training_files(root: Path) -> list[Path]:
     """The image files a model would train on from ``root``: its ``train`` part (folder or list) where it has one, else all of it."""
+    if is_ferplus_layout(root):
+        return sorted((root / FERPLUS_FOLDERS["Training"]).glob("*.png"))
     return [file for files in list_labelled_files(dataset_part(root, "train") or root).values() for file in files]
 
 
@@ -476,9 +484,12 @@ def load_folder_dataset(
     ``test_fraction`` share (k-fold cross-validation: one run per fold).
 
     Raises:
-        UserError: When the folder is missing, empty or has no matching class folders, or
-            ``split_by`` names no column of a label list.
+        UserError: When the folder is missing, empty or has no matching class folders (FERPlus's
+            own layout has its usages' folders instead), or ``split_by`` names no column of a label list.
     """
+    if is_ferplus_layout(root):
+        raise UserError(f"{root}: FERPlus's own layout ({', '.join(FERPLUS_FOLDERS.values())}) holds FERPlus's votes "
+                        "and no class folders: use the ferplus label set (data.label_set=ferplus, --label-set ferplus)")
     skipped: list[tuple[str, str]] = []
     excluded: set[str] = set()
     splits: dict[str, Split] = {}
@@ -526,6 +537,34 @@ def load_folder_dataset(
     return Dataset(labels, splits, skipped, sorted(excluded))
 
 
+def is_ferplus_layout(root: Path) -> bool:
+    """Whether ``root`` is FERPlus's own layout (``FER2013Train/label.csv`` and the like; see ``FERPLUS_FOLDERS``)."""
+    return any((root / folder / FERPLUS_LABEL_FILE).is_file() for folder in FERPLUS_FOLDERS.values())
+
+
+def _ferplus_layout_votes(root: Path):
+    """Every face's votes from the label.csv files of FERPlus's own layout: file, usage and the FERPLUS_VOTE_COLUMNS."""
+    import pandas as pd
+
+    frames = []
+    for usage, folder in FERPLUS_FOLDERS.items():
+        label_file = root / folder / FERPLUS_LABEL_FILE
+        if not label_file.is_file():
+            continue
+        table = pd.read_csv(label_file, header=None, names=["name", "box", *FERPLUS_VOTE_COLUMNS], dtype=str, keep_default_na=False)
+        votes = table[list(FERPLUS_VOTE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+        malformed = votes.isna().any(axis=1) | (table["name"] == "")
+        if malformed.any():
+            row = int(malformed.to_numpy().argmax()) + 1
+            raise UserError(f"{label_file}: row {row} is not FERPlus's label.csv format (image name, face box, "
+                            f"{len(FERPLUS_VOTE_COLUMNS)} vote counts: {', '.join(FERPLUS_VOTE_COLUMNS)})")
+        votes.insert(0, "usage", usage)
+        votes.insert(0, "file", folder + "/" + table["name"])
+        frames.append(votes)
+    # Five FERPlus image names stand for two fer2013.csv rows each (same votes); the tool saved one file.
+    return pd.concat(frames, ignore_index=True).drop_duplicates(subset="file")
+
+
 def _ferplus_table(name: str):
     import pandas as pd
 
@@ -542,13 +581,13 @@ def ferplus_rows() -> list[tuple[str, str]]:
 
 
 def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
-    """FERPlus targets for every usable file of a dataset root, from the vendored vote tables.
+    """FERPlus targets for every usable file of a dataset root, from FERPlus's crowd votes.
 
-    Files map to FERPlus rows through ``root``'s own ``FERPLUS_ROW_MAP`` where it has one (a root
+    FERPlus's own layout (``is_ferplus_layout``) carries its votes. Other roots' files map to rows
+    of the vendored vote table through ``root``'s own ``FERPLUS_ROW_MAP`` where it has one (a root
     written by ``fer_keras.unpack``), else through the vendored map of the Kaggle msambare layout.
-    Rows are dropped when the file maps to more than one FERPlus image (n_candidates != 1),
-    when the top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied. Each file
-    appears once.
+    Rows are dropped when the file maps to more than one FERPlus image (n_candidates != 1), when the
+    top vote is 'unknown' or 'NF' (not a face), or when the top vote is tied. Each file appears once.
 
     Args:
         soft: Return the vote distribution over the 8 emotions instead of one-hot majority labels.
@@ -557,17 +596,7 @@ def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
         A pandas DataFrame with columns file (relative to the dataset root), usage, and one
         float column per FERPlus label.
     """
-    import pandas as pd
-
-    votes = _ferplus_table("fer2013new")
-    own_map = root / FERPLUS_ROW_MAP if root is not None else None
-    mapping = pd.read_csv(own_map) if own_map is not None and own_map.is_file() else _ferplus_table("msambare_to_ferplus")
-    mapping = mapping[mapping["n_candidates"] == 1]
-    votes = votes.dropna(subset=["Image name"])
-    # fer2013new.csv gives five FERPlus image names two rows each (same votes), which the merge would
-    # turn into five training faces read twice.
-    votes = votes.drop_duplicates(subset=["Image name", "Usage"])
-    table = mapping.merge(votes, left_on=["ferplus_image", "usage"], right_on=["Image name", "Usage"], how="inner")
+    table = _ferplus_layout_votes(root) if root is not None and is_ferplus_layout(root) else _mapped_ferplus_votes(root)
     columns = [taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS]
     all_votes = table[columns + ["unknown", "NF"]].to_numpy(dtype=np.float32)
     top = all_votes.max(axis=1)
@@ -583,6 +612,21 @@ def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
     for j, label in enumerate(taxonomy.FERPLUS_LABELS):
         out[label] = values[:, j]
     return out
+
+
+def _mapped_ferplus_votes(root: Path | None):
+    """The vendored votes of every file that ``root``'s row map (or the vendored msambare map) ties to one FERPlus row."""
+    import pandas as pd
+
+    votes = _ferplus_table("fer2013new")
+    own_map = root / FERPLUS_ROW_MAP if root is not None else None
+    mapping = pd.read_csv(own_map) if own_map is not None and own_map.is_file() else _ferplus_table("msambare_to_ferplus")
+    mapping = mapping[mapping["n_candidates"] == 1]
+    votes = votes.dropna(subset=["Image name"])
+    # fer2013new.csv gives five FERPlus image names two rows each (same votes), which the merge would
+    # turn into five training faces read twice.
+    votes = votes.drop_duplicates(subset=["Image name", "Usage"])
+    return mapping.merge(votes, left_on=["ferplus_image", "usage"], right_on=["Image name", "Usage"], how="inner")
 
 
 def with_crowd_votes(split: Split, root: Path, labels: tuple[str, ...], weight: float) -> Split:
@@ -621,13 +665,14 @@ def with_crowd_votes(split: Split, root: Path, labels: tuple[str, ...], weight: 
 def load_ferplus_dataset(
     root: Path, image_size: int, channels: int, soft: bool = False, max_per_class: int = 0, with_test: bool = True
 ) -> Dataset:
-    """Loads FERPlus labels over the Kaggle FER2013 images: Training, PublicTest (val), PrivateTest (test).
+    """Loads FERPlus labels over the FER2013 images: Training, PublicTest (val), PrivateTest (test).
 
     Raises:
-        UserError: When ``root`` does not hold the Kaggle train/ and test/ folders.
+        UserError: When ``root`` holds neither the Kaggle train/ and test/ folders nor FERPlus's own layout.
     """
-    if not ((root / "train").is_dir() and (root / "test").is_dir()):
-        raise UserError(f"{root}: FERPlus needs the Kaggle msambare/fer2013 layout (train/ and test/ folders)")
+    if not (is_ferplus_layout(root) or ((root / "train").is_dir() and (root / "test").is_dir())):
+        raise UserError(f"{root}: FERPlus needs the Kaggle msambare/fer2013 layout (train/ and test/ folders) or FERPlus's own "
+                        f"({', '.join(FERPLUS_FOLDERS.values())} folders with their {FERPLUS_LABEL_FILE})")
     table = ferplus_targets(soft, root)
     skipped: list[tuple[str, str]] = []
     splits = {}
@@ -638,7 +683,7 @@ def load_ferplus_dataset(
         targets = rows[list(taxonomy.FERPLUS_LABELS)].to_numpy(dtype=np.float32)
         present = np.array([p.is_file() for p in paths], dtype=bool)
         if not present.any():
-            raise UserError(f"{root}: none of the FERPlus {usage} files were found (is this the msambare layout?)")
+            raise UserError(f"{root}: none of the FERPlus {usage} files were found (in {FERPLUS_FOLDERS[usage]}/ or the msambare layout's folders)")
         paths, targets = _cap_per_class([p for p, ok in zip(paths, present) if ok], targets[present], max_per_class)
         splits[split_name] = _read_split(paths, targets, image_size, channels, skipped)
     return Dataset(taxonomy.FERPLUS_LABELS, splits, skipped, [])

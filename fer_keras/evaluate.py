@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.data import (  # noqa: E402
-    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir, pixel_digests,
+    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, is_ferplus_layout, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir, pixel_digests,
     run_data_settings, training_files,
 )
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
@@ -447,7 +447,7 @@ def evaluate(
     trained_here = bool(run.get("data_dir")) and Path(run["data_dir"]).resolve() == root.resolve()
     # On the data its run trained on, a model is scored by that run's labels unless told otherwise: a
     # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
-    label_set = label_set or (run.get("label_set") if trained_here else None) or "folder"
+    label_set = label_set or (run.get("label_set") if trained_here else None) or ("ferplus" if is_ferplus_layout(root) else "folder")
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
     groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
     seen_digests = set(pixel_digests(training_files(locate_data_dir(seen_in, "--seen-in")))) - {None} if seen_in else set()
@@ -508,7 +508,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
     parser.add_argument("--data-dir", help="labelled folder of class folders, or a .csv label list with path and label columns (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--label-set", choices=("folder", "fer2013", "ferplus"), help="default: the label set of the model's run when scored on the data that run trained on, else folder (the class folders' own labels)")
+    parser.add_argument("--label-set", choices=("folder", "fer2013", "ferplus"), help="default: the label set of the model's run when scored on the data that run trained on, else ferplus on FERPlus's own layout (FER2013Train/ …), else folder (the class folders' own labels)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="a plain folder of class folders is scored whole, unless the model's run trained on it: then its hold-out")
     parser.add_argument("--tta", nargs="?", const="flip", choices=TTA_MODES, help="average over test-time views: flip (the default with a bare --tta) or ten-crop")
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")

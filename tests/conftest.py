@@ -51,6 +51,23 @@ def write_class_folders(root: Path, per_class: int, seed: int, classes=SYNTHETIC
             Image.fromarray(synthetic_face(k, rng)).save(folder / f"{name}_{i:03d}.png")
 
 
+def write_ferplus_layout(root: Path, rows: dict[str, list[tuple[str, tuple[int, ...], np.ndarray | None]]]) -> None:
+    """FERPlus's own layout as Microsoft's generate_training_data.py writes it: per usage folder, the PNGs and a header-less label.csv.
+
+    Args:
+        root: The base folder.
+        rows: Per folder (``FER2013Train``, …), each face's file name, its ten vote counts, and its
+            image (None: listed in label.csv without a file).
+    """
+    for folder, faces in rows.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        lines = [f'{name},"(0, 0, 48, 48)",{",".join(map(str, votes))}' for name, votes, _ in faces]
+        (root / folder / "label.csv").write_text("\n".join(lines) + "\n")
+        for name, _, image in faces:
+            if image is not None:
+                Image.fromarray(image).save(root / folder / name)
+
+
 @pytest.fixture(scope="session")
 def face_folder(tmp_path_factory) -> Path:
     """A Kaggle-style root: train/ and test/ with three learnable classes, plus four broken files in train/."""

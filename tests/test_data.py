@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BROKEN_FILES, SYNTHETIC_CLASSES
+from conftest import BROKEN_FILES, SYNTHETIC_CLASSES, write_ferplus_layout
 from fer_keras import data
 from fer_keras.errors import UserError
 from fer_keras.labels import FER2013_LABELS, FERPLUS_LABELS
@@ -298,6 +298,57 @@ def test_ferplus_targets_follow_the_vote_rules():
     assert majority["file"].is_unique  # fer2013new.csv repeats five image names: Training_17114283.jpg was read twice
     assert (values.argmax(axis=1) == soft_values.argmax(axis=1)).all()
     assert set(majority["usage"]) == {"Training", "PublicTest", "PrivateTest"}
+
+
+def test_ferplus_own_layout_is_read_with_its_votes_by_the_same_rules(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def face():
+        return rng.integers(0, 256, (48, 48), dtype=np.uint8)
+
+    # Votes: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+    write_ferplus_layout(tmp_path, {
+        "FER2013Train": [
+            ("fer0000000.png", (2, 0, 0, 1, 7, 0, 0, 0, 0, 0), face()),
+            ("fer0000001.png", (7, 2, 0, 0, 0, 0, 0, 0, 1, 0), face()),
+            ("fer0000002.png", (0, 0, 3, 0, 0, 3, 0, 0, 4, 0), face()),  # top vote 'unknown'
+            ("fer0000003.png", (0, 0, 3, 0, 0, 3, 0, 0, 0, 0), face()),  # tied top vote
+            ("fer0000004.png", (0, 0, 0, 0, 0, 0, 0, 0, 0, 10), face()),  # not a face
+            ("fer0000005.png", (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), face()),
+            ("fer0000005.png", (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), None),  # one name for two fer2013.csv rows
+            ("fer0000006.png", (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), None),  # listed, never written
+        ],
+        "FER2013Valid": [("fer0028638.png", (0, 0, 10, 0, 0, 0, 0, 0, 0, 0), face())],
+        "FER2013Test": [("fer0032220.png", (0, 0, 0, 0, 2, 1, 0, 7, 0, 0), face())],  # the first row Microsoft ships
+    })
+    assert data.is_ferplus_layout(tmp_path) and not data.is_ferplus_layout(tmp_path / "FER2013Train")
+    soft = data.load_dataset("ferplus", tmp_path, soft_labels=True)
+    train = soft.splits["train"]
+    assert [p.split("/")[-1] for p in map(str, train.paths)] == ["fer0000000.png", "fer0000001.png", "fer0000005.png"]
+    assert train.targets[0] == pytest.approx([0.2, 0, 0, 0.1, 0.7, 0, 0, 0])
+    assert train.targets[1] == pytest.approx([7 / 9, 2 / 9, 0, 0, 0, 0, 0, 0])
+    majority = data.load_dataset("ferplus", tmp_path)
+    assert [FERPLUS_LABELS[i] for i in majority.splits["train"].labels] == ["angry", "neutral", "happy"]
+    assert [FERPLUS_LABELS[i] for i in majority.splits["val"].labels] == ["surprise"]
+    assert [FERPLUS_LABELS[i] for i in majority.splits["test"].labels] == ["contempt"]
+    assert (majority.splits["test"].images[0, ..., 0] == np.asarray(Image.open(tmp_path / "FER2013Test" / "fer0032220.png"))).all()
+    assert [p.name for p in data.training_files(tmp_path)] == [f"fer000000{i}.png" for i in range(6)]
+    with pytest.raises(UserError, match="FERPlus's own layout .* use the ferplus label set"):
+        data.load_dataset("fer2013", tmp_path)
+
+
+def test_a_malformed_ferplus_label_file_is_a_user_error_naming_its_row(tmp_path):
+    (tmp_path / "FER2013Train").mkdir()
+    (tmp_path / "FER2013Train" / "label.csv").write_text('fer0000000.png,"(0, 0, 48, 48)",2,0,0,1,7,0,0,0,0,0\nfer0000001.png,"(0, 0, 48, 48)",7,2,0,0,0,0,0,0,1\n')
+    with pytest.raises(UserError, match=r"FER2013Train/label.csv: row 2 is not FERPlus's label.csv format"):
+        data.load_dataset("ferplus", tmp_path)
+    write_ferplus_layout(tmp_path, {"FER2013Train": [("fer0000000.png", (2, 0, 0, 1, 7, 0, 0, 0, 0, 0), np.zeros((48, 48), np.uint8))]})
+    with pytest.raises(UserError, match="none of the FERPlus PublicTest files were found"):
+        data.load_dataset("ferplus", tmp_path)
+
+
+def test_ferplus_vote_columns_are_the_vendored_tables(tmp_path):
+    assert tuple(data._ferplus_table("fer2013new").columns[2:]) == data.FERPLUS_VOTE_COLUMNS
 
 
 def test_crowd_votes_are_mixed_into_the_targets_of_faces_that_have_usable_votes(tmp_path):

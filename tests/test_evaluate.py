@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, synthetic_face
+from conftest import REPO, SYNTHETIC_CLASSES, synthetic_face, write_ferplus_layout
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
 from fer_keras.explain import gradcam, last_conv_layer, occlusion_sensitivity
@@ -182,6 +182,22 @@ def test_seen_in_scores_faces_identical_to_training_images_apart(tiny_keras_run,
     assert "pixel-identical to one in" in (tmp_path / "e" / "report.html").read_text()
     assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(plain_folder), "--out", str(tmp_path / "x"), "--seen-in", str(tmp_path / "nowhere")]) == 2
     assert "(--seen-in) does not exist" in capsys.readouterr().err
+
+
+def test_ferplus_own_layout_is_scored_on_its_test_votes_without_being_told(tiny_keras_run, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    # Ten votes for the face's class (angry, happy, sad) in FERPlus's vote-column order.
+    votes = {"angry": (0, 0, 0, 0, 10, 0, 0, 0, 0, 0), "happy": (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), "sad": (0, 0, 0, 10, 0, 0, 0, 0, 0, 0)}
+    rows = {folder: [(f"fer{folder[7:]}{k}{i}.png", votes[name], synthetic_face(k, rng)) for k, name in enumerate(SYNTHETIC_CLASSES) for i in range(n)]
+            for folder, n in (("FER2013Train", 1), ("FER2013Valid", 1), ("FER2013Test", 4))}
+    rows["FER2013Test"].append(("fer_contempt.png", (0, 0, 0, 0, 0, 0, 0, 9, 1, 0), synthetic_face(0, rng)))
+    write_ferplus_layout(tmp_path / "ferplus", rows)
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(tmp_path / "ferplus"), "--out", str(tmp_path / "e")]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["label_set"] == "ferplus" and metrics["n"] == 12 and metrics["excluded_classes"] == ["contempt"]
+    assert all(row.startswith("FER2013Test/") for row in (tmp_path / "e" / "predictions.csv").read_text().splitlines()[1:])
+    assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(tmp_path / "ferplus"), "--out", str(tmp_path / "f"), "--label-set", "folder"]) == 2
+    assert "use the ferplus label set" in capsys.readouterr().err
 
 
 def _predict(model):
