@@ -15,7 +15,7 @@ COMMANDS = {
     "prune": "narrow a trained VGG into vgg_slim, keeping its strongest filters, for a short fine-tune",
     "soup": "average fine-tunes of one network in weight space into one .keras model",
     "unpack": "write FER2013's pixel table (fer2013.csv) as image folders, with its FERPlus row map",
-    "label_list": "write a .csv label list from a public dataset's own annotations (RAF-DB, AffectNet, CK+, KDEF, JAFFE)",
+    "label_list": "write a .csv label list from a public dataset's own annotations (RAF-DB, AffectNet, ExpW, CK+, KDEF, JAFFE) or your own photos",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",
     "export": "convert a .keras model to a quantized .tflite with a parity report",
