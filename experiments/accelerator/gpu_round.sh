@@ -36,7 +36,7 @@ if [ -n "$WHEELS" ] && [ -d "$WHEELS" ]; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
-if [ ! -d "$DATA/train" ]; then
+if [ ! -d "$DATA" ]; then  # any layout pack_images packs: the Kaggle one, or FERPlus's own
     "$PYTHON" experiments/accelerator/pack_images.py unpack .devdata/fer2013_trainval.npz "$DATA" || exit 1
 fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

@@ -5,10 +5,12 @@
 
 The device tool carries at most 64 MiB, and the Kaggle FER2013 JPEGs are 56 MB. Decoded
 pixels compress worse than the JPEGs do (zlib 79 MB, lzma 62 MB, lossless WebP 59 MB, measured
-here), so the original JPEG bytes travel unchanged: the train/ folder, plus test/'s PublicTest
-files (FERPlus validation, and FER2013's with ``data.val_split=public_test``). The PrivateTest
-files stay behind, because the test split is evaluated only on this machine. Unpacking rebuilds the Kaggle layout, which
-``fer_keras.data.load_dataset(..., with_test=False)`` reads.
+here), so the image files travel unchanged: what ``fer_keras.data.load_dataset(..., with_test=False)``
+reads, and nothing else. For the Kaggle layout (and a root written by ``fer_keras.unpack``) that is
+the train/ folder, test/'s PublicTest files (FERPlus validation, and FER2013's with
+``data.val_split=public_test``) and the root's FERPlus row map where it has one; for FERPlus's own
+layout, its training and validation folders with their label.csv files. The test files stay behind,
+because the test split is evaluated only on this machine. Unpacking rebuilds the same layout.
 """
 
 from __future__ import annotations
@@ -18,12 +20,34 @@ from pathlib import Path
 
 import numpy as np
 
+# What the device tool carries, working tree included; the tree needs a few MB of it.
+CARRY_BYTES = 64 * 2**20
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def trainval_files(data_dir: Path) -> list[str]:
+    """The files, relative to ``data_dir``, that a run reads without its test split."""
+    from fer_keras.data import FERPLUS_FOLDERS, FERPLUS_ROW_MAP, is_ferplus_layout
+
+    if is_ferplus_layout(data_dir):
+        folders = [data_dir / FERPLUS_FOLDERS[usage] for usage in ("Training", "PublicTest")]
+        return [p.relative_to(data_dir).as_posix() for folder in folders for p in sorted(folder.iterdir()) if p.is_file()]
+
+    def images(folder: Path, prefix: str = "") -> list[str]:
+        return sorted(p.relative_to(data_dir).as_posix() for p in folder.rglob(f"{prefix}*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    row_map = [FERPLUS_ROW_MAP] if (data_dir / FERPLUS_ROW_MAP).is_file() else []
+    return images(data_dir / "train") + images(data_dir / "test", "PublicTest_") + row_map
+
 
 def pack(data_dir: Path, archive: Path) -> None:
-    files = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "train").rglob("*.jpg"))
-    files += sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "test").rglob("PublicTest_*.jpg"))
+    files = trainval_files(data_dir)
+    if not files:
+        sys.exit(f"{data_dir}: no training images (the Kaggle layout's train/, or FERPlus's FER2013Train/)")
     blobs = [(data_dir / f).read_bytes() for f in files]
     offsets = np.cumsum([0] + [len(b) for b in blobs])
+    if offsets[-1] > CARRY_BYTES:
+        sys.exit(f"{data_dir}: {len(files)} files of {offsets[-1] / 2**20:.1f} MiB, more than the device tool carries ({CARRY_BYTES / 2**20:.0f} MiB)")
     archive.parent.mkdir(parents=True, exist_ok=True)
     np.savez(archive, paths=np.array(files, dtype="S"), offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
     print(f"{archive}: {len(files)} files, {offsets[-1] / 1e6:.1f} MB")
