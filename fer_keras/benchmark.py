@@ -162,7 +162,8 @@ def benchmark_accuracy(
         models: ``.tflite`` or ``.keras`` files, or packaged model names.
         balances: Class-prior correction strengths to report for each of ``models``.
         peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
-        data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables).
+        data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables), or
+            FERPlus's own layout (its FERPlus row only).
         out_dir: Where the .md and .json results go.
         others: Folders of class folders or ``.csv`` label lists, each scored whole by its own
             classes, with the argmax over the classes present in it (as the FER2013 rows are).
@@ -178,7 +179,14 @@ def benchmark_accuracy(
 
     candidates = [(str(m), m, None, None, b) for m in models for b in balances]
     candidates += [(f"peer: {path.name}", path, labels, value_range, 0.0) for path, labels, value_range in peers]
-    splits = [(other, other, "folder", True) for other in others] if others else [(split, data_dir, label_set, restrict) for split, label_set, restrict in ACCURACY_SPLITS]
+    if others:
+        splits = [(other, other, "folder", True) for other in others]
+    else:
+        from fer_keras.data import is_ferplus_layout, locate_data_dir
+
+        # FERPlus's own layout holds FERPlus's votes and not FER2013's labels: its FER2013 row would have nothing to score.
+        ferplus_only = is_ferplus_layout(locate_data_dir(data_dir))
+        splits = [(split, data_dir, label_set, restrict) for split, label_set, restrict in ACCURACY_SPLITS if label_set == "ferplus" or not ferplus_only]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for split_name, data, label_set, restrict in splits:

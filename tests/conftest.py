@@ -68,6 +68,14 @@ def write_ferplus_layout(root: Path, rows: dict[str, list[tuple[str, tuple[int, 
                 Image.fromarray(image).save(root / folder / name)
 
 
+def synthetic_ferplus_rows(test_per_class: int, seed: int) -> dict[str, list]:
+    """``write_ferplus_layout`` rows of synthetic faces, ten votes each for its class (angry, happy or sad): one per class in train and validation."""
+    rng = np.random.default_rng(seed)
+    votes = {"angry": (0, 0, 0, 0, 10, 0, 0, 0, 0, 0), "happy": (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), "sad": (0, 0, 0, 10, 0, 0, 0, 0, 0, 0)}
+    return {folder: [(f"fer{folder[7:]}{k}{i}.png", votes[name], synthetic_face(k, rng)) for k, name in enumerate(SYNTHETIC_CLASSES) for i in range(n)]
+            for folder, n in (("FER2013Train", 1), ("FER2013Valid", 1), ("FER2013Test", test_per_class))}
+
+
 @pytest.fixture(scope="session")
 def face_folder(tmp_path_factory) -> Path:
     """A Kaggle-style root: train/ and test/ with three learnable classes, plus four broken files in train/."""

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import synthetic_ferplus_rows, write_ferplus_layout
 from fer_keras import benchmark
 from fer_keras import export as exporter
 from fer_keras.errors import UserError
@@ -49,6 +50,14 @@ def test_accuracy_on_other_datasets_scores_each_whole_beside_the_peers(tiny_tfli
     assert benchmark.main(["accuracy", "--crop-faces", *out]) == 2
     assert benchmark.main(["accuracy", "--other", str(tmp_path / "other.csv"), "--other", str(tmp_path / "none"), *out]) == 2
     assert capsys.readouterr().err.strip().endswith("none: data directory (--other) does not exist")
+
+
+def test_accuracy_on_ferplus_own_layout_has_its_ferplus_row_only(tiny_tflite, tmp_path):
+    write_ferplus_layout(tmp_path / "ferplus", synthetic_ferplus_rows(test_per_class=5, seed=4))
+    out = ["--out", str(tmp_path / "results")]
+    assert benchmark.main(["accuracy", "--models", str(tiny_tflite), "--data-dir", str(tmp_path / "ferplus"), *out]) == 0
+    rows = json.loads((tmp_path / "results" / "accuracy.json").read_text())["rows"]
+    assert [(row["split"], row["n"]) for row in rows] == [("FERPlus PrivateTest", 15)]
 
 
 def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SYNTHETIC_CLASSES, synthetic_face, write_ferplus_layout
+from conftest import REPO, synthetic_face, synthetic_ferplus_rows, write_ferplus_layout
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
 from fer_keras.explain import gradcam, last_conv_layer, occlusion_sensitivity
@@ -185,12 +185,8 @@ def test_seen_in_scores_faces_identical_to_training_images_apart(tiny_keras_run,
 
 
 def test_ferplus_own_layout_is_scored_on_its_test_votes_without_being_told(tiny_keras_run, tmp_path, capsys):
-    rng = np.random.default_rng(3)
-    # Ten votes for the face's class (angry, happy, sad) in FERPlus's vote-column order.
-    votes = {"angry": (0, 0, 0, 0, 10, 0, 0, 0, 0, 0), "happy": (0, 10, 0, 0, 0, 0, 0, 0, 0, 0), "sad": (0, 0, 0, 10, 0, 0, 0, 0, 0, 0)}
-    rows = {folder: [(f"fer{folder[7:]}{k}{i}.png", votes[name], synthetic_face(k, rng)) for k, name in enumerate(SYNTHETIC_CLASSES) for i in range(n)]
-            for folder, n in (("FER2013Train", 1), ("FER2013Valid", 1), ("FER2013Test", 4))}
-    rows["FER2013Test"].append(("fer_contempt.png", (0, 0, 0, 0, 0, 0, 0, 9, 1, 0), synthetic_face(0, rng)))
+    rows = synthetic_ferplus_rows(test_per_class=4, seed=3)
+    rows["FER2013Test"].append(("fer_contempt.png", (0, 0, 0, 0, 0, 0, 0, 9, 1, 0), rows["FER2013Test"][0][2]))
     write_ferplus_layout(tmp_path / "ferplus", rows)
     assert ev.main(["--model", str(tiny_keras_run), "--data-dir", str(tmp_path / "ferplus"), "--out", str(tmp_path / "e")]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
