@@ -202,8 +202,9 @@ def benchmark_accuracy(
         "Top-1 accuracy on datasets scored whole by their own classes, every model taking the argmax over the classes present in each"
         + (f", on the largest face the {crop_faces} detector finds in each image" if crop_faces else "")
         if others else
-        "Top-1 accuracy on the test splits. FERPlus: PrivateTest, majority labels. FER2013: the Kaggle test/ folder with its "
-        "original labels; FERPlus-trained models take the argmax over the 7 labels present"
+        "Top-1 accuracy on the test splits. FERPlus: PrivateTest, majority labels"
+        + (". FER2013: the Kaggle test/ folder with its original labels; FERPlus-trained models take the argmax over the 7 labels present"
+           if len(splits) == len(ACCURACY_SPLITS) else "")
     )
     header = (
         f"{scored}; every model evaluated by fer_keras.evaluate in this one run. balance: EmotionClassifier's class-prior correction (0 = as trained). "

@@ -58,6 +58,7 @@ def test_accuracy_on_ferplus_own_layout_has_its_ferplus_row_only(tiny_tflite, tm
     assert benchmark.main(["accuracy", "--models", str(tiny_tflite), "--data-dir", str(tmp_path / "ferplus"), *out]) == 0
     rows = json.loads((tmp_path / "results" / "accuracy.json").read_text())["rows"]
     assert [(row["split"], row["n"]) for row in rows] == [("FERPlus PrivateTest", 15)]
+    assert "FER2013:" not in (tmp_path / "results" / "accuracy.md").read_text()
 
 
 def test_latency_times_exported_files_as_they_are(tiny_tflite, tmp_path):
