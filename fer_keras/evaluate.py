@@ -465,6 +465,8 @@ def evaluate(
         probabilities = restrict_to_present(probabilities, y)
     metrics = classification_metrics(y, probabilities, predictor.labels)
     correct = probabilities.argmax(1) == y
+    # As metrics.json's data_dir sees them; a label list's paths start from its folder.
+    files = [os.path.relpath(path, root if root.is_dir() else root.parent) for path in paths]
     by_usage = accuracy_by_usage(paths, correct)
     if by_usage:
         metrics["accuracy_by_usage"] = by_usage
@@ -475,7 +477,7 @@ def evaluate(
         seen = [digest in seen_digests for digest in pixel_digests(paths)]
         metrics["seen_in"] = str(seen_in)
         metrics["accuracy_by_seen"] = accuracy_by_group(["seen" if hit else "unseen" for hit in seen], correct, order=("unseen", "seen"))
-        metrics["seen_files"] = [os.path.relpath(path, root if root.is_dir() else root.parent) for path, hit in zip(paths, seen) if hit]
+        metrics["seen_files"] = [file for file, hit in zip(files, seen) if hit]
     metrics.update(
         model=str(predictor.path),
         data_dir=str(root),
@@ -491,8 +493,6 @@ def evaluate(
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
-    # As metrics.json's data_dir sees them; a label list's paths start from its folder.
-    files = [os.path.relpath(path, root if root.is_dir() else root.parent) for path in paths]
     write_atomic(out / "predictions.csv", predictions_csv(files, y, probabilities, predictor.labels))
     if plots:
         history = (run_dir or predictor.path.parent) / "history.csv"
