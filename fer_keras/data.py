@@ -41,12 +41,12 @@ LABEL_LIST_COLUMNS = ("path", "label")
 # A dataset root's own map from its files to FERPlus rows (``fer_keras.unpack`` writes one), read in
 # place of the vendored msambare map.
 FERPLUS_ROW_MAP = "ferplus_rows.csv"
+# FERPlus's vote columns (fer2013new.csv's after Usage and Image name): its emotions, then unknown and NF (not a face).
+FERPLUS_VOTE_COLUMNS = (*(taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS), "unknown", "NF")
 # FERPlus's own layout, as Microsoft's generate_training_data.py writes it: a folder per usage, each
-# with its PNGs and a header-less label.csv of image name, face box, then the vote counts in
-# FERPLUS_VOTE_COLUMNS order (fer2013new.csv's columns after Usage and Image name).
+# with its PNGs and a header-less label.csv of image name, face box, then the FERPLUS_VOTE_COLUMNS.
 FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
 FERPLUS_LABEL_FILE = "label.csv"
-FERPLUS_VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 
 
 @dataclass
@@ -346,26 +346,33 @@ def _stratified_holdout(split: Split, size: int, seed: int) -> tuple[Split, Spli
     return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
 
 
+def _group_members(split: Split, groups: dict[str, str]) -> list[str]:
+    """Each image's group by its path; an image without one is a group of its own."""
+    return [groups.get(path) or path for path in split.paths]
+
+
 def _group_holdout(split: Split, size: int, seed: int, groups: dict[str, str], source: Path) -> tuple[Split, Split]:
     """Splits off whole groups of images, seeded, until the hold-out holds at least ``size``: (the rest, the hold-out).
 
-    ``groups`` gives each image's group by its path; an image without one is a group of its own.
+    ``groups`` gives the images' groups (``_group_members``).
 
     Raises:
         UserError: When the images form a single group, which cannot be on both sides.
     """
-    members = [groups.get(path) or path for path in split.paths]
+    members = _group_members(split, groups)
     names = sorted(set(members))
     if len(names) < 2:
         raise UserError(f"{source}: a hold-out by group (data.split_by) needs at least 2 groups; all {len(split)} faces are in {names[0]}")
     order = np.random.default_rng(seed).permutation(len(names))
     counts = Counter(members)
     chosen: set[str] = set()
+    held_count = 0
     for index in order:
         # At least one group stays behind, however large the share asked for.
-        if sum(counts[name] for name in chosen) >= size or len(chosen) == len(names) - 1:
+        if held_count >= size or len(chosen) == len(names) - 1:
             break
         chosen.add(names[index])
+        held_count += counts[names[index]]
     held = np.array([member in chosen for member in members])
     return split.take(np.flatnonzero(~held)), split.take(np.flatnonzero(held))
 
@@ -373,8 +380,7 @@ def _group_holdout(split: Split, size: int, seed: int, groups: dict[str, str], s
 def _fold_holdout(split: Split, folds: int, fold: int, seed: int, groups: dict[str, str] | None, source: Path) -> tuple[Split, Split]:
     """Fold ``fold`` of ``folds`` as the hold-out: (the rest, the fold), stratified by class and seeded.
 
-    With ``groups`` (each image's group by its path; an image without one is a group of its own)
-    each group falls in one fold whole (scikit-learn's StratifiedGroupKFold).
+    With ``groups`` (the images' groups, ``_group_members``) each group falls in one fold whole (scikit-learn's StratifiedGroupKFold).
 
     Raises:
         UserError: When the images cannot be cut into that many folds.
@@ -385,8 +391,7 @@ def _fold_holdout(split: Split, folds: int, fold: int, seed: int, groups: dict[s
         if groups is None:
             parts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(split)), split.labels)
         else:
-            members = [groups.get(path) or path for path in split.paths]
-            parts = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(split)), split.labels, members)
+            parts = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(split)), split.labels, _group_members(split, groups))
         rest, held = list(parts)[fold]
     except ValueError as err:
         raise UserError(f"{source}: {folds}-fold cross-validation: {err}") from None
@@ -575,9 +580,8 @@ def _ferplus_table(name: str):
 
 def ferplus_rows() -> list[tuple[str, str]]:
     """(usage, FERPlus image name or "" where FERPlus removed the face) per row of FERPlus's vote table, which follows fer2013.csv's row order."""
-    with resources.files("fer_keras.resources.ferplus").joinpath("fer2013new.csv.gz").open("rb") as raw:
-        with gzip.open(raw, "rt", newline="") as text:
-            return [(row["Usage"], row["Image name"]) for row in csv.DictReader(text)]
+    table = _ferplus_table("fer2013new")
+    return list(zip(table["Usage"], table["Image name"].fillna("")))
 
 
 def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
@@ -597,17 +601,17 @@ def ferplus_targets(soft: bool, root: Path | None = None) -> "object":
         float column per FERPlus label.
     """
     table = _ferplus_layout_votes(root) if root is not None and is_ferplus_layout(root) else _mapped_ferplus_votes(root)
-    columns = [taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS]
-    all_votes = table[columns + ["unknown", "NF"]].to_numpy(dtype=np.float32)
+    emotions = len(taxonomy.FERPLUS_LABELS)
+    all_votes = table[list(FERPLUS_VOTE_COLUMNS)].to_numpy(dtype=np.float32)
     top = all_votes.max(axis=1)
     unique_top = (all_votes == top[:, None]).sum(axis=1) == 1
-    emotion_top = all_votes[:, : len(columns)].max(axis=1) == top
+    emotion_top = all_votes[:, :emotions].max(axis=1) == top
     keep = unique_top & emotion_top & (top > 0)
-    table, emotion_votes = table[keep], all_votes[keep, : len(columns)]
+    table, emotion_votes = table[keep], all_votes[keep, :emotions]
     if soft:
         values = emotion_votes / emotion_votes.sum(axis=1, keepdims=True)
     else:
-        values = _one_hot(emotion_votes.argmax(axis=1), len(columns))
+        values = _one_hot(emotion_votes.argmax(axis=1), emotions)
     out = table[["file", "usage"]].reset_index(drop=True)
     for j, label in enumerate(taxonomy.FERPLUS_LABELS):
         out[label] = values[:, j]
