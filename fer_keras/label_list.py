@@ -89,6 +89,10 @@ class Listing:
         if file is not None:
             self.first_left_out.setdefault(reason, file)
 
+    def left_out_counts(self) -> str:
+        """Each reason with its count ("image file missing: 3, ..."), for an error that no face was left."""
+        return ", ".join(f"{why}: {n}" for why, n in self.left_out.items())
+
     def add(self, file: Path, label: str, box: tuple[float, float, float, float] | None = None, face_id: str = "0", **groups: str) -> None:
         self.faces.append(Entry(file, label, groups, box, face_id))
 
@@ -376,7 +380,7 @@ def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
     Raises:
         UserError: When a filter is malformed or no face is left.
     """
-    columns = ["path", "label"] + list(dict.fromkeys(name for entry in listing.faces for name in entry.groups))
+    columns = list(LABEL_LIST_COLUMNS) + list(dict.fromkeys(name for entry in listing.faces for name in entry.groups))
     wanted = parse_where(where, columns)
     kept = []
     for entry in listing.faces:
@@ -390,7 +394,7 @@ def select(listing: Listing, where: list[str]) -> tuple[list[str], list[Entry]]:
     if not kept:
         first_missing = next((str(entry.file) for entry in listing.faces if not entry.file.is_file()), None)
         hint = f"; the first image it expected: {first_missing}" if first_missing else ""
-        raise UserError(f"no face to list ({', '.join(f'{why}: {n}' for why, n in listing.left_out.items())}){hint}")
+        raise UserError(f"no face to list ({listing.left_out_counts()}){hint}")
     return columns, kept
 
 
@@ -440,7 +444,7 @@ def cut_faces(entries: list[Entry], root: Path, faces_dir: Path, margin: float |
         if done % 5000 == 0:
             print(f"cut {done}/{len(entries)} faces", flush=True)
     if not cut:
-        raise UserError(f"no face to cut out ({', '.join(f'{why}: {n}' for why, n in listing.left_out.items())})")
+        raise UserError(f"no face to cut out ({listing.left_out_counts()})")
     return cut
 
 
