@@ -38,9 +38,11 @@ def test_ferplus_own_layout_travels_without_its_test_folder(tmp_path):
     assert _round_trip(tmp_path / "ferplus", tmp_path) == ["FER2013Train/fer0.png", "FER2013Train/label.csv", "FER2013Valid/fer1.png", "FER2013Valid/label.csv"]
 
 
-def test_more_than_the_device_carries_is_refused(tmp_path, monkeypatch):
+def test_more_than_the_device_carries_is_refused(tmp_path, monkeypatch, capsys):
     _write(tmp_path / "fer", ["train/angry/Training_1.jpg"])
     monkeypatch.setattr(pack_images, "CARRY_BYTES", 10)
-    with pytest.raises(SystemExit, match="more than the device tool carries"):
+    with pytest.raises(SystemExit) as exit_info:
         pack_images.pack(tmp_path / "fer", tmp_path / "packed.npz")
+    assert exit_info.value.code == 2
+    assert "more than the device tool carries" in capsys.readouterr().err
     assert not (tmp_path / "packed.npz").exists()

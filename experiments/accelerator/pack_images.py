@@ -25,6 +25,12 @@ CARRY_BYTES = 64 * 2**20
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
+def fail(message: str) -> None:
+    """Bad input, as the project's commands report it: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def trainval_files(data_dir: Path) -> list[str]:
     """The files, relative to ``data_dir``, that a run reads without its test split."""
     from fer_keras.data import FERPLUS_FOLDERS, FERPLUS_ROW_MAP, is_ferplus_layout
@@ -43,17 +49,19 @@ def trainval_files(data_dir: Path) -> list[str]:
 def pack(data_dir: Path, archive: Path) -> None:
     files = trainval_files(data_dir)
     if not files:
-        sys.exit(f"{data_dir}: no training images (the Kaggle layout's train/, or FERPlus's FER2013Train/)")
+        fail(f"{data_dir}: no training images (the Kaggle layout's train/, or FERPlus's FER2013Train/)")
     blobs = [(data_dir / f).read_bytes() for f in files]
     offsets = np.cumsum([0] + [len(b) for b in blobs])
     if offsets[-1] > CARRY_BYTES:
-        sys.exit(f"{data_dir}: {len(files)} files of {offsets[-1] / 2**20:.1f} MiB, more than the device tool carries ({CARRY_BYTES / 2**20:.0f} MiB)")
+        fail(f"{data_dir}: {len(files)} files of {offsets[-1] / 2**20:.1f} MiB, more than the device tool carries ({CARRY_BYTES / 2**20:.0f} MiB)")
     archive.parent.mkdir(parents=True, exist_ok=True)
     np.savez(archive, paths=np.array(files, dtype="S"), offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
     print(f"{archive}: {len(files)} files, {offsets[-1] / 1e6:.1f} MB")
 
 
 def unpack(archive: Path, out_dir: Path) -> None:
+    if not archive.is_file():
+        fail(f"{archive}: archive not found (pack it first)")
     packed = np.load(archive)
     data, offsets = packed["data"], packed["offsets"]
     for i, name in enumerate(packed["paths"]):
@@ -64,5 +72,7 @@ def unpack(archive: Path, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("pack", "unpack"):
+        fail("usage: pack_images.py pack DATA_DIR ARCHIVE.npz | unpack ARCHIVE.npz OUT_DIR")
     command, source, destination = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     pack(source, destination) if command == "pack" else unpack(source, destination)
