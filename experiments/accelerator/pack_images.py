@@ -15,20 +15,18 @@ because the test split is evaluated only on this machine. Unpacking rebuilds the
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from fer_keras.errors import ArgumentParser, UserError, cli_entry
+from fer_keras.files import write_atomic
+
 # What the device tool carries, working tree included; the tree needs a few MB of it.
 CARRY_BYTES = 64 * 2**20
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def fail(message: str) -> None:
-    """Bad input, as the project's commands report it: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def trainval_files(data_dir: Path) -> list[str]:
@@ -49,19 +47,21 @@ def trainval_files(data_dir: Path) -> list[str]:
 def pack(data_dir: Path, archive: Path) -> None:
     files = trainval_files(data_dir)
     if not files:
-        fail(f"{data_dir}: no training images (the Kaggle layout's train/, or FERPlus's FER2013Train/)")
+        raise UserError(f"{data_dir}: no training images (the Kaggle layout's train/, or FERPlus's FER2013Train/)")
     blobs = [(data_dir / f).read_bytes() for f in files]
     offsets = np.cumsum([0] + [len(b) for b in blobs])
     if offsets[-1] > CARRY_BYTES:
-        fail(f"{data_dir}: {len(files)} files of {offsets[-1] / 2**20:.1f} MiB, more than the device tool carries ({CARRY_BYTES / 2**20:.0f} MiB)")
+        raise UserError(f"{data_dir}: {len(files)} files of {offsets[-1] / 2**20:.1f} MiB, more than the device tool carries ({CARRY_BYTES / 2**20:.0f} MiB)")
     archive.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(archive, paths=np.array(files, dtype="S"), offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+    packed = io.BytesIO()
+    np.savez(packed, paths=np.array(files, dtype="S"), offsets=offsets, data=np.frombuffer(b"".join(blobs), dtype=np.uint8))
+    write_atomic(archive, packed.getvalue())  # an interrupted pack leaves no half archive for unpack to trip on
     print(f"{archive}: {len(files)} files, {offsets[-1] / 1e6:.1f} MB")
 
 
 def unpack(archive: Path, out_dir: Path) -> None:
     if not archive.is_file():
-        fail(f"{archive}: archive not found (pack it first)")
+        raise UserError(f"{archive}: archive not found (pack it first)")
     packed = np.load(archive)
     data, offsets = packed["data"], packed["offsets"]
     for i, name in enumerate(packed["paths"]):
@@ -71,8 +71,19 @@ def unpack(archive: Path, out_dir: Path) -> None:
     print(f"{out_dir}: {len(packed['paths'])} files")
 
 
+@cli_entry
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="pack_images.py", description="Pack the training images a GPU round needs into one file, or unpack them there.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    packing = commands.add_parser("pack", help="pack DATA_DIR's training and validation images into ARCHIVE")
+    packing.add_argument("data_dir", type=Path)
+    packing.add_argument("archive", type=Path)
+    unpacking = commands.add_parser("unpack", help="write ARCHIVE's files under OUT_DIR")
+    unpacking.add_argument("archive", type=Path)
+    unpacking.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    pack(args.data_dir, args.archive) if args.command == "pack" else unpack(args.archive, args.out_dir)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("pack", "unpack"):
-        fail("usage: pack_images.py pack DATA_DIR ARCHIVE.npz | unpack ARCHIVE.npz OUT_DIR")
-    command, source, destination = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    pack(source, destination) if command == "pack" else unpack(source, destination)
+    sys.exit(main())
