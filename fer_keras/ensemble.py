@@ -33,6 +33,9 @@ the AVX2-only EPYC, scales to 2.13 ms against the 2.246 measured on the AVX-512 
 keep the accurate budget at 2.8), not of the peer's small separable network (2× slower, not 9×). Selecting on validation flatters the validation number;
 the test split stays untouched.
 
+The first ``--model`` sets the ensemble's input: a member trained on larger faces (``model.image_size=64``,
+the 48-pixel faces upsampled by the loader) gets them upsampled bilinearly inside the graph.
+
 DIR becomes a run folder: best.keras, the first member's config.yaml (data settings for export
 and evaluate), and metrics.json with the labels, the members, the selection and the validation metrics.
 """
@@ -47,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_for_experiment
+from fer_keras.data import load_config_dataset
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
@@ -77,33 +80,61 @@ def check_views(views: list[str], count: int, flip: bool, sources: str = "--mode
         raise UserError(f"--views values must be {' or '.join(VIEWS)}, at least one both; got {views}")
 
 
+def fed_first_input(member: keras.Model, input_shape: tuple[int, ...]) -> keras.Model:
+    """``member`` as it is when it takes ``input_shape`` images, else behind a bilinear upsampling of them to its own input.
+
+    A member trained on faces larger than the ensemble's (FER2013's 48-pixel faces upsampled by the
+    loader, ``model.image_size=64``) sees them upsampled the same way inside the graph, so the
+    ensemble keeps one input and the runtime one face size.
+
+    Raises:
+        UserError: When the member takes other channels, or smaller images, than ``input_shape``.
+    """
+    import keras
+
+    own = tuple(member.input_shape[1:])
+    if own == tuple(input_shape):
+        return member
+    if own[2] != input_shape[2] or own[0] < input_shape[0] or own[1] < input_shape[1]:
+        raise UserError(
+            f"ensemble member {member.name} takes {own} images: members take the first member's {tuple(input_shape)}, or larger ones with its channels (upsampled in the graph)"
+        )
+    inputs = keras.Input(shape=input_shape, name="image")
+    upsampled = keras.layers.Resizing(own[0], own[1], interpolation="bilinear", name="upsample")(inputs)
+    return keras.Model(inputs, member(upsampled), name=f"{member.name}_from{input_shape[0]}")
+
+
 def average_models(
     members: list[keras.Model], flip: bool = False, name: str = "ensemble", shares: list[float] | None = None, views: list[str] | None = None
 ) -> keras.Model:
     """One model whose output is the mean of the members' probabilities (on the input and, with ``flip``, its mirror).
 
     Args:
-        members: Models with the same input shape and number of classes (renamed member0_..., so names never clash).
+        members: Models with the same number of classes (renamed member0_..., so names never clash). The
+            first one's input is the ensemble's; a member taking larger images gets them upsampled
+            (``fed_first_input``).
         flip: Also average every member's output on the horizontally mirrored input.
         name: The ensemble's model name.
         shares: Each member's weight in the mean, summing to 1 (see ``soup.check_shares``); None: equal.
         views: With ``flip``, each member's views (see ``VIEWS`` and ``check_views``); None: both for every member.
 
     Raises:
-        UserError: When the members' input or output shapes differ, or ``views`` does not fit them.
+        UserError: When the members' classes differ, a member cannot take the first one's input, or ``views`` does not fit them.
     """
     import keras
 
     from fer_keras.models.common import MirroredBatch, ViewMean, WeightedMean
 
-    shapes = {(tuple(m.input_shape[1:]), m.output_shape[-1]) for m in members}
-    if len(shapes) != 1:
-        raise UserError(f"ensemble members must share input shape and classes; got {sorted(shapes)}")
+    classes = {m.output_shape[-1] for m in members}
+    if len(classes) != 1:
+        raise UserError(f"ensemble members must share their classes; got {sorted(classes)}")
+    input_shape = tuple(members[0].input_shape[1:])
+    members = [fed_first_input(member, input_shape) for member in members]
     if views is not None:
         check_views(views, len(members), flip)
     # Members on the face only average their own views, so the graph of an ensemble whose members all see both is unchanged.
     per_member = views is not None and "original" in views
-    inputs = keras.Input(shape=members[0].input_shape[1:], name="image")
+    inputs = keras.Input(shape=input_shape, name="image")
     # With flip, every member runs once on the batch and its mirror stacked (cheaper than two passes).
     stacked = MirroredBatch(name="mirror")(inputs) if flip else inputs
     outputs = []
@@ -252,8 +283,12 @@ def build_ensemble(
     labels = shared_labels(model_paths)
     # The evaluate loader turns an unreadable file into a one-line error; load before the slow data read.
     members = [load_keras_model(path)[0] for path in model_paths]
+    # The first member's config describes the ensemble's input and data, whichever members a budget keeps.
+    config_yaml = model_paths[0].parent / "config.yaml"
+    members = [fed_first_input(member, tuple(members[0].input_shape[1:])) for member in members]
     config = load_run_config(model_paths[0].parent, data_dir)
-    dataset = load_for_experiment(config, with_test=False)
+    # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
+    dataset = load_config_dataset(config, with_test=False)
     train, val = dataset.splits["train"], dataset.splits["val"]
     member_views = views or ["both"] * len(members)
     member_probabilities = [
@@ -309,7 +344,7 @@ def build_ensemble(
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
         "val": classification_metrics(val.labels, np.average(member_probabilities, axis=0, weights=shares), dataset.labels),
     }
-    write_model_folder(out_dir, ensemble, model_paths[0].parent / "config.yaml", metrics)
+    write_model_folder(out_dir, ensemble, config_yaml, metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")
     estimate = f", estimated {selection['estimated_ms']:.3f} ms and {selection['estimated_mb']:.2f} MB int8" if selection else ""

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_for_experiment
+from fer_keras.data import load_config_dataset
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model
 from fer_keras.metrics import classification_metrics
@@ -105,7 +105,8 @@ def build_soup(model_paths: list[Path], shares: list[float] | None, out_dir: Pat
     weight_sets = [model.get_weights() for model in models]
     check_architectures(weight_sets, names)
     config = load_run_config(model_paths[0].parent, data_dir)
-    dataset = load_for_experiment(config, with_test=False)
+    # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
+    dataset = load_config_dataset(config, with_test=False)
     val = dataset.splits["val"]
     soup = models[0]
 

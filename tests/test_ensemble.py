@@ -66,8 +66,28 @@ def test_views_must_fit_the_members_and_flip(views, flip, message):
 
 
 def test_members_must_share_classes():
-    with pytest.raises(UserError, match="share input shape and classes"):
+    with pytest.raises(UserError, match="share their classes"):
         average_models([build_model("tiny", 3), build_model("tiny", 4)])
+
+
+def test_a_member_trained_on_larger_faces_gets_the_first_members_input_upsampled(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    small, large = build_model("tiny", 3, width=4), build_model("tiny", 3, (64, 64, 1), width=4)
+    upsampled = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (64, 64), interpolation="bilinear"))
+    assert upsampled.shape == (4, 64, 64, 1)
+    expected = 0.25 * small.predict(images, verbose=0) + 0.75 * large.predict(upsampled, verbose=0)
+    ensemble = average_models([small, large], shares=[0.25, 0.75])
+    assert ensemble.input_shape == (None, 48, 48, 1)
+    assert np.allclose(ensemble.predict(images, verbose=0), expected, atol=1e-5)
+    ensemble.save(tmp_path / "upsampled.keras")
+    assert np.allclose(keras.saving.load_model(tmp_path / "upsampled.keras").predict(images, verbose=0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("second_input", [(32, 32, 1), (48, 48, 3)])
+def test_a_member_on_smaller_faces_or_other_channels_is_refused(second_input):
+    with pytest.raises(UserError, match=rf"takes \({', '.join(map(str, second_input))}\) images"):
+        average_models([build_model("tiny", 3, width=4), build_model("tiny", 3, second_input, width=4)])
 
 
 def test_build_ensemble_needs_two_members_or_flip(tmp_path):
