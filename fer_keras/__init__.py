@@ -7,7 +7,7 @@ evaluation and export modules do, and are imported only by their CLIs.
 import importlib
 import os
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"
 
 # Quiet native-library chatter on stderr (users can still override): TensorFlow's C++ logs, and
 # OpenCV/FFmpeg messages that would otherwise precede our one-line errors for bad media (OpenCV
