@@ -80,12 +80,17 @@ def check_views(views: list[str], count: int, flip: bool, sources: str = "--mode
         raise UserError(f"--views values must be {' or '.join(VIEWS)}, at least one both; got {views}")
 
 
-def fed_first_input(member: keras.Model, input_shape: tuple[int, ...]) -> keras.Model:
+def fed_first_input(member: keras.Model, input_shape: tuple[int, ...], source: str | None = None) -> keras.Model:
     """``member`` as it is when it takes ``input_shape`` images, else behind a bilinear upsampling of them to its own input.
 
     A member trained on faces larger than the ensemble's (FER2013's 48-pixel faces upsampled by the
     loader, ``model.image_size=64``) sees them upsampled the same way inside the graph, so the
     ensemble keeps one input and the runtime one face size.
+
+    Args:
+        member: The member model.
+        input_shape: The ensemble's input shape (the first member's), without the batch axis.
+        source: Names the member in errors (its file); default its model name.
 
     Raises:
         UserError: When the member takes other channels, or smaller images, than ``input_shape``.
@@ -97,7 +102,7 @@ def fed_first_input(member: keras.Model, input_shape: tuple[int, ...]) -> keras.
         return member
     if own[2] != input_shape[2] or own[0] < input_shape[0] or own[1] < input_shape[1]:
         raise UserError(
-            f"ensemble member {member.name} takes {own} images: members take the first member's {tuple(input_shape)}, or larger ones with its channels (upsampled in the graph)"
+            f"{source or 'ensemble member ' + member.name} takes {own} images: members take the first member's {tuple(input_shape)}, or larger ones with its channels (upsampled in the graph)"
         )
     inputs = keras.Input(shape=input_shape, name="image")
     upsampled = keras.layers.Resizing(own[0], own[1], interpolation="bilinear", name="upsample")(inputs)
@@ -285,7 +290,7 @@ def build_ensemble(
     members = [load_keras_model(path)[0] for path in model_paths]
     # The first member's config describes the ensemble's input and data, whichever members a budget keeps.
     config_yaml = model_paths[0].parent / "config.yaml"
-    members = [fed_first_input(member, tuple(members[0].input_shape[1:])) for member in members]
+    members = [fed_first_input(member, tuple(members[0].input_shape[1:]), str(path)) for member, path in zip(members, model_paths)]
     config = load_run_config(model_paths[0].parent, data_dir)
     # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
     dataset = load_config_dataset(config, with_test=False)

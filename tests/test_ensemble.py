@@ -166,6 +166,39 @@ def test_build_ensemble_with_shares_records_and_applies_them(two_tiny_runs, tmp_
     assert np.allclose(ensemble.predict(images, verbose=0), (first + (second + mirrored) / 2) / 2, atol=1e-6)
 
 
+def test_build_ensemble_upsamples_for_a_member_trained_on_larger_faces(two_tiny_runs, tmp_path):
+    """A run at model.image_size=64 beside a 48-pixel one: the ensemble takes the first member's input; in the other order, refused by file."""
+    import json
+    import shutil
+
+    import yaml
+
+    from fer_keras.evaluate import load_keras_model
+
+    larger = tmp_path / "run64"
+    shutil.copytree(two_tiny_runs[1].parent, larger)
+    config = yaml.safe_load((larger / "config.yaml").read_text())
+    config["model"]["image_size"] = 64
+    (larger / "config.yaml").write_text(yaml.safe_dump(config))
+    keras.utils.set_random_seed(3)
+    build_model("tiny", 3, (64, 64, 1), width=4).save(larger / "best.keras")
+
+    metrics = build_ensemble([two_tiny_runs[0], larger / "best.keras"], tmp_path / "mixed")
+    ensemble = load_keras_model(tmp_path / "mixed" / "best.keras")[0]
+    assert ensemble.input_shape == (None, 48, 48, 1)
+    images = np.random.default_rng(4).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    upsampled = keras.ops.convert_to_numpy(keras.ops.image.resize(images, (64, 64), interpolation="bilinear"))
+    first = load_keras_model(two_tiny_runs[0])[0].predict(images, verbose=0)
+    second = load_keras_model(larger / "best.keras")[0].predict(upsampled, verbose=0)
+    assert np.allclose(ensemble.predict(images, verbose=0), (first + second) / 2, atol=1e-5)
+    # The folder's config is the first member's, so evaluate and export read 48-pixel faces for it.
+    assert yaml.safe_load((tmp_path / "mixed" / "config.yaml").read_text())["model"]["image_size"] == 48
+    assert json.loads((tmp_path / "mixed" / "metrics.json").read_text())["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"])
+    with pytest.raises(UserError, match=r"^\S*run1/best.keras takes \(48, 48, 1\) images: members take the first member's \(64, 64, 1\)"):
+        build_ensemble([larger / "best.keras", two_tiny_runs[0]], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize(("shares", "views"), [(None, None), ([0.7, 0.3], None), ([0.7, 0.3], ["both", "original"])])
 def test_flip_ensemble_exports_and_batches_like_keras(tmp_path, shares, views):
     """The stacked mirror views, the members' weights and views survive TFLite conversion at any batch size the runtime resizes to."""
