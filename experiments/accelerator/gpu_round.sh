@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One device call for the next release round (a lent GPU with JAX, no TensorFlow; 15 minutes of
-# device time per task, one command at most 10 minutes). Five plans (ROUND):
+# device time per task, one command at most 10 minutes). Seven plans (ROUND):
 #   long       (default) six tier candidates trained in parallel for the whole call;
 #   distill    teachers in parallel, their flip ensemble built on the device, then students distilled
 #              from it, with an undistilled control;
 #   resnet     the accurate tier's ResNet-SE alone, three seeds sharing the GPU for the whole call;
 #   regularise both tiers' networks with stronger weight decay or weight averaging, four runs;
 #   fer2013    FER2013's own labels: two VGG-48s and two ResNet-SEs, each for the whole call;
-#   robust     both tiers' networks with camera degradations from the first epoch, beside an undegraded control.
+#   robust     both tiers' networks with camera degradations from the first epoch, beside an undegraded control;
+#   resolution the accurate tier's ResNet-SE from scratch at 48x48 and at 64x64, two seeds each, at equal epochs.
 # Every run anneals its cosine within its time budget (fer_keras.array_trainer's TimeBudget), and each
 # run folder comes back as a .tgz in $OUT (at most 8 files, 64 MiB), to be ensembled, exported and
 # tested on the CPU.
@@ -27,9 +28,10 @@ BUDGET=${BUDGET:-510}                   # long, resnet: seconds per run, data lo
 TEACHER_BUDGET=${TEACHER_BUDGET:-290}   # distill: seconds per teacher, then per student
 STUDENT_BUDGET=${STUDENT_BUDGET:-170}
 EXTRA=${EXTRA:-}                         # overrides appended to every run
+RESOLUTION_EPOCHS=${RESOLUTION_EPOCHS:-45}  # resolution: every run's epochs (equal at both sizes), within BUDGET
 WHEELS=${WHEELS-.whl}                    # Keras wheels for the device's Python 3.12; empty: use the installed Keras
 CONFIGS=experiments/configs
-case "$ROUND" in long | distill | resnet | regularise | fer2013 | robust) ;; *) echo "ROUND=$ROUND: choose long, distill, resnet, regularise, fer2013 or robust" >&2; exit 2 ;; esac
+case "$ROUND" in long | distill | resnet | regularise | fer2013 | robust | resolution) ;; *) echo "ROUND=$ROUND: choose long, distill, resnet, regularise, fer2013, robust or resolution" >&2; exit 2 ;; esac
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 if [ -n "$WHEELS" ] && [ -d "$WHEELS" ]; then
@@ -42,13 +44,13 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 mkdir -p "$RUNS/logs" "$OUT"
 
-# train NAME BUDGET ARGS...: one train_accel run named NAME; train.epochs is only an upper bound under a budget.
+# train NAME BUDGET ARGS...: one train_accel run named NAME; train.epochs (EPOCHS, default 400) is only an upper bound under a budget.
 train() {
     local name=$1 budget=$2
     shift 2
     # shellcheck disable=SC2086  # EXTRA is a word list of overrides
     "$PYTHON" -m fer_keras.train_accel --data-dir "$DATA" "$@" name="$name" output_dir="$RUNS" \
-        train.time_budget_s="$budget" train.epochs=400 train.early_stopping_patience=0 $EXTRA >"$RUNS/logs/$name.log" 2>&1
+        train.time_budget_s="$budget" train.epochs="${EPOCHS:-400}" train.early_stopping_patience=0 $EXTRA >"$RUNS/logs/$name.log" 2>&1
     echo "$name: exit $?, $(grep -o 'best val_accuracy [0-9.]*' "$RUNS/logs/$name.log" || tail -1 "$RUNS/logs/$name.log")"
 }
 run_dir() { ls -d "$RUNS"/*-"$1" 2>/dev/null | tail -1; }
@@ -163,6 +165,30 @@ robust_round() {
     train v_vgg_control "$BUDGET" --config "$CONFIGS/ferplus_vgg.yaml" "${plain[@]}" train.seed=1337 &
     wait
     pack v_vgg_a v_vgg_b v_resnet v_vgg_control
+}
+
+# resolution: release 0.11.0's accurate tier runs its ResNet-SE once on the face upsampled to 64x64
+# inside the graph: a CPU fine-tune of 0.10.0's member at 64 reached 87.89% validation against 87.32%
+# for its 48 twin (87.80 against 87.59% with flip), one seed each
+# (experiments/configs/ferplus_resnet_se_in{64,48}_cpu.yaml). Whether 64 pays from scratch: ResNet-SEs
+# at 48 and at 64 (model.image_size=64: the loader upsamples the faces), seeds 5 and 7, with the
+# regularise round's decay 0.05 (g_resnet_wd, 87.85%) and the shipped tier's camera degradations and
+# face wear at p=0.1, so a winner is an accurate-tier candidate as it is. Every run stops at
+# RESOLUTION_EPOCHS, so the sizes compare at equal epochs: the 48 runs finish first and leave the GPU
+# to the 64 ones (1.78x the multiply-adds); BUDGET only guards the call (a run it cuts short anneals
+# early, and its history.csv says so). Compare on validation with and without flip
+# (`evaluate --split val --tta flip`), then in 0.11.0's layout (`fer_keras.ensemble`, the VGGs first).
+# Four models (2.8M parameters each), about 41 MB, come back whole.
+resolution_round() {
+    local EPOCHS=$RESOLUTION_EPOCHS  # read by train()
+    local shared=(--config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.weight_decay=0.05
+        data.augment.low_resolution=0.1 data.augment.blur=0.1 data.augment.noise=0.1 data.augment.jpeg=0.1 data.augment.occlusion=0.1)
+    train z_resnet48_a "$BUDGET" "${shared[@]}" train.seed=5 &
+    train z_resnet48_b "$BUDGET" "${shared[@]}" train.seed=7 &
+    train z_resnet64_a "$BUDGET" "${shared[@]}" model.image_size=64 train.seed=5 &
+    train z_resnet64_b "$BUDGET" "${shared[@]}" model.image_size=64 train.seed=7 &
+    wait
+    pack z_resnet48_a z_resnet48_b z_resnet64_a z_resnet64_b
 }
 
 # distill: four teachers (the H100 round's two strongest architectures, two seeds each, one with
