@@ -194,7 +194,7 @@ def test_build_ensemble_upsamples_for_a_member_trained_on_larger_faces(two_tiny_
     # The folder's config is the first member's, so evaluate and export read 48-pixel faces for it.
     assert yaml.safe_load((tmp_path / "mixed" / "config.yaml").read_text())["model"]["image_size"] == 48
     assert json.loads((tmp_path / "mixed" / "metrics.json").read_text())["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"])
-    with pytest.raises(UserError, match=r"^\S*run1/best.keras takes \(48, 48, 1\) images: members take the first member's \(64, 64, 1\)"):
+    with pytest.raises(UserError, match=r"^\S*run1/best.keras takes \(48, 48, 1\) images: members take the first member's \(64, 64, 1\), .*: list a member with the smallest input first$"):
         build_ensemble([larger / "best.keras", two_tiny_runs[0]], tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
 
