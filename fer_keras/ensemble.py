@@ -101,8 +101,10 @@ def fed_first_input(member: keras.Model, input_shape: tuple[int, ...], source: s
     if own == tuple(input_shape):
         return member
     if own[2] != input_shape[2] or own[0] < input_shape[0] or own[1] < input_shape[1]:
+        # Only the order is wrong when the channels agree: the other member can take this one's input.
+        hint = ": list a member with the smallest input first" if own[2] == input_shape[2] else ""
         raise UserError(
-            f"{source or 'ensemble member ' + member.name} takes {own} images: members take the first member's {tuple(input_shape)}, or larger ones with its channels (upsampled in the graph): list a member with the smallest input first"
+            f"{source or 'ensemble member ' + member.name} takes {own} images: members take the first member's {tuple(input_shape)}, or larger ones with its channels (upsampled in the graph){hint}"
         )
     inputs = keras.Input(shape=input_shape, name="image")
     upsampled = keras.layers.Resizing(own[0], own[1], interpolation="bilinear", name="upsample")(inputs)
