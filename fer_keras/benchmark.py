@@ -48,33 +48,53 @@ def write_results(out_dir: Path, name: str, rows: list[dict], header: str) -> Pa
     return out_dir / f"{name}.md"
 
 
+def training_precisions() -> list[str]:
+    """The precisions to time training in: float32, and mixed_bfloat16 where the CPU has AVX-512 BF16 or AMX."""
+    from fer_keras import hardware
+
+    return ["float32"] + (["mixed_bfloat16"] if hardware.cpu_supports_bf16() else [])
+
+
+def training_batch(batch_size: int, num_classes: int = 7):
+    """A seeded batch of random 48x48x1 faces (0-255) and one-hot targets, for timing training steps."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(batch_size, 48, 48, 1)).astype("float32")
+    y = np.eye(num_classes, dtype="float32")[rng.integers(0, num_classes, batch_size)]
+    return x, y
+
+
+def time_training_steps(model, x, y, steps: int, warm_up: int = 3) -> tuple[float, float]:
+    """Seconds of ``warm_up`` untimed steps (compilation included) and mean seconds of each of ``steps`` timed steps."""
+    start = time.perf_counter()
+    for _ in range(warm_up):
+        model.train_on_batch(x, y)
+    warm_up_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return warm_up_seconds, (time.perf_counter() - start) / steps
+
+
 def benchmark_train(models: list[str], batch_size: int, steps: int, out_dir: Path) -> list[dict]:
     """Training throughput of each model at ``batch_size``, float32 against mixed_bfloat16."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
 
     from fer_keras import hardware
     from fer_keras.models import build_model
 
-    policies = ["float32"] + (["mixed_bfloat16"] if hardware.cpu_supports_bf16() else [])
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(batch_size, 48, 48, 1)).astype("float32")
-    y = np.eye(7, dtype="float32")[rng.integers(0, 7, batch_size)]
+    x, y = training_batch(batch_size)
     rows = []
     for name in models:
         row = {"model": name}
-        for policy in policies:
+        for policy in training_precisions():
             previous = hardware.set_precision(policy)
             try:
                 model = build_model(name, 7)
                 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
-                for _ in range(3):  # compile and warm up
-                    model.train_on_batch(x, y)
-                start = time.perf_counter()
-                for _ in range(steps):
-                    model.train_on_batch(x, y)
-                seconds = (time.perf_counter() - start) / steps
+                _, seconds = time_training_steps(model, x, y, steps)
             finally:
                 hardware.set_precision(previous)
             row[f"{policy} img/s"] = round(batch_size / seconds, 1)

@@ -11,44 +11,32 @@ mixed_bfloat16, timed like ``python -m fer_keras.benchmark train``: batch 128, 3
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fer_keras import hardware  # noqa: E402
-from fer_keras.benchmark import DEFAULT_OUT, cpu_name, write_results  # noqa: E402
+from fer_keras.benchmark import DEFAULT_OUT, cpu_name, time_training_steps, training_batch, training_precisions, write_results  # noqa: E402
 from fer_keras.models import build_model  # noqa: E402
 
 BATCH, WARM_UP, STEPS = 128, 3, 8
 NETWORKS = {"resnet_se width 32": ("resnet_se", {"width": 32, "dropout": 0.3}), "vgg": ("vgg", {"dropout": 0.4})}
 
 
-def seconds_per_step(name: str, options: dict, jit_compile: bool, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def seconds_per_step(name: str, options: dict, jit_compile: bool, x, y) -> tuple[float, float]:
     """Seconds of the warm-up (compilation included) and mean seconds of one timed training step."""
     keras.utils.set_random_seed(0)
     model = build_model(name, y.shape[1], **options)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", jit_compile=jit_compile)
-    start = time.perf_counter()
-    for _ in range(WARM_UP):
-        model.train_on_batch(x, y)
-    warm_up = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        model.train_on_batch(x, y)
-    return warm_up, (time.perf_counter() - start) / STEPS
+    return time_training_steps(model, x, y, STEPS, WARM_UP)
 
 
 def main() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(BATCH, 48, 48, 1)).astype("float32")
-    y = np.eye(7, dtype="float32")[rng.integers(0, 7, BATCH)]
-    policies = ["float32"] + (["mixed_bfloat16"] if hardware.cpu_supports_bf16() else [])
+    x, y = training_batch(BATCH)
     rows = []
     for label, (name, options) in NETWORKS.items():
-        for policy in policies:
+        for policy in training_precisions():
             previous = hardware.set_precision(policy)
             try:
                 timings = {jit: seconds_per_step(name, options, jit, x, y) for jit in (False, True)}
