@@ -86,10 +86,11 @@ def benchmark_train(models: list[str], batch_size: int, steps: int, out_dir: Pat
     from fer_keras.models import build_model
 
     x, y = training_batch(batch_size)
+    precisions = training_precisions()
     rows = []
     for name in models:
         row = {"model": name}
-        for policy in training_precisions():
+        for policy in precisions:
             previous = hardware.set_precision(policy)
             try:
                 model = build_model(name, 7)

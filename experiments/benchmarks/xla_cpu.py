@@ -34,9 +34,10 @@ def seconds_per_step(name: str, options: dict, jit_compile: bool, x, y) -> tuple
 
 def main() -> None:
     x, y = training_batch(BATCH)
+    precisions = training_precisions()
     rows = []
     for label, (name, options) in NETWORKS.items():
-        for policy in training_precisions():
+        for policy in precisions:
             previous = hardware.set_precision(policy)
             try:
                 timings = {jit: seconds_per_step(name, options, jit, x, y) for jit in (False, True)}
