@@ -90,8 +90,8 @@ class TrainConfig:
     epochs: int = 30
     optimizer: str = "adam"  # adam | adamw | sgd
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4  # adamw only
-    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # adamw and sgd: decoupled, scaled by the learning rate
+    momentum: float = 0.9  # sgd only (Nesterov)
     schedule: str = "plateau"  # plateau | cosine
     warmup_epochs: int = 0  # cosine only
     label_smoothing: float = 0.0

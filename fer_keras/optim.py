@@ -12,6 +12,9 @@ COSINE_FLOOR = 0.01  # the cosine schedule ends at this fraction of the peak lea
 def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None, epochs: int | None = None, scheduled: bool = True):
     """The optimizer named in the config, with a cosine schedule (and linear warm-up) when selected.
 
+    ``adamw`` and ``sgd`` (Nesterov momentum) apply ``train.weight_decay`` as Keras does: decoupled
+    from the gradient and scaled by the learning rate; ``adam`` has none.
+
     ``scheduled=False`` gives a plain learning rate for a callback to set (a time-budgeted cosine).
     With ``train.ema_momentum`` the optimizer also keeps a moving average of the weights, which
     ``callbacks.weight_averaging`` swaps in for validation and checkpoints.
@@ -32,7 +35,7 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int, learning_rate: floa
     if train.optimizer == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **averaging)
     if train.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True, **averaging)
+        return keras.optimizers.SGD(rate, momentum=train.momentum, nesterov=True, weight_decay=train.weight_decay, **averaging)
     return keras.optimizers.Adam(rate, **averaging)
 
 
