@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the next release round (a lent GPU with JAX, no TensorFlow; 15 minutes of
-# device time per task, one command at most 10 minutes). Seven plans (ROUND):
+# device time per task, one command at most 10 minutes). Eight plans (ROUND):
 #   long       (default) six tier candidates trained in parallel for the whole call;
 #   distill    teachers in parallel, their flip ensemble built on the device, then students distilled
 #              from it, with an undistilled control;
@@ -8,7 +8,8 @@
 #   regularise both tiers' networks with stronger weight decay or weight averaging, four runs;
 #   fer2013    FER2013's own labels: two VGG-48s and two ResNet-SEs, each for the whole call;
 #   robust     both tiers' networks with camera degradations from the first epoch, beside an undegraded control;
-#   resolution the accurate tier's ResNet-SE from scratch at 48x48 and at 64x64, two seeds each, at equal epochs.
+#   resolution the accurate tier's ResNet-SE from scratch at 48x48 and at 64x64, two seeds each, at equal epochs;
+#   fer2013_start  four FERPlus ResNet-SEs at 64x64 from scratch, then each fine-tuned on FER2013's own labels.
 # Every run anneals its cosine within its time budget (fer_keras.array_trainer's TimeBudget), and each
 # run folder comes back as a .tgz in $OUT (at most 8 files, 64 MiB), to be ensembled, exported and
 # tested on the CPU.
@@ -29,9 +30,12 @@ TEACHER_BUDGET=${TEACHER_BUDGET:-290}   # distill: seconds per teacher, then per
 STUDENT_BUDGET=${STUDENT_BUDGET:-170}
 EXTRA=${EXTRA:-}                         # overrides appended to every run
 RESOLUTION_EPOCHS=${RESOLUTION_EPOCHS:-45}  # resolution: every run's epochs (equal at both sizes), within BUDGET
+START_BUDGET=${START_BUDGET:-320}         # fer2013_start: seconds per FERPlus start, then per FER2013 fine-tune
+FINETUNE_BUDGET=${FINETUNE_BUDGET:-190}
 WHEELS=${WHEELS-.whl}                    # Keras wheels for the device's Python 3.12; empty: use the installed Keras
 CONFIGS=experiments/configs
-case "$ROUND" in long | distill | resnet | regularise | fer2013 | robust | resolution) ;; *) echo "ROUND=$ROUND: choose long, distill, resnet, regularise, fer2013, robust or resolution" >&2; exit 2 ;; esac
+case "$ROUND" in long | distill | resnet | regularise | fer2013 | robust | resolution | fer2013_start) ;;
+    *) echo "ROUND=$ROUND: choose long, distill, resnet, regularise, fer2013, robust, resolution or fer2013_start" >&2; exit 2 ;; esac
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 if [ -n "$WHEELS" ] && [ -d "$WHEELS" ]; then
@@ -193,6 +197,37 @@ resolution_round() {
     train z_resnet64_b "$BUDGET" "${shared[@]}" model.image_size=64 train.seed=7 &
     wait
     pack z_resnet48_a z_resnet48_b z_resnet64_a z_resnet64_b
+}
+
+# fer2013_start: on FER2013's protocol, ensembles gained from members fine-tuned from new FERPlus starts
+# and not from more seeds of one start (experiments/runs/fer2013_protocol_resnet_four_two_starts_64), and
+# the best single network came from a 64x64 FERPlus start trained from scratch on the GPU and fine-tuned
+# for 20 CPU epochs (fer2013_resnet_se_protocol_in64_from_gpu_y_resnet64_20ep_cpu.yaml: 71.86% PublicTest
+# with flip). The call cannot carry starts (the images alone take 52 of the 64 MiB), so it makes them:
+# four FERPlus ResNet-SEs at 64 with the resolution round's recipe (seeds 13-19, START_BUDGET each,
+# sharing the GPU), then each one fine-tuned on FER2013 with that CPU run's recipe
+# (fer2013_resnet_se_protocol_in64_finetune_accel.yaml, 20 epochs within FINETUNE_BUDGET). Neither stage
+# sees PrivateTest. The four fine-tuned models (2.8M parameters each, about 47 MB) come back whole, the
+# starts as records; PublicTest picks the ensembles back on the CPU.
+fer2013_start_round() {
+    local seed start starts=() finetuned=() EPOCHS  # EPOCHS: read by train()
+    local shared=(--config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.weight_decay=0.05 model.image_size=64
+        data.augment.low_resolution=0.1 data.augment.blur=0.1 data.augment.noise=0.1 data.augment.jpeg=0.1 data.augment.occlusion=0.1)
+    for seed in 13 15 17 19; do
+        starts+=("p_resnet64_$seed")
+        train "p_resnet64_$seed" "$START_BUDGET" "${shared[@]}" train.seed="$seed" &
+    done
+    wait
+    EPOCHS=20
+    for seed in 13 15 17 19; do
+        start="$(run_dir "p_resnet64_$seed")/best.keras"
+        [ -f "$start" ] || continue
+        finetuned+=("q_fer2013_64_$seed")
+        train "q_fer2013_64_$seed" "$FINETUNE_BUDGET" --config "$CONFIGS/fer2013_resnet_se_protocol_in64_finetune_accel.yaml" \
+            train.init_from="$start" &
+    done
+    wait
+    pack "${finetuned[@]}" -- "${starts[@]}"
 }
 
 # distill: four teachers (the H100 round's two strongest architectures, two seeds each, one with
