@@ -21,9 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from fer_keras import labels as taxonomy  # noqa: E402
+from fer_keras.config import load_run_config  # noqa: E402
 from fer_keras.data import (  # noqa: E402
-    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, is_ferplus_layout, label_list_groups, load_ferplus_dataset, load_folder_dataset, locate_data_dir, pixel_digests,
-    run_data_settings, training_files,
+    FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, is_ferplus_layout, label_list_groups, load_config_dataset, load_ferplus_dataset, load_folder_dataset, locate_data_dir,
+    pixel_digests, run_data_settings, training_files,
 )
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
@@ -232,6 +233,27 @@ def predict_probabilities(predict: Callable[[np.ndarray], np.ndarray], images: n
     return np.mean([predict(view) for view in views], axis=0)
 
 
+def run_validation_views(model_path: Path, data_dir: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A run folder's model on its own run's validation split, on the face and on the face with its mirror.
+
+    The split is read as the run's config.yaml describes it, input size included (the loader upsamples
+    48-pixel faces for a network trained at 64), so networks of different input sizes are scored on the
+    same faces, each as it was trained. Probe scripts cache what this returns and combine it.
+
+    Args:
+        model_path: A ``.keras`` model inside a run folder (beside its config.yaml and metrics.json).
+        data_dir: Replaces the run's ``data.data_dir`` when given (the data may have moved).
+
+    Returns:
+        The validation labels, and the probabilities by view: "original" (the face) and "both" (the face
+        and its mirror averaged).
+    """
+    val = load_config_dataset(load_run_config(model_path.parent, data_dir), with_test=False).splits["val"]
+    model = load_keras_model(model_path)[0]
+    run = lambda batch: model.predict(batch, batch_size=256, verbose=0)  # noqa: E731
+    return val.labels, {"original": predict_probabilities(run, val.images, None), "both": predict_probabilities(run, val.images, "flip")}
+
+
 def restrict_to_present(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Zeroes the classes absent from the data and renormalises, so the argmax is taken over present classes."""
     present = np.zeros(probabilities.shape[1], dtype=bool)
@@ -430,6 +452,8 @@ def evaluate(
     framed as ``fer_keras.detect`` frames it; images without a face are left out and listed.
     ``label_set`` None scores a model on the data its run trained on by that run's label set
     (``ferplus``: FERPlus's majority labels and splits), and any other folder by its own class folders.
+    A run whose recorded data folder is missing on this machine (trained on a lent GPU, or before the
+    data moved) counts as trained on ``data_dir``: its hold-out and label set apply.
     With ``group_by`` (a column of the data's label list) the accuracy is also reported per value of
     that column, under ``accuracy_by_group``; rows that leave it empty form the group ``(blank)``.
     With ``seen_in`` (a dataset folder or label list; its ``train`` part where it has one) the
@@ -444,7 +468,10 @@ def evaluate(
     # The run that trained on this folder split it so: score the faces it held out (a plain folder's
     # test or val split, or train/'s validation hold-out as that run cut it).
     run = run_data_settings(run_dir or predictor.path.parent)
-    trained_here = bool(run.get("data_dir")) and Path(run["data_dir"]).resolve() == root.resolve()
+    recorded = Path(run["data_dir"]) if run.get("data_dir") else None
+    # A run trained elsewhere (on a lent GPU, or before the data moved) names a folder missing here: it
+    # is taken to have trained on this one, else --split val would score a fresh cut of faces it trained on.
+    trained_here = recorded is not None and (recorded.resolve() == root.resolve() or not recorded.exists())
     # On the data its run trained on, a model is scored by that run's labels unless told otherwise: a
     # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
     label_set = label_set or (run.get("label_set") if trained_here else None) or ("ferplus" if is_ferplus_layout(root) else "folder")

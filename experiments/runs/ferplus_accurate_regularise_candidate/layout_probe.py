@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.config import load_run_config
-from fer_keras.data import load_for_experiment
-from fer_keras.evaluate import load_keras_model, predict_probabilities
+from fer_keras.evaluate import run_validation_views
 
 DATA_DIR = "../shared/datasets/fer2013"
 
@@ -30,19 +28,13 @@ def cached_probabilities(cache: Path, paths: list[Path]) -> tuple[np.ndarray, di
     """Validation labels, and each network's probabilities by view (predicted once, then read from ``cache``)."""
     cache.mkdir(parents=True, exist_ok=True)
     labels_file = cache / "labels.npy"
-    val = None
-    if not labels_file.is_file():
-        val = load_for_experiment(load_run_config(paths[0].parent, DATA_DIR), with_test=False).splits["val"]
-        np.save(labels_file, val.labels)
     probabilities = {}
     for path in paths:
         file = cache / f"{path.parent.name}.npz"
-        if not file.is_file():
-            if val is None:
-                val = load_for_experiment(load_run_config(paths[0].parent, DATA_DIR), with_test=False).splits["val"]
-            model = load_keras_model(path)[0]
-            run = lambda batch: model.predict(batch, batch_size=256, verbose=0)  # noqa: E731
-            np.savez(file, original=predict_probabilities(run, val.images, None), both=predict_probabilities(run, val.images, "flip"))
+        if not file.is_file() or not labels_file.is_file():
+            labels, views = run_validation_views(path, DATA_DIR)
+            np.save(labels_file, labels)
+            np.savez(file, **views)
         probabilities[path.parent.name] = dict(np.load(file))
     return np.load(labels_file), probabilities
 

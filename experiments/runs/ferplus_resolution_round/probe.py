@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_keras.config import load_run_config
-from fer_keras.data import load_config_dataset
-from fer_keras.evaluate import load_keras_model, predict_probabilities
+from fer_keras.evaluate import run_validation_views
 
 DATA_DIR = "../shared/datasets/fer2013"
 
@@ -28,11 +26,8 @@ def cached_probabilities(cache: Path, path: Path) -> tuple[np.ndarray, dict[str,
     """Validation labels and one network's probabilities by view, predicted once at the network's input size."""
     file = cache / f"{path.parent.name}.npz"
     if not file.is_file():
-        val = load_config_dataset(load_run_config(path.parent, DATA_DIR), with_test=False).splits["val"]
-        model = load_keras_model(path)[0]
-        run = lambda batch: model.predict(batch, batch_size=256, verbose=0)  # noqa: E731
-        np.savez(file, labels=val.labels, original=predict_probabilities(run, val.images, None),
-                 both=predict_probabilities(run, val.images, "flip"))
+        labels, views = run_validation_views(path, DATA_DIR)
+        np.savez(file, labels=labels, **views)
     stored = dict(np.load(file))
     return stored.pop("labels"), stored
 
