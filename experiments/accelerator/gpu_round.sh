@@ -208,7 +208,10 @@ resolution_round() {
 # sharing the GPU), then each one fine-tuned on FER2013 with that CPU run's recipe
 # (fer2013_resnet_se_protocol_in64_finetune_accel.yaml, 20 epochs within FINETUNE_BUDGET). Neither stage
 # sees PrivateTest. The four fine-tuned models (2.8M parameters each, about 47 MB) come back whole, the
-# starts as records; PublicTest picks the ensembles back on the CPU.
+# starts as records; PublicTest picks the ensembles back on the CPU. Run on 2026-12-04: the starts got 34-39
+# epochs (84.57-85.77% FERPlus validation) and their fine-tunes 67.57-68.63% PublicTest, 3 points under the
+# 92-epoch start's; no ensemble with them passed the bar (experiments/runs/fer2013_start_round): starts need the
+# whole call, two at a time.
 fer2013_start_round() {
     local seed start starts=() finetuned=() EPOCHS  # EPOCHS: read by train()
     local shared=(--config "$CONFIGS/ferplus_resnet_se_accel.yaml" train.weight_decay=0.05 model.image_size=64
