@@ -110,6 +110,33 @@ def tiny_run_config(face_folder: Path, tmp_path: Path, *extra: str):
     )
 
 
+def copy_run(run_dir: Path, dest: Path, settings: dict[str, object]) -> Path:
+    """A copy of the run folder ``run_dir`` at ``dest``, its config.yaml with ``settings`` ("section.key": value) changed."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(run_dir, dest)
+    config = yaml.safe_load((dest / "config.yaml").read_text())
+    for name, value in settings.items():
+        section, key = name.split(".")
+        config[section][key] = value
+    (dest / "config.yaml").write_text(yaml.safe_dump(config))
+    return dest
+
+
+def tiny_run_at_64(run_dir: Path, dest: Path) -> Path:
+    """best.keras of a copy of ``run_dir`` as a run at model.image_size=64 leaves it: a fresh 64-pixel tiny model (seed 3)."""
+    import keras
+
+    from fer_keras.models import build_model
+
+    copy_run(run_dir, dest, {"model.image_size": 64})
+    keras.utils.set_random_seed(3)
+    build_model("tiny", len(SYNTHETIC_CLASSES), (64, 64, 1), width=4).save(dest / "best.keras")
+    return dest / "best.keras"
+
+
 BROKEN_FILES = {"zero_bytes.jpg", "notes.txt", "truncated.png", "garbage.jpg"}
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from conftest import REPO
+from conftest import REPO, tiny_run_at_64
 from fer_keras.ensemble import average_models, build_ensemble, main
 from fer_keras.errors import UserError
 from fer_keras.models import build_model
@@ -170,19 +170,12 @@ def test_build_ensemble_with_shares_records_and_applies_them(two_tiny_runs, tmp_
 def test_build_ensemble_upsamples_for_a_member_trained_on_larger_faces(two_tiny_runs, tmp_path):
     """A run at model.image_size=64 beside a 48-pixel one: the ensemble takes the first member's input; in the other order, refused by file."""
     import json
-    import shutil
 
     import yaml
 
     from fer_keras.evaluate import load_keras_model
 
-    larger = tmp_path / "run64"
-    shutil.copytree(two_tiny_runs[1].parent, larger)
-    config = yaml.safe_load((larger / "config.yaml").read_text())
-    config["model"]["image_size"] = 64
-    (larger / "config.yaml").write_text(yaml.safe_dump(config))
-    keras.utils.set_random_seed(3)
-    build_model("tiny", 3, (64, 64, 1), width=4).save(larger / "best.keras")
+    larger = tiny_run_at_64(two_tiny_runs[1].parent, tmp_path / "run64").parent
 
     metrics = build_ensemble([two_tiny_runs[0], larger / "best.keras"], tmp_path / "mixed")
     ensemble = load_keras_model(tmp_path / "mixed" / "best.keras")[0]

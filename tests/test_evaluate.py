@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, synthetic_face, synthetic_ferplus_rows, write_ferplus_layout
+from conftest import REPO, copy_run, synthetic_face, synthetic_ferplus_rows, tiny_run_at_64, write_ferplus_layout
 from fer_keras import evaluate as ev
 from fer_keras.data import Split
 from fer_keras.explain import gradcam, last_conv_layer, occlusion_sensitivity
@@ -360,13 +360,8 @@ def test_importing_evaluate_leaves_keras_for_keras_models():
 
 def test_run_validation_views_scores_each_run_on_its_own_validation_faces(two_tiny_runs, tmp_path):
     """The face and the face-with-mirror views on the run's own split; a 64-pixel run gets the same faces upsampled."""
-    import shutil
-
-    import yaml
-
     from fer_keras.config import load_run_config
     from fer_keras.data import load_config_dataset
-    from fer_keras.models import build_model
 
     labels, views = ev.run_validation_views(two_tiny_runs[0])
     val = load_config_dataset(load_run_config(two_tiny_runs[0].parent), with_test=False).splits["val"]
@@ -376,33 +371,19 @@ def test_run_validation_views_scores_each_run_on_its_own_validation_faces(two_ti
     assert np.allclose(views["original"], face, atol=1e-6)
     assert np.allclose(views["both"], (face + model.predict(val.images[:, :, ::-1], verbose=0)) / 2, atol=1e-6)
 
-    larger = tmp_path / "run64"
-    shutil.copytree(two_tiny_runs[1].parent, larger)
-    config = yaml.safe_load((larger / "config.yaml").read_text())
-    config["model"]["image_size"] = 64
-    (larger / "config.yaml").write_text(yaml.safe_dump(config))
-    build_model("tiny", 3, (64, 64, 1), width=4).save(larger / "best.keras")  # the synthetic folder has three classes
-    labels64, views64 = ev.run_validation_views(larger / "best.keras")
+    labels64, views64 = ev.run_validation_views(tiny_run_at_64(two_tiny_runs[1].parent, tmp_path / "run64"))
     assert np.array_equal(labels64, labels) and views64["original"].shape == views["original"].shape
 
 
 def test_a_run_whose_data_folder_is_missing_here_is_scored_on_its_own_hold_out(two_tiny_runs, face_folder, tmp_path):
     """A run made on a lent GPU names a data folder this machine lacks: --split val is the split it held out,
     not a fresh 10% cut of faces it trained on; a run that trained on another folder that exists keeps the fresh cut."""
-    import shutil
-
-    import yaml
-
     from fer_keras.config import load_run_config
     from fer_keras.data import load_config_dataset
 
     held_out = load_config_dataset(load_run_config(two_tiny_runs[0].parent), with_test=False).splits["val"]
     for name, data_dir in (("device_run", tmp_path / "device" / "fer2013"), ("foreign_run", tmp_path)):
-        run = tmp_path / name
-        shutil.copytree(two_tiny_runs[0].parent, run)
-        config = yaml.safe_load((run / "config.yaml").read_text())
-        config["data"]["data_dir"] = str(data_dir)
-        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        copy_run(two_tiny_runs[0].parent, tmp_path / name, {"data.data_dir": str(data_dir)})
     device = ev.evaluate(tmp_path / "device_run" / "best.keras", str(face_folder), tmp_path / "device_out", split="val", plots=False)
     foreign = ev.evaluate(tmp_path / "foreign_run" / "best.keras", str(face_folder), tmp_path / "foreign_out", split="val", plots=False)
     assert device["n"] == len(held_out) == 30  # val_fraction 0.25 of the 120 synthetic faces
