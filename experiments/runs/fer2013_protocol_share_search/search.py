@@ -15,6 +15,12 @@ import numpy as np
 GRID_STEPS = 10  # shares in steps of 0.1
 
 
+def fail(message: str) -> None:
+    """Ends with a one-line message on stderr and exit code 2 (bad input)."""
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 def read_member(path: str) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """Returns (files, labels, probabilities, class names) of one member's predictions.csv, in file-name order."""
     with open(path, newline="") as handle:
@@ -46,12 +52,20 @@ def shares_text(names: tuple[str, ...], shares: np.ndarray) -> str:
 
 
 def main(pairs: list[str]) -> None:
+    if len(pairs) < 2 or not all("=" in pair for pair in pairs):
+        fail("usage: python search.py NAME=predictions.csv NAME=predictions.csv [...] (two members at least)")
     names, members = zip(*(pair.split("=", 1) for pair in pairs))
+    for path in members:
+        try:
+            with open(path):
+                pass
+        except OSError as error:
+            fail(f"error: {path}: {error.strerror}")
     loaded = [read_member(path) for path in members]
     files, labels, _, classes = loaded[0]
     for other_files, _, _, other_classes in loaded[1:]:
         if other_files != files or other_classes != classes:
-            sys.exit("error: the members' predictions.csv files cover different faces or classes")
+            fail("error: the members' predictions.csv files cover different faces or classes")
     probabilities = np.stack([member[2] for member in loaded])
     targets = np.array([classes.index(label) for label in labels])
     grid = share_grid(len(names))
