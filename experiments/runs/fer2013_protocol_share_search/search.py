@@ -9,13 +9,14 @@ estimate: shares chosen on one half (faces in file-name order, alternately) scor
 import csv
 import itertools
 import sys
+from typing import NoReturn
 
 import numpy as np
 
 GRID_STEPS = 10  # shares in steps of 0.1
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Ends with a one-line message on stderr and exit code 2 (bad input)."""
     print(message, file=sys.stderr)
     sys.exit(2)
@@ -55,13 +56,10 @@ def main(pairs: list[str]) -> None:
     if len(pairs) < 2 or not all("=" in pair for pair in pairs):
         fail("usage: python search.py NAME=predictions.csv NAME=predictions.csv [...] (two members at least)")
     names, members = zip(*(pair.split("=", 1) for pair in pairs))
-    for path in members:
-        try:
-            with open(path):
-                pass
-        except OSError as error:
-            fail(f"error: {path}: {error.strerror}")
-    loaded = [read_member(path) for path in members]
+    try:
+        loaded = [read_member(path) for path in members]
+    except OSError as error:
+        fail(f"error: {error.filename}: {error.strerror}")
     files, labels, _, classes = loaded[0]
     for other_files, _, _, other_classes in loaded[1:]:
         if other_files != files or other_classes != classes:
