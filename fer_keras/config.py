@@ -51,6 +51,7 @@ class DataConfig:
     val_fraction: float = 0.1  # stratified hold-out from train (fer2013, folder)
     # holdout: val_fraction of train/. public_test: FER2013's published protocol (train/ whole, test/'s
     # PublicTest files validate, its PrivateTest files test), so results compare with the literature's.
+    # public_test_refit: that protocol's refit once a recipe is chosen, PublicTest trained on too (its val figures are fit).
     val_split: str = "holdout"
     test_fraction: float = 0.1  # training on a plain folder of class folders (no train/ inside): its stratified test hold-out, taken first
     split_seed: int = 1337  # seed of the hold-outs, apart from train.seed so re-seeded runs share one validation set
@@ -129,7 +130,7 @@ class ExperimentConfig:
         """
         choices = {
             "data.label_set": (self.data.label_set, ("fer2013", "ferplus", "folder")),
-            "data.val_split": (self.data.val_split, ("holdout", "public_test")),
+            "data.val_split": (self.data.val_split, ("holdout", "public_test", "public_test_refit")),
             "train.optimizer": (self.train.optimizer, ("adam", "adamw", "sgd")),
             "train.schedule": (self.train.schedule, ("plateau", "cosine")),
             "train.precision": (self.train.precision, ("auto", "float32", "mixed_bfloat16", "mixed_float16")),

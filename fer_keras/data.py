@@ -75,6 +75,10 @@ class Split:
         """The images at ``indices``, in that order."""
         return Split(self.images[indices], self.targets[indices], [self.paths[i] for i in indices])
 
+    def joined(self, other: "Split") -> "Split":
+        """This split's images followed by ``other``'s."""
+        return Split(np.concatenate([self.images, other.images]), np.concatenate([self.targets, other.targets]), self.paths + other.paths)
+
 
 # The Kaggle FER2013 files are named after the original split they come from ("PrivateTest_123.jpg"):
 # published FER2013 results train on Training, choose on PublicTest and test on PrivateTest, while
@@ -399,7 +403,8 @@ def _fold_holdout(split: Split, folds: int, fold: int, seed: int, groups: dict[s
 
 
 def _usage_splits(
-    folder: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, usages: tuple[str, ...]
+    folder: Path, labels: tuple[str, ...], size: int, channels: int, cap: int, skipped: list, excluded: set, usages: tuple[str, ...],
+    val_split: str,
 ) -> list[Split]:
     """FER2013's test files of each original split named (``PublicTest``, ``PrivateTest``), by their Kaggle names.
 
@@ -415,7 +420,7 @@ def _usage_splits(
     for usage in usages:
         members = np.flatnonzero(found == usage)
         if members.size == 0:
-            raise UserError(f"{folder}: data.val_split=public_test needs FER2013's Kaggle file names ({usage}_*.jpg), and none is here")
+            raise UserError(f"{folder}: data.val_split={val_split} needs FER2013's Kaggle file names ({usage}_*.jpg), and none is here")
         chosen, chosen_targets = _cap_per_class([paths[i] for i in members], targets[members], cap)
         halves.append(_read_split(chosen, chosen_targets, size, channels, skipped))
     return halves
@@ -483,6 +488,9 @@ def load_folder_dataset(
     ``val_split="public_test"`` follows FER2013's published protocol instead: ``train/`` is
     trained on whole, ``test/``'s ``PublicTest_*`` files validate and its ``PrivateTest_*`` files
     test (``val_fraction`` is then unused, and ``test/`` is read even without ``with_test``).
+    ``val_split="public_test_refit"`` is that protocol's refit: the PublicTest files train too
+    (and stay the val split, whose figures are then fit, not validation), for a recipe already
+    chosen on PublicTest.
     With ``split_by`` (a column of the label list trained on), each hold-out takes whole groups
     of that column, seeded, instead of single faces, so that no person is in two splits. With
     ``cv_folds`` > 1 a plain folder's test split is fold ``cv_fold`` of that many instead of a
@@ -502,8 +510,9 @@ def load_folder_dataset(
     plain_to_train = train_part is None and (test_fraction > 0 or cv_folds > 1)
     if cv_folds > 1 and train_part is not None:
         raise UserError(f"{root}: data.cv_folds folds a folder or label list trained on, and this one has its own train part")
-    if split_by and val_split == "public_test":
-        raise UserError(f"{root}: data.split_by cuts hold-outs, and data.val_split=public_test takes FER2013's fixed splits instead")
+    protocol = val_split in ("public_test", "public_test_refit")
+    if split_by and protocol:
+        raise UserError(f"{root}: data.split_by cuts hold-outs, and data.val_split={val_split} takes FER2013's fixed splits instead")
     if train_part or plain_to_train:
         groups = label_list_groups(train_part or root, split_by) if split_by else None  # before any image is read, so a wrong column fails at once
         train = _folder_split(train_part or root, labels, image_size, channels, max_per_class, skipped, excluded)
@@ -517,13 +526,15 @@ def load_folder_dataset(
             train, test = _fold_holdout(train, cv_folds, cv_fold, seed, groups, root)
         elif plain_to_train:
             train, test = holdout(train, int(np.ceil(test_fraction * whole)))
-        if val_split == "public_test":
+        if protocol:
             if plain_to_train or test_part is None:
-                raise UserError(f"{root}: data.val_split=public_test needs FER2013's test/ folder beside train/")
+                raise UserError(f"{root}: data.val_split={val_split} needs FER2013's test/ folder beside train/")
             # A training-only host holds test/'s PublicTest files alone (experiments/accelerator/pack_images.py).
             wanted = ("PublicTest", "PrivateTest") if with_test else ("PublicTest",)
-            held_out = _usage_splits(test_part, labels, image_size, channels, max_per_class, skipped, excluded, wanted)
+            held_out = _usage_splits(test_part, labels, image_size, channels, max_per_class, skipped, excluded, wanted, val_split)
             splits = dict(zip(("train", "val", "test"), [train, *held_out]))
+            if val_split == "public_test_refit":
+                splits["train"] = train.joined(splits["val"])
         else:
             if val_fraction > 0:
                 train, splits["val"] = holdout(train, int(np.ceil(val_fraction * whole)))
@@ -722,8 +733,9 @@ def load_dataset(
         max_per_class: Cap of images per class and split (0 = all).
         with_test: Also load the test split; training-only hosts leave it out (and need not hold its files).
         test_fraction: A plain folder's test hold-out, for folders trained on (0: the whole folder is the test split).
-        val_split: ``holdout`` (``val_fraction`` of train) or ``public_test`` (FER2013's published
-            protocol, see ``load_folder_dataset``); FERPlus always validates on PublicTest.
+        val_split: ``holdout`` (``val_fraction`` of train), ``public_test`` (FER2013's published
+            protocol, see ``load_folder_dataset``) or ``public_test_refit`` (that protocol with PublicTest
+            trained on too); FERPlus always validates on PublicTest.
         split_by: A label list's column whose groups (subjects) each hold-out takes whole (fer2013 and folder).
         cv_folds: More than 1: a plain folder's test split is fold ``cv_fold`` of that many (k-fold cross-validation).
         cv_fold: The fold held out for testing, from 0.

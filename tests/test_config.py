@@ -31,7 +31,7 @@ def test_bad_values_are_rejected():
         apply_overrides(ExperimentConfig(), ["train.epochs=many"])
     with pytest.raises(UserError, match="train.optimizer='rmsprop' is not one of adam, adamw, sgd"):
         apply_overrides(ExperimentConfig(), ["train.optimizer=rmsprop"])
-    with pytest.raises(UserError, match="data.val_split='privatetest' is not one of holdout, public_test"):
+    with pytest.raises(UserError, match="data.val_split='privatetest' is not one of holdout, public_test, public_test_refit"):
         apply_overrides(ExperimentConfig(), ["data.val_split=privatetest"])
     with pytest.raises(UserError, match=r"train.ema_momentum=1.0 must be in \[0, 1\)"):
         apply_overrides(ExperimentConfig(), ["train.ema_momentum=1"])

@@ -200,10 +200,20 @@ def test_public_test_protocol_trains_on_all_of_train_and_splits_test_by_kaggle_n
     # evaluate scores a run trained so on PrivateTest, as published FER2013 results are.
     _, scored = load_evaluation_data("fer2013", kaggle, "test", (48, 48, 1), {"val_split": "public_test"})
     assert scored.paths == dataset.splits["test"].paths
+    # The refit trains on train/ and PublicTest, keeps PublicTest as its (fitted) val split, and tests on PrivateTest alone.
+    refit = data.load_dataset("fer2013", kaggle, val_split="public_test_refit")
+    assert refit.splits["train"].paths == dataset.splits["train"].paths + dataset.splits["val"].paths
+    assert np.array_equal(refit.splits["train"].images, np.concatenate([dataset.splits["train"].images, dataset.splits["val"].images]))
+    assert refit.splits["train"].labels.tolist() == dataset.splits["train"].labels.tolist() + dataset.splits["val"].labels.tolist()
+    assert refit.splits["val"].paths == dataset.splits["val"].paths and refit.splits["test"].paths == dataset.splits["test"].paths
+    _, refit_scored = load_evaluation_data("fer2013", kaggle, "test", (48, 48, 1), {"val_split": "public_test_refit"})
+    assert refit_scored.paths == dataset.splits["test"].paths
     with pytest.raises(UserError, match=r"test: data.val_split=public_test needs FER2013's Kaggle file names \(PublicTest_\*.jpg\), and none is here$"):
         data.load_dataset("fer2013", face_folder, val_split="public_test")
     with pytest.raises(UserError, match=r"train: data.val_split=public_test needs FER2013's test/ folder beside train/$"):
         data.load_dataset("fer2013", face_folder / "train", val_split="public_test", test_fraction=0.2)
+    with pytest.raises(UserError, match=r"test: data.val_split=public_test_refit needs FER2013's Kaggle file names \(PublicTest_\*.jpg\), and none is here$"):
+        data.load_dataset("fer2013", face_folder, val_split="public_test_refit")
 
 
 def test_any_mode_and_bit_depth_is_converted(tmp_path):
