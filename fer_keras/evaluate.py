@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # n
 from fer_keras.files import write_atomic, write_json  # noqa: E402
 from fer_keras.metrics import classification_metrics  # noqa: E402
 from fer_keras.runtime import parse_value_range  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -459,6 +462,8 @@ def evaluate(
     With ``seen_in`` (a dataset folder or label list; its ``train`` part where it has one) the
     accuracy is also reported apart for the faces pixel-identical to one of its images and for the
     rest (``accuracy_by_seen``), and the former are listed (``seen_files``).
+    A refit's run (``data.val_split=public_test_refit``) trained on its val split too: scored there,
+    a warning says so and the metrics carry ``val_trained_on``.
 
     Returns:
         The metrics dict.
@@ -476,6 +481,10 @@ def evaluate(
     # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
     label_set = label_set or (run.get("label_set") if trained_here else None) or ("ferplus" if is_ferplus_layout(root) else "folder")
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
+    # A refit trained on its val split too (PublicTest, for a recipe chosen there before): scored, it is fit, not validation.
+    val_trained_on = split == "val" and trained_here and run["holdout"].get("val_split") == "public_test_refit"
+    if val_trained_on:
+        log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit): these figures are fit, not validation", predictor.path)
     groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
     seen_digests = set(pixel_digests(training_files(locate_data_dir(seen_in, "--seen-in")))) - {None} if seen_in else set()
     no_face: list[str] = []
@@ -500,6 +509,8 @@ def evaluate(
     if group_by:
         metrics["group_by"] = group_by
         metrics["accuracy_by_group"] = accuracy_by_group([groups.get(path) or "(blank)" for path in paths], correct)
+    if val_trained_on:
+        metrics["val_trained_on"] = True
     if seen_in:
         seen = [digest in seen_digests for digest in pixel_digests(paths)]
         metrics["seen_in"] = str(seen_in)

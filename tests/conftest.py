@@ -51,6 +51,16 @@ def write_class_folders(root: Path, per_class: int, seed: int, classes=SYNTHETIC
             Image.fromarray(synthetic_face(k, rng)).save(folder / f"{name}_{i:03d}.png")
 
 
+def write_kaggle_fer2013(root: Path) -> Path:
+    """FER2013 as Kaggle lays it out at ``root``: train/ (10 synthetic faces a class) and test/ (2 PublicTest and 4 PrivateTest a class)."""
+    write_class_folders(root / "train", per_class=10, seed=0)
+    write_class_folders(root / "test", per_class=6, seed=1)
+    for image in sorted((root / "test").glob("*/*.png")):
+        number = int(image.stem.rsplit("_", 1)[1])
+        image.rename(image.with_name(f"{'PublicTest' if number < 2 else 'PrivateTest'}_{image.parent.name}{number}.png"))
+    return root
+
+
 def write_ferplus_layout(root: Path, rows: dict[str, list[tuple[str, tuple[int, ...], np.ndarray | None]]]) -> None:
     """FERPlus's own layout as Microsoft's generate_training_data.py writes it: per usage folder, the PNGs and a header-less label.csv.
 

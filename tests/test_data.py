@@ -175,16 +175,11 @@ def test_fer2013_label_set_maps_folders_onto_the_seven_labels(face_folder):
 
 
 def test_public_test_protocol_trains_on_all_of_train_and_splits_test_by_kaggle_name(face_folder, tmp_path):
-    from conftest import write_class_folders
+    from conftest import write_kaggle_fer2013
 
     from fer_keras.evaluate import load_evaluation_data
 
-    kaggle = tmp_path / "kaggle"
-    write_class_folders(kaggle / "train", per_class=10, seed=0)
-    write_class_folders(kaggle / "test", per_class=6, seed=1)
-    for image in sorted((kaggle / "test").glob("*/*.png")):  # two PublicTest and four PrivateTest faces a class
-        number = int(image.stem.rsplit("_", 1)[1])
-        image.rename(image.with_name(f"{'PublicTest' if number < 2 else 'PrivateTest'}_{image.parent.name}{number}.png"))
+    kaggle = write_kaggle_fer2013(tmp_path / "kaggle")  # two PublicTest and four PrivateTest faces a class
     dataset = data.load_dataset("fer2013", kaggle, val_split="public_test")
     counts = {split: {name: n for name, n in per_class.items() if n} for split, per_class in dataset.class_counts().items()}
     assert counts["train"] == {"angry": 10, "happy": 10, "sad": 10}  # no hold-out taken from train/

@@ -388,3 +388,22 @@ def test_a_run_whose_data_folder_is_missing_here_is_scored_on_its_own_hold_out(t
     foreign = ev.evaluate(tmp_path / "foreign_run" / "best.keras", str(face_folder), tmp_path / "foreign_out", split="val", plots=False)
     assert device["n"] == len(held_out) == 30  # val_fraction 0.25 of the 120 synthetic faces
     assert foreign["n"] == 12  # the loader's default 10%
+
+
+def test_a_refit_run_scored_on_its_val_split_is_flagged_as_fit(two_tiny_runs, tmp_path, caplog):
+    """A run trained with data.val_split=public_test_refit also trained on PublicTest: --split val warns and flags it, --split test does not."""
+    from conftest import write_kaggle_fer2013
+
+    kaggle = write_kaggle_fer2013(tmp_path / "kaggle")
+    for name, val_split in (("refit", "public_test_refit"), ("protocol", "public_test")):
+        copy_run(two_tiny_runs[0].parent, tmp_path / name, {"data.data_dir": str(kaggle), "data.val_split": val_split, "data.label_set": "fer2013"})
+    with caplog.at_level("WARNING", logger="fer_keras.evaluate"):
+        refit_val = ev.evaluate(tmp_path / "refit" / "best.keras", str(kaggle), tmp_path / "refit_val", split="val", plots=False)
+    assert refit_val["n"] == 6 and refit_val["val_trained_on"] is True  # the 2 PublicTest faces of each of 3 classes
+    assert "trained on the val split too (data.val_split=public_test_refit)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fer_keras.evaluate"):
+        refit_test = ev.evaluate(tmp_path / "refit" / "best.keras", str(kaggle), tmp_path / "refit_test", plots=False)
+        protocol_val = ev.evaluate(tmp_path / "protocol" / "best.keras", str(kaggle), tmp_path / "protocol_val", split="val", plots=False)
+    assert refit_test["n"] == 12 and protocol_val["n"] == 6  # PrivateTest's 4 a class; the same PublicTest faces
+    assert "val_trained_on" not in refit_test and "val_trained_on" not in protocol_val and "public_test_refit" not in caplog.text
