@@ -109,6 +109,7 @@ class TrainConfig:
     init_from: str | None = None  # start from this .keras model's weights (same architecture): fine-tuning, distillation
     freeze_batch_norm: bool = False  # with init_from: batch norm keeps its statistics (inference mode); for members rebuilt by fer_keras.recover, whose batch norm is folded
     score_test: bool = True  # train only (train_accel never reads the test split): score the best model on it when training ends; false keeps candidates off it (score the chosen one with fer_keras.evaluate)
+    sam_rho: float = 0.0  # train only: sharpness-aware minimization's ascent radius (0 disables; the paper's default is 0.05); each step then costs two passes
     time_budget_s: float = 0  # train_accel only: stop before an epoch would end past this many seconds, cosine annealed within it (0 = no limit)
 
 
@@ -156,7 +157,7 @@ class ExperimentConfig:
         least = {
             "model.image_size": 16, "data.batch_size": 1, "train.epochs": 1, "train.cpu_replicas": 1, "model.width": 0,
             "data.max_per_class": 0, "train.warmup_epochs": 0, "train.early_stopping_patience": 0, "train.fine_tune_epochs": 0,
-            "train.fine_tune_layers": 0, "train.confusion_matrix_every": 0, "train.weight_decay": 0, "train.time_budget_s": 0,
+            "train.fine_tune_layers": 0, "train.confusion_matrix_every": 0, "train.weight_decay": 0, "train.time_budget_s": 0, "train.sam_rho": 0,
             "data.augment.mixup": 0, "data.augment.cutmix": 0,
         }
         for key, smallest in least.items():

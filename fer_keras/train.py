@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fer_keras.config import ExperimentConfig, load_config
+from fer_keras.config import ExperimentConfig, TrainConfig, load_config
 from fer_keras.data import locate_data_dir
 from fer_keras.errors import ArgumentParser, cli_entry
 
@@ -44,6 +44,17 @@ def _unfreeze_top(backbone: keras.Model, n_layers: int) -> None:
         layer.trainable = i >= len(backbone.layers) - n_layers and not isinstance(layer, keras.layers.BatchNormalization)
 
 
+def _compile(model, optimizer, train: TrainConfig) -> None:
+    """Compiles ``model``, with sharpness-aware minimization when ``train.sam_rho`` asks for it."""
+    from fer_keras.optim import compile_model
+
+    compile_model(model, optimizer, train)
+    if train.sam_rho:
+        from fer_keras.sam import use_sharpness_aware_minimization
+
+        use_sharpness_aware_minimization(model, train.sam_rho)
+
+
 def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     """Trains one experiment end to end and records it in a run folder.
 
@@ -70,7 +81,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
     from fer_keras.callbacks import make_callbacks
     from fer_keras.data import balanced_class_weights, load_for_experiment
     from fer_keras.models import build_from_config, check_model_config, initialize_from
-    from fer_keras.optim import compile_model, make_optimizer
+    from fer_keras.optim import make_optimizer
     from fer_keras.pipeline import make_dataset
     from fer_keras.records import begin_run, record_run, report_counts, resolve_run_dir, run_metrics
 
@@ -98,7 +109,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             two_stage = backbone is not None and config.train.fine_tune_epochs > 0
             if two_stage:
                 backbone.trainable = False
-            compile_model(model, make_optimizer(config.train, steps), config.train)
+            _compile(model, make_optimizer(config.train, steps), config.train)
         # The run folder is made only now, so a bad train.init_from leaves no half-begun run behind.
         run_dir, resumed = resolve_run_dir(config, new)
         print(f"{'resuming' if resumed else 'starting'} run {run_dir} (precision {precision}, strategy {config.train.strategy})")
@@ -115,7 +126,7 @@ def run_training(config: ExperimentConfig, new: bool = False) -> RunResult:
             with strategy.scope():
                 _unfreeze_top(backbone, config.train.fine_tune_layers)
                 fine_tune = make_optimizer(config.train, steps, config.train.fine_tune_learning_rate, config.train.fine_tune_epochs)
-                compile_model(model, fine_tune, config.train)
+                _compile(model, fine_tune, config.train)
             model.fit(
                 train_ds,
                 validation_data=val_ds,

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
     config = load_config(args.config, overrides)
+    if config.train.sam_rho:
+        raise UserError(f"train.sam_rho={config.train.sam_rho:g}: sharpness-aware minimization is implemented by fer_keras.train only (set it to 0 here)")
     locate_data_dir(config.data.data_dir)
     try:
         import keras  # noqa: F401  (loads the backend that KERAS_BACKEND names)
