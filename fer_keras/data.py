@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -43,6 +44,8 @@ LABEL_LIST_COLUMNS = ("path", "label")
 FERPLUS_ROW_MAP = "ferplus_rows.csv"
 # FERPlus's vote columns (fer2013new.csv's after Usage and Image name): its emotions, then unknown and NF (not a face).
 FERPLUS_VOTE_COLUMNS = (*(taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS), "unknown", "NF")
+# data.val_split values that validate on FER2013's PublicTest (public_test_refit trains on it too).
+PUBLIC_TEST_SPLITS = ("public_test", "public_test_refit")
 # FERPlus's own layout, as Microsoft's generate_training_data.py writes it: a folder per usage, each
 # with its PNGs and a header-less label.csv of image name, face box, then the FERPLUS_VOTE_COLUMNS.
 FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
@@ -510,7 +513,7 @@ def load_folder_dataset(
     plain_to_train = train_part is None and (test_fraction > 0 or cv_folds > 1)
     if cv_folds > 1 and train_part is not None:
         raise UserError(f"{root}: data.cv_folds folds a folder or label list trained on, and this one has its own train part")
-    protocol = val_split in ("public_test", "public_test_refit")
+    protocol = val_split in PUBLIC_TEST_SPLITS
     if split_by and protocol:
         raise UserError(f"{root}: data.split_by cuts hold-outs, and data.val_split={val_split} takes FER2013's fixed splits instead")
     if train_part or plain_to_train:
@@ -778,6 +781,45 @@ def run_data_settings(run_dir: Path) -> dict:
         "soft_labels": bool(data.get("soft_labels")),
         "holdout": {parameter: data[key] for parameter, key in keys.items() if key in data},
     }
+
+
+def trained_on_val(run_dir: Path) -> bool:
+    """Whether the model in ``run_dir`` trained on its own val split, so its val figures are fit.
+
+    True for a refit (``data.val_split=public_test_refit``: PublicTest trained on too) and for an
+    ensemble or soup built with such a member (its metrics.json lists them under ``val_trained_on``).
+    """
+    if run_data_settings(run_dir).get("holdout", {}).get("val_split") == "public_test_refit":
+        return True
+    try:
+        recorded = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # no metrics.json (a model file in a plain folder) or one written by another tool
+    return isinstance(recorded, dict) and bool(recorded.get("val_trained_on"))
+
+
+def warn_members_trained_on_val(model_paths: list[Path], val_split: str) -> list[str]:
+    """Warns of the models among ``model_paths`` that trained on the val split ``val_split`` names, and returns them.
+
+    For a tool that scores several models on one val split (an ensemble, a soup): those models'
+    figures there, and any choice made on them, are fit, not validation. Only FER2013's PublicTest
+    (``public_test`` and ``public_test_refit``) is trained on by some runs (refits) and validated on
+    by others; a hold-out cut from train/ is held out by the run that cut it.
+
+    Args:
+        model_paths: best.keras files in run folders (config.yaml, and metrics.json where written, beside each).
+        val_split: The ``data.val_split`` of the data they are scored on.
+
+    Returns:
+        Those models' paths, as strings.
+    """
+    if val_split not in PUBLIC_TEST_SPLITS:
+        return []
+    trained = [str(path) for path in model_paths if trained_on_val(Path(path).parent)]
+    if trained:
+        log.warning("%s: trained on the val split too (data.val_split=public_test_refit, or a member that did): "
+                    "the val figures, and any choice made on them, are fit, not validation", ", ".join(trained))
+    return trained
 
 
 def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_per_class: int | None = None) -> Dataset:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_config_dataset
+from fer_keras.data import load_config_dataset, warn_members_trained_on_val
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
@@ -297,6 +297,7 @@ def build_ensemble(
     # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
     dataset = load_config_dataset(config, with_test=False)
     train, val = dataset.splits["train"], dataset.splits["val"]
+    trained_on_val = warn_members_trained_on_val(model_paths, config.data.val_split)
     member_views = views or ["both"] * len(members)
     member_probabilities = [
         predict_probabilities(lambda batch, member=member: member.predict(batch, batch_size=256, verbose=0), val.images, "flip" if flip and seen == "both" else None)
@@ -345,6 +346,8 @@ def build_ensemble(
         **({"views": views} if views else {}),
         "member_val_accuracy": member_val,
         **({"selection": selection} if selection else {}),
+        # The members that trained on the val split (refits): the figures under "val" are fit.
+        **({"val_trained_on": [path for path in trained_on_val if path in map(str, model_paths)]} if trained_on_val else {}),
         "parameters": int(ensemble.count_params()),
         "label_set": config.data.label_set,
         "labels": labels,

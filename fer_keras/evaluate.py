@@ -25,7 +25,7 @@ from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.config import load_run_config  # noqa: E402
 from fer_keras.data import (  # noqa: E402
     FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, is_ferplus_layout, label_list_groups, load_config_dataset, load_ferplus_dataset, load_folder_dataset, locate_data_dir,
-    pixel_digests, run_data_settings, training_files,
+    pixel_digests, run_data_settings, trained_on_val, training_files,
 )
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
@@ -462,8 +462,8 @@ def evaluate(
     With ``seen_in`` (a dataset folder or label list; its ``train`` part where it has one) the
     accuracy is also reported apart for the faces pixel-identical to one of its images and for the
     rest (``accuracy_by_seen``), and the former are listed (``seen_files``).
-    A refit's run (``data.val_split=public_test_refit``) trained on its val split too: scored there,
-    a warning says so and the metrics carry ``val_trained_on``.
+    A refit's run (``data.val_split=public_test_refit``), or an ensemble or soup with a refit member,
+    trained on its val split too: scored there, a warning says so and the metrics carry ``val_trained_on``.
 
     Returns:
         The metrics dict.
@@ -472,7 +472,8 @@ def evaluate(
     root = locate_data_dir(data_dir)
     # The run that trained on this folder split it so: score the faces it held out (a plain folder's
     # test or val split, or train/'s validation hold-out as that run cut it).
-    run = run_data_settings(run_dir or predictor.path.parent)
+    run_dir = run_dir or predictor.path.parent
+    run = run_data_settings(run_dir)
     recorded = Path(run["data_dir"]) if run.get("data_dir") else None
     # A run trained elsewhere (on a lent GPU, or before the data moved) names a folder missing here: it
     # is taken to have trained on this one, else --split val would score a fresh cut of faces it trained on.
@@ -481,10 +482,11 @@ def evaluate(
     # FERPlus run read as a plain folder would be scored, silently, on FER2013's original labels.
     label_set = label_set or (run.get("label_set") if trained_here else None) or ("ferplus" if is_ferplus_layout(root) else "folder")
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
-    # A refit trained on its val split too (PublicTest, for a recipe chosen there before): scored, it is fit, not validation.
-    val_trained_on = split == "val" and trained_here and run["holdout"].get("val_split") == "public_test_refit"
+    # A refit trained on its val split too (PublicTest, for a recipe chosen there before), and so did an
+    # ensemble or soup with a refit member: scored there, it is fit, not validation.
+    val_trained_on = split == "val" and trained_here and trained_on_val(run_dir)
     if val_trained_on:
-        log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit): these figures are fit, not validation", predictor.path)
+        log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit, or a member that did): these figures are fit, not validation", predictor.path)
     groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
     seen_digests = set(pixel_digests(training_files(locate_data_dir(seen_in, "--seen-in")))) - {None} if seen_in else set()
     no_face: list[str] = []
@@ -533,7 +535,7 @@ def evaluate(
     write_json(out / "metrics.json", metrics)
     write_atomic(out / "predictions.csv", predictions_csv(files, y, probabilities, predictor.labels))
     if plots:
-        history = (run_dir or predictor.path.parent) / "history.csv"
+        history = run_dir / "history.csv"
         figures = make_plots(metrics, probabilities, y, images, predictor, history)
         for name, png in figures.items():
             write_atomic(out / name, png)

@@ -400,10 +400,37 @@ def test_a_refit_run_scored_on_its_val_split_is_flagged_as_fit(two_tiny_runs, tm
     with caplog.at_level("WARNING", logger="fer_keras.evaluate"):
         refit_val = ev.evaluate(tmp_path / "refit" / "best.keras", str(kaggle), tmp_path / "refit_val", split="val", plots=False)
     assert refit_val["n"] == 6 and refit_val["val_trained_on"] is True  # the 2 PublicTest faces of each of 3 classes
-    assert "trained on the val split too (data.val_split=public_test_refit)" in caplog.text
+    assert "trained on the val split too (data.val_split=public_test_refit" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="fer_keras.evaluate"):
         refit_test = ev.evaluate(tmp_path / "refit" / "best.keras", str(kaggle), tmp_path / "refit_test", plots=False)
         protocol_val = ev.evaluate(tmp_path / "protocol" / "best.keras", str(kaggle), tmp_path / "protocol_val", split="val", plots=False)
     assert refit_test["n"] == 12 and protocol_val["n"] == 6  # PrivateTest's 4 a class; the same PublicTest faces
     assert "val_trained_on" not in refit_test and "val_trained_on" not in protocol_val and "public_test_refit" not in caplog.text
+
+
+def test_ensembles_and_soups_with_a_refit_member_are_flagged_as_fit(two_tiny_runs, tmp_path, caplog):
+    """Scored on PublicTest, an ensemble or soup with a refit member warns and lists it; evaluate --split val then flags the result."""
+    from conftest import write_kaggle_fer2013
+    from fer_keras.ensemble import build_ensemble
+    from fer_keras.soup import build_soup
+
+    kaggle = write_kaggle_fer2013(tmp_path / "kaggle")
+    runs = {}
+    for name, run, val_split in (("protocol", 0, "public_test"), ("refit", 1, "public_test_refit"), ("protocol2", 1, "public_test")):
+        # Class folders as labels (the models know 3 of FER2013's 7): build_ensemble and build_soup score members on their own labels.
+        copy_run(two_tiny_runs[run].parent, tmp_path / name, {"data.data_dir": str(kaggle), "data.val_split": val_split, "data.label_set": "folder"})
+        runs[name] = tmp_path / name / "best.keras"
+    # The protocol run first: the ensemble's config.yaml is its, so only the recorded member tells evaluate.
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        ensemble = build_ensemble([runs["protocol"], runs["refit"]], tmp_path / "ensemble")
+        soup = build_soup([runs["protocol"], runs["refit"]], None, tmp_path / "soup")
+    assert ensemble["val_trained_on"] == soup["val_trained_on"] == [str(runs["refit"])]
+    assert caplog.text.count(f"{runs['refit']}: trained on the val split too") == 2
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        clean = build_ensemble([runs["protocol"], runs["protocol2"]], tmp_path / "clean")
+        clean_val = ev.evaluate(tmp_path / "clean" / "best.keras", str(kaggle), tmp_path / "clean_val", split="val", plots=False)
+    assert "val_trained_on" not in clean and "val_trained_on" not in clean_val and "trained on the val split" not in caplog.text
+    for folder in ("ensemble", "soup"):
+        assert ev.evaluate(tmp_path / folder / "best.keras", str(kaggle), tmp_path / f"{folder}_val", split="val", plots=False)["val_trained_on"] is True
