@@ -16,6 +16,8 @@ import yaml
 
 from fer_keras.errors import UserError, check_at_least
 
+# data.val_split values that validate on FER2013's PublicTest (public_test_refit trains on it too).
+PUBLIC_TEST_SPLITS = ("public_test", "public_test_refit")
 
 @dataclass
 class AugmentConfig:
@@ -131,7 +133,7 @@ class ExperimentConfig:
         """
         choices = {
             "data.label_set": (self.data.label_set, ("fer2013", "ferplus", "folder")),
-            "data.val_split": (self.data.val_split, ("holdout", "public_test", "public_test_refit")),
+            "data.val_split": (self.data.val_split, ("holdout", *PUBLIC_TEST_SPLITS)),
             "train.optimizer": (self.train.optimizer, ("adam", "adamw", "sgd")),
             "train.schedule": (self.train.schedule, ("plateau", "cosine")),
             "train.precision": (self.train.precision, ("auto", "float32", "mixed_bfloat16", "mixed_float16")),

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from fer_keras import labels as taxonomy
-from fer_keras.config import ExperimentConfig
+from fer_keras.config import PUBLIC_TEST_SPLITS, ExperimentConfig
 from fer_keras.errors import UserError, missing_train_extra
 from fer_keras.sources import HEIF_SUFFIXES, eight_bit_upright, register_pillow_formats
 
@@ -44,8 +44,6 @@ LABEL_LIST_COLUMNS = ("path", "label")
 FERPLUS_ROW_MAP = "ferplus_rows.csv"
 # FERPlus's vote columns (fer2013new.csv's after Usage and Image name): its emotions, then unknown and NF (not a face).
 FERPLUS_VOTE_COLUMNS = (*(taxonomy.FERPLUS_COLUMNS[label] for label in taxonomy.FERPLUS_LABELS), "unknown", "NF")
-# data.val_split values that validate on FER2013's PublicTest (public_test_refit trains on it too).
-PUBLIC_TEST_SPLITS = ("public_test", "public_test_refit")
 # FERPlus's own layout, as Microsoft's generate_training_data.py writes it: a folder per usage, each
 # with its PNGs and a header-less label.csv of image name, face box, then the FERPLUS_VOTE_COLUMNS.
 FERPLUS_FOLDERS = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}

@@ -346,14 +346,15 @@ def build_ensemble(
         **({"views": views} if views else {}),
         "member_val_accuracy": member_val,
         **({"selection": selection} if selection else {}),
-        # The members that trained on the val split (refits): the figures under "val" are fit.
-        **({"val_trained_on": [path for path in trained_on_val if path in map(str, model_paths)]} if trained_on_val else {}),
         "parameters": int(ensemble.count_params()),
         "label_set": config.data.label_set,
         "labels": labels,
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
         "val": classification_metrics(val.labels, np.average(member_probabilities, axis=0, weights=shares), dataset.labels),
     }
+    chosen_trained = [path for path in map(str, model_paths) if path in trained_on_val]
+    if chosen_trained:
+        metrics["val_trained_on"] = chosen_trained  # members that trained on the val split (refits): the figures under "val" are fit
     write_model_folder(out_dir, ensemble, config_yaml, metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")

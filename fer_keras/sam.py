@@ -51,17 +51,16 @@ def _sharpness_aware_step(model: keras.Model, rho: float, data):
     model._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(loss), sample_weight=batch_size)
     gradients = tape.gradient(loss, weights)
     # A weight the loss does not reach (None gradient) is not perturbed; the epsilon keeps a zero gradient finite.
-    scale = rho / (tf.linalg.global_norm([g for g in gradients if g is not None]) + 1e-12)
-    ascent = [None if g is None else tf.cast(g * scale, w.dtype) for g, w in zip(gradients, weights)]
-    for weight, step in zip(weights, ascent):
-        if step is not None:
-            weight.assign_add(step)
+    reached = [(weight, gradient) for weight, gradient in zip(weights, gradients) if gradient is not None]
+    scale = rho / (tf.linalg.global_norm([gradient for _, gradient in reached]) + 1e-12)
+    ascent = [(weight, tf.cast(gradient * scale, weight.dtype)) for weight, gradient in reached]
+    for weight, step in ascent:
+        weight.assign_add(step)
     with tf.GradientTape() as tape:
         _, loss_at_ascent = _loss(model, x, y, sample_weight)
         loss_at_ascent = model.optimizer.scale_loss(loss_at_ascent)
     sharpness_gradients = tape.gradient(loss_at_ascent, weights)
-    for weight, step in zip(weights, ascent):
-        if step is not None:
-            weight.assign_sub(step)
+    for weight, step in ascent:
+        weight.assign_sub(step)
     model.optimizer.apply_gradients(zip(sharpness_gradients, weights))
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
