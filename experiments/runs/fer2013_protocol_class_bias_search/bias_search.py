@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fer2013_protocol_share_search"))
-from search import fail, read_member  # noqa: E402  (the sibling experiment's reader, not a copy of it)
+from search import fail, read_members  # noqa: E402  (the sibling experiment's reader, not a copy of it)
 
 OFFSETS = np.round(np.arange(-1.0, 1.0001, 0.05), 2)  # candidate offsets per class, in log-probability
 MAX_SWEEPS = 20
@@ -54,16 +54,8 @@ def main(argv: list[str]) -> None:
         applied, argv = np.array([float(value) for value in argv[1].split(",")]), argv[2:]
     if not argv or not all("=" in pair for pair in argv):
         fail("usage: python bias_search.py [--apply OFFSETS] NAME=predictions.csv [...]")
-    names, paths = zip(*(pair.split("=", 1) for pair in argv))
-    try:
-        loaded = [read_member(path) for path in paths]
-    except OSError as error:
-        fail(f"error: {error.filename}: {error.strerror}")
-    files, labels, _, classes = loaded[0]
-    if any(member[0] != files or member[3] != classes for member in loaded[1:]):
-        fail("error: the members' predictions.csv files cover different faces or classes")
-    log_mean = np.log(np.maximum(np.mean([member[2] for member in loaded], axis=0), 1e-12))
-    targets = np.array([classes.index(label) for label in labels])
+    names, probabilities, targets, classes = read_members(argv)
+    log_mean = np.log(np.maximum(probabilities.mean(axis=0), 1e-12))
     total = len(targets)
     plain = correct(log_mean, targets, np.zeros(len(classes)))
     print(f"{' + '.join(names)}, equal shares, no offsets: {plain / total:.2%} ({plain} of {total})")

@@ -52,9 +52,11 @@ def shares_text(names: tuple[str, ...], shares: np.ndarray) -> str:
     return ", ".join(f"{name} {share:.1f}" for name, share in zip(names, shares))
 
 
-def main(pairs: list[str]) -> None:
-    if len(pairs) < 2 or not all("=" in pair for pair in pairs):
-        fail("usage: python search.py NAME=predictions.csv NAME=predictions.csv [...] (two members at least)")
+def read_members(pairs: list[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, list[str]]:
+    """Returns (names, probabilities (members, faces, classes), targets (faces,), class names) of NAME=path pairs.
+
+    Ends with a one-line error (exit code 2) when a file cannot be read or the files cover different faces or classes.
+    """
     names, members = zip(*(pair.split("=", 1) for pair in pairs))
     try:
         loaded = [read_member(path) for path in members]
@@ -64,8 +66,13 @@ def main(pairs: list[str]) -> None:
     for other_files, _, _, other_classes in loaded[1:]:
         if other_files != files or other_classes != classes:
             fail("error: the members' predictions.csv files cover different faces or classes")
-    probabilities = np.stack([member[2] for member in loaded])
-    targets = np.array([classes.index(label) for label in labels])
+    return names, np.stack([member[2] for member in loaded]), np.array([classes.index(label) for label in labels]), classes
+
+
+def main(pairs: list[str]) -> None:
+    if len(pairs) < 2 or not all("=" in pair for pair in pairs):
+        fail("usage: python search.py NAME=predictions.csv NAME=predictions.csv [...] (two members at least)")
+    names, probabilities, targets, _ = read_members(pairs)
     grid = share_grid(len(names))
     for name, member_probabilities in zip(names, probabilities):
         print(f"{name}: {(member_probabilities.argmax(axis=1) == targets).mean():.2%} alone")
