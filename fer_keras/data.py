@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from fer_keras import labels as taxonomy
-from fer_keras.config import PUBLIC_TEST_SPLITS, ExperimentConfig
+from fer_keras.config import PUBLIC_TEST_SPLITS, DataConfig, ExperimentConfig
 from fer_keras.errors import UserError, missing_train_extra
 from fer_keras.sources import HEIF_SUFFIXES, eight_bit_upright, register_pillow_formats
 
@@ -757,6 +757,11 @@ def load_dataset(
     return dataset
 
 
+# load_dataset's keyword arguments that cut a run's validation and test hold-outs, and the data.* keys naming them.
+_HOLDOUT_KEYS = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split",
+                 "split_by": "split_by", "cv_folds": "cv_folds", "cv_fold": "cv_fold"}
+
+
 def run_data_settings(run_dir: Path) -> dict:
     """The data a training run used, from its folder's config.yaml; {} without one.
 
@@ -771,13 +776,11 @@ def run_data_settings(run_dir: Path) -> dict:
     import yaml
 
     data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data", {})
-    keys = {"val_fraction": "val_fraction", "test_fraction": "test_fraction", "seed": "split_seed", "val_split": "val_split", "split_by": "split_by",
-            "cv_folds": "cv_folds", "cv_fold": "cv_fold"}
     return {
         "label_set": data.get("label_set"),
         "data_dir": data.get("data_dir"),
         "soft_labels": bool(data.get("soft_labels")),
-        "holdout": {parameter: data[key] for parameter, key in keys.items() if key in data},
+        "holdout": {parameter: data[key] for parameter, key in _HOLDOUT_KEYS.items() if key in data},
     }
 
 
@@ -796,26 +799,44 @@ def trained_on_val(run_dir: Path) -> bool:
     return isinstance(recorded, dict) and bool(recorded.get("val_trained_on"))
 
 
-def warn_members_trained_on_val(model_paths: list[Path], val_split: str) -> list[str]:
-    """Warns of the models among ``model_paths`` that trained on the val split ``val_split`` names, and returns them.
+def trained_on_val_of(run_dir: Path, data: DataConfig) -> bool:
+    """Whether the model in ``run_dir`` trained on faces of the val split that ``data`` describes.
+
+    On PublicTest (FERPlus's val split whatever ``val_split`` says, or FER2013's under the protocol),
+    only a refit (or an ensemble or soup with one) did. A hold-out cut from the training faces is held
+    out only by a run that cut it the same way, from the same data with the same label set and split
+    settings; any other run on that data, a protocol or FERPlus run on all of train/ included, trained
+    on some of its faces. A run recorded on other data, or a model without a run folder, is taken not to have.
+    """
+    if data.val_split in PUBLIC_TEST_SPLITS or data.label_set == "ferplus":
+        return trained_on_val(run_dir)
+    run = run_data_settings(run_dir)
+    if not run:
+        return False
+    recorded = Path(run["data_dir"]) if run.get("data_dir") else None
+    # As evaluate does, a run recorded on a folder missing here (a lent GPU's copy) is taken to have trained on this one.
+    if recorded is not None and recorded.exists() and recorded.resolve() != locate_data_dir(data.data_dir).resolve():
+        return False
+    same_cut = run["label_set"] == data.label_set and all(run["holdout"].get(parameter) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items())
+    return not same_cut or trained_on_val(run_dir)
+
+
+def warn_members_trained_on_val(model_paths: list[Path], data: DataConfig) -> list[str]:
+    """Warns of the models among ``model_paths`` that trained on faces of the val split ``data`` describes, and returns them.
 
     For a tool that scores several models on one val split (an ensemble, a soup): those models'
-    figures there, and any choice made on them, are fit, not validation. Only FER2013's PublicTest
-    (``public_test`` and ``public_test_refit``) is trained on by some runs (refits) and validated on
-    by others; a hold-out cut from train/ is held out by the run that cut it.
+    figures there, and any choice made on them, are fit, not validation (see ``trained_on_val_of``).
 
     Args:
         model_paths: best.keras files in run folders (config.yaml, and metrics.json where written, beside each).
-        val_split: The ``data.val_split`` of the data they are scored on.
+        data: The data settings of the split they are scored on (the first member's run's, with the tool's data folder).
 
     Returns:
         Those models' paths, as strings.
     """
-    if val_split not in PUBLIC_TEST_SPLITS:
-        return []
-    trained = [str(path) for path in model_paths if trained_on_val(Path(path).parent)]
+    trained = [str(path) for path in model_paths if trained_on_val_of(Path(path).parent, data)]
     if trained:
-        log.warning("%s: trained on the val split too (data.val_split=public_test_refit, or a member that did): "
+        log.warning("%s: trained on the val split too (a refit, a member that was one, or a run that cut its hold-out otherwise): "
                     "the val figures, and any choice made on them, are fit, not validation", ", ".join(trained))
     return trained
 

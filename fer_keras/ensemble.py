@@ -297,7 +297,7 @@ def build_ensemble(
     # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
     dataset = load_config_dataset(config, with_test=False)
     train, val = dataset.splits["train"], dataset.splits["val"]
-    trained_on_val = warn_members_trained_on_val(model_paths, config.data.val_split)
+    trained_on_val = warn_members_trained_on_val(model_paths, config.data)
     member_views = views or ["both"] * len(members)
     member_probabilities = [
         predict_probabilities(lambda batch, member=member: member.predict(batch, batch_size=256, verbose=0), val.images, "flip" if flip and seen == "both" else None)
@@ -354,7 +354,7 @@ def build_ensemble(
     }
     chosen_trained = [path for path in map(str, model_paths) if path in trained_on_val]
     if chosen_trained:
-        metrics["val_trained_on"] = chosen_trained  # members that trained on the val split (refits): the figures under "val" are fit
+        metrics["val_trained_on"] = chosen_trained  # members that trained on faces of the val split (data.trained_on_val_of): the figures under "val" are fit
     write_model_folder(out_dir, ensemble, config_yaml, metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")

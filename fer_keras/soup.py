@@ -108,7 +108,7 @@ def build_soup(model_paths: list[Path], shares: list[float] | None, out_dir: Pat
     # Only the run's data settings matter here: its train.init_from may name a file long gone (a recovered member's start).
     dataset = load_config_dataset(config, with_test=False)
     val = dataset.splits["val"]
-    trained_on_val = warn_members_trained_on_val(model_paths, config.data.val_split)
+    trained_on_val = warn_members_trained_on_val(model_paths, config.data)
     soup = models[0]
 
     def val_metrics(indices: list[int], index_shares: list[float]) -> dict:
@@ -135,7 +135,7 @@ def build_soup(model_paths: list[Path], shares: list[float] | None, out_dir: Pat
     }
     chosen_trained = [names[index] for index in chosen if names[index] in trained_on_val]
     if chosen_trained:
-        metrics["val_trained_on"] = chosen_trained  # ingredients that trained on the val split (refits): the figures under "val" are fit
+        metrics["val_trained_on"] = chosen_trained  # ingredients that trained on faces of the val split (data.trained_on_val_of): the figures under "val" are fit
     best = write_model_folder(out_dir, soup, model_paths[chosen[0]].parent / "config.yaml", metrics)
     print(f"val accuracy {metrics['val']['accuracy']:.4f}  soup of {len(chosen)} ({', '.join(f'{share:g}' for share in shares)}) -> {best}")
     return metrics

@@ -434,3 +434,25 @@ def test_ensembles_and_soups_with_a_refit_member_are_flagged_as_fit(two_tiny_run
     assert "val_trained_on" not in clean and "val_trained_on" not in clean_val and "trained on the val split" not in caplog.text
     for folder in ("ensemble", "soup"):
         assert ev.evaluate(tmp_path / folder / "best.keras", str(kaggle), tmp_path / f"{folder}_val", split="val", plots=False)["val_trained_on"] is True
+
+
+def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_runs, tmp_path, caplog):
+    """Scored on a hold-out cut from train/, a protocol member (all of train/ learnt) or one cut with another seed trained on its faces; one cut alike did not."""
+    from conftest import write_kaggle_fer2013
+    from fer_keras.ensemble import build_ensemble
+    from fer_keras.soup import build_soup
+
+    kaggle = write_kaggle_fer2013(tmp_path / "kaggle")
+    runs = {}
+    for name, run, settings in (("cut", 0, {}), ("cut2", 1, {}), ("protocol", 1, {"data.val_split": "public_test"}), ("reseeded", 1, {"data.split_seed": 7})):
+        copy_run(two_tiny_runs[run].parent, tmp_path / name, {"data.data_dir": str(kaggle), "data.val_split": "holdout", "data.label_set": "folder", **settings})
+        runs[name] = tmp_path / name / "best.keras"
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        clean = build_ensemble([runs["cut"], runs["cut2"]], tmp_path / "clean")
+    assert "val_trained_on" not in clean and "trained on the val split" not in caplog.text
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        flagged = build_ensemble([runs["cut"], runs["protocol"], runs["reseeded"]], tmp_path / "flagged")
+        soup = build_soup([runs["cut"], runs["protocol"]], None, tmp_path / "soup")
+    assert flagged["val_trained_on"] == [str(runs["protocol"]), str(runs["reseeded"])]
+    assert soup["val_trained_on"] == [str(runs["protocol"])]
+    assert ev.evaluate(tmp_path / "flagged" / "best.keras", str(kaggle), tmp_path / "flagged_val", split="val", plots=False)["val_trained_on"] is True
