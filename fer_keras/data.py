@@ -817,7 +817,11 @@ def trained_on_val_of(run_dir: Path, data: DataConfig) -> bool:
     # As evaluate does, a run recorded on a folder missing here (a lent GPU's copy) is taken to have trained on this one.
     if recorded is not None and recorded.exists() and recorded.resolve() != locate_data_dir(data.data_dir).resolve():
         return False
-    same_cut = run["label_set"] == data.label_set and all(run["holdout"].get(parameter) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items())
+    # A run's config.yaml older than a split setting lacks it, and that run split with its default.
+    defaults = DataConfig()
+    same_cut = run["label_set"] == data.label_set and all(
+        run["holdout"].get(parameter, getattr(defaults, key)) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items()
+    )
     return not same_cut or trained_on_val(run_dir)
 
 

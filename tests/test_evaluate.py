@@ -438,6 +438,8 @@ def test_ensembles_and_soups_with_a_refit_member_are_flagged_as_fit(two_tiny_run
 
 def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_runs, tmp_path, caplog):
     """Scored on a hold-out cut from train/, a protocol member (all of train/ learnt) or one cut with another seed trained on its faces; one cut alike did not."""
+    import yaml
+
     from conftest import write_kaggle_fer2013
     from fer_keras.ensemble import build_ensemble
     from fer_keras.soup import build_soup
@@ -447,6 +449,10 @@ def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_r
     for name, run, settings in (("cut", 0, {}), ("cut2", 1, {}), ("protocol", 1, {"data.val_split": "public_test"}), ("reseeded", 1, {"data.split_seed": 7})):
         copy_run(two_tiny_runs[run].parent, tmp_path / name, {"data.data_dir": str(kaggle), "data.val_split": "holdout", "data.label_set": "folder", **settings})
         runs[name] = tmp_path / name / "best.keras"
+    # cut2's config.yaml predates cross-validation: without cv_folds and cv_fold it cut with their defaults, as cut did.
+    config = yaml.safe_load((tmp_path / "cut2" / "config.yaml").read_text())
+    del config["data"]["cv_folds"], config["data"]["cv_fold"]
+    (tmp_path / "cut2" / "config.yaml").write_text(yaml.safe_dump(config))
     with caplog.at_level("WARNING", logger="fer_keras.data"):
         clean = build_ensemble([runs["cut"], runs["cut2"]], tmp_path / "clean")
     assert "val_trained_on" not in clean and "trained on the val split" not in caplog.text
