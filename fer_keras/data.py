@@ -799,17 +799,40 @@ def trained_on_val(run_dir: Path) -> bool:
     return isinstance(recorded, dict) and bool(recorded.get("val_trained_on"))
 
 
-def trained_on_val_of(run_dir: Path, data: DataConfig) -> bool:
-    """Whether the model in ``run_dir`` trained on faces of the val split that ``data`` describes.
+def _started_from(run_dir: Path) -> list[Path]:
+    """The run folders whose models the run in ``run_dir`` learnt from: its ``train.init_from`` and ``data.teacher``, those with a config.yaml."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return []
+    import yaml
+
+    recorded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    sources = (recorded.get("train", {}).get("init_from"), recorded.get("data", {}).get("teacher"))
+    return [Path(os.path.expanduser(source)).parent for source in sources if source and (Path(os.path.expanduser(source)).parent / "config.yaml").is_file()]
+
+
+def trained_on_val_of(run_dir: Path, data: DataConfig, _visited: frozenset[Path] = frozenset()) -> bool:
+    """Whether the model in ``run_dir``, or one it learnt from, trained on faces of the val split that ``data`` describes.
 
     On PublicTest (FERPlus's val split whatever ``val_split`` says, or FER2013's under the protocol),
     only a refit (or an ensemble or soup with one) did. A hold-out cut from the training faces is held
     out only by a run that cut it the same way, from the same data with the same label set and split
     settings; any other run on that data, a protocol or FERPlus run on all of train/ included, trained
     on some of its faces. A run recorded on other data, or a model without a run folder, is taken not to have.
+    What a run's start (``train.init_from``) or teacher (``data.teacher``) learnt, it learnt too: those
+    with a run folder (a config.yaml beside the file, its path as recorded) are checked the same way.
     """
     if data.val_split in PUBLIC_TEST_SPLITS or data.label_set == "ferplus":
-        return trained_on_val(run_dir)
+        trained = trained_on_val(run_dir)
+    else:
+        trained = _trained_on_holdout(run_dir, data)
+    # A folder already on the lineage is not followed again: a run may name its own best.keras (a restart).
+    visited = _visited | {run_dir.resolve()}
+    return trained or any(trained_on_val_of(source, data, visited) for source in _started_from(run_dir) if source.resolve() not in visited)
+
+
+def _trained_on_holdout(run_dir: Path, data: DataConfig) -> bool:
+    """``trained_on_val_of`` for the run in ``run_dir`` itself, on a hold-out cut from train/ as ``data`` describes it."""
     run = run_data_settings(run_dir)
     if not run:
         return False
@@ -823,6 +846,13 @@ def trained_on_val_of(run_dir: Path, data: DataConfig) -> bool:
         run["holdout"].get(parameter, getattr(defaults, key)) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items()
     )
     return not same_cut or trained_on_val(run_dir)
+
+
+def run_data_config(run_dir: Path, data_dir: Path) -> DataConfig:
+    """The data settings the run in ``run_dir`` cut its val split with (from its config.yaml), on ``data_dir``."""
+    run = run_data_settings(run_dir)
+    settings = {key: run["holdout"][parameter] for parameter, key in _HOLDOUT_KEYS.items() if parameter in run.get("holdout", {})}
+    return DataConfig(data_dir=str(data_dir), label_set=run.get("label_set") or DataConfig().label_set, **settings)
 
 
 def warn_members_trained_on_val(model_paths: list[Path], data: DataConfig) -> list[str]:
@@ -840,7 +870,7 @@ def warn_members_trained_on_val(model_paths: list[Path], data: DataConfig) -> li
     """
     trained = [str(path) for path in model_paths if trained_on_val_of(Path(path).parent, data)]
     if trained:
-        log.warning("%s: trained on the val split too (a refit, a member that was one, or a run that cut its hold-out otherwise): "
+        log.warning("%s: trained on the val split too (a refit, a member that was one, a run that cut its hold-out otherwise, or one started from or taught by such a model): "
                     "the val figures, and any choice made on them, are fit, not validation", ", ".join(trained))
     return trained
 

@@ -25,7 +25,7 @@ from fer_keras import labels as taxonomy  # noqa: E402
 from fer_keras.config import load_run_config  # noqa: E402
 from fer_keras.data import (  # noqa: E402
     FER2013_USAGES, Dataset, Split, fer2013_usage, folder_labels, is_ferplus_layout, label_list_groups, load_config_dataset, load_ferplus_dataset, load_folder_dataset, locate_data_dir,
-    pixel_digests, run_data_settings, trained_on_val, training_files,
+    pixel_digests, run_data_config, run_data_settings, trained_on_val_of, training_files,
 )
 from fer_keras.errors import ArgumentParser, UserError, cli_entry, in_range  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
@@ -462,8 +462,9 @@ def evaluate(
     With ``seen_in`` (a dataset folder or label list; its ``train`` part where it has one) the
     accuracy is also reported apart for the faces pixel-identical to one of its images and for the
     rest (``accuracy_by_seen``), and the former are listed (``seen_files``).
-    A refit's run (``data.val_split=public_test_refit``), or an ensemble or soup with a member that
-    trained on its val split (``data.trained_on_val_of``), trained on its val split too: scored there, a
+    A refit's run (``data.val_split=public_test_refit``), an ensemble or soup with a member that
+    trained on its val split, or a run started from (``train.init_from``) or taught by (``data.teacher``)
+    a model that did (``data.trained_on_val_of``), trained on its val split too: scored there, a
     warning says so and the metrics carry ``val_trained_on``.
 
     Returns:
@@ -484,11 +485,12 @@ def evaluate(
     label_set = label_set or (run.get("label_set") if trained_here else None) or ("ferplus" if is_ferplus_layout(root) else "folder")
     dataset, chosen = load_evaluation_data(label_set, root, split, predictor.input_shape, run["holdout"] if trained_here else None)
     # A refit trained on its val split too (PublicTest, for a recipe chosen there before), and so did an
-    # ensemble or soup with a member that trained on its val faces (its metrics.json lists them): scored
-    # there, it is fit, not validation.
-    val_trained_on = split == "val" and trained_here and trained_on_val(run_dir)
+    # ensemble or soup with a member that trained on its val faces (its metrics.json lists them), and a
+    # fine-tune or student of a model that did: scored there, it is fit, not validation.
+    val_trained_on = split == "val" and trained_here and trained_on_val_of(run_dir, run_data_config(run_dir, root))
     if val_trained_on:
-        log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit, or a member that trained on it): these figures are fit, not validation", predictor.path)
+        log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit, a member that trained on it, "
+                    "or a start or teacher that did): these figures are fit, not validation", predictor.path)
     groups = label_list_groups(root, group_by) if group_by else {}  # read before any face is classified, so a wrong column fails at once
     seen_digests = set(pixel_digests(training_files(locate_data_dir(seen_in, "--seen-in")))) - {None} if seen_in else set()
     no_face: list[str] = []

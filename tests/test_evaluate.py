@@ -462,3 +462,27 @@ def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_r
     assert flagged["val_trained_on"] == [str(runs["protocol"]), str(runs["reseeded"])]
     assert soup["val_trained_on"] == [str(runs["protocol"])]
     assert ev.evaluate(tmp_path / "flagged" / "best.keras", str(kaggle), tmp_path / "flagged_val", split="val", plots=False)["val_trained_on"] is True
+
+
+def test_runs_started_from_or_taught_by_a_model_that_trained_on_the_val_split_are_flagged_as_fit(two_tiny_runs, tmp_path, caplog):
+    """A fine-tune (train.init_from) or student (data.teacher) of a model that learnt the val faces learnt them too; a run naming its own model is not."""
+    from conftest import write_kaggle_fer2013
+    from fer_keras.ensemble import build_ensemble
+
+    kaggle = write_kaggle_fer2013(tmp_path / "kaggle")
+    holdout = {"data.data_dir": str(kaggle), "data.val_split": "holdout", "data.label_set": "folder"}
+    copy_run(two_tiny_runs[1].parent, tmp_path / "protocol", {**holdout, "data.val_split": "public_test"})
+    copy_run(two_tiny_runs[1].parent, tmp_path / "refit", {**holdout, "data.val_split": "public_test_refit"})
+    start, refit = str(tmp_path / "protocol" / "best.keras"), str(tmp_path / "refit" / "best.keras")
+    runs = {}
+    for name, settings in (("cut", {}), ("finetuned", {"train.init_from": start}), ("taught", {"data.teacher": start}),
+                           ("restarted", {"train.init_from": str(tmp_path / "restarted" / "best.keras")}),
+                           ("from_refit", {"data.val_split": "public_test", "train.init_from": refit})):
+        copy_run(two_tiny_runs[0].parent, tmp_path / name, {**holdout, **settings})
+        runs[name] = tmp_path / name / "best.keras"
+    with caplog.at_level("WARNING", logger="fer_keras.data"):
+        ensemble = build_ensemble([runs["cut"], runs["finetuned"], runs["taught"], runs["restarted"]], tmp_path / "ensemble")
+    assert ensemble["val_trained_on"] == [str(runs["finetuned"]), str(runs["taught"])]
+    scored = {name: ev.evaluate(runs[name], str(kaggle), tmp_path / f"{name}_val", split="val", plots=False) for name in ("finetuned", "restarted", "from_refit")}
+    assert scored["finetuned"]["val_trained_on"] is True and scored["from_refit"]["val_trained_on"] is True
+    assert "val_trained_on" not in scored["restarted"]
