@@ -817,7 +817,7 @@ def trained_on_val_of(run_dir: Path, data: DataConfig, _visited: frozenset[Path]
     On PublicTest (FERPlus's val split whatever ``val_split`` says, or FER2013's under the protocol),
     only a refit (or an ensemble or soup with one) did. A hold-out cut from the training faces is held
     out only by a run that cut it the same way, from the same data with the same label set and split
-    settings; any other run on that data, a protocol or FERPlus run on all of train/ included, trained
+    settings (those the folder uses: one with its own train/ takes no test share or folds); any other run on that data, a protocol or FERPlus run on all of train/ included, trained
     on some of its faces. A run recorded on other data, or a model without a run folder, is taken not to have.
     What a run's start (``train.init_from``) or teacher (``data.teacher``) learnt, it learnt too: those
     with a run folder (a config.yaml beside the file, its path as recorded) are checked the same way.
@@ -837,13 +837,16 @@ def _trained_on_holdout(run_dir: Path, data: DataConfig) -> bool:
     if not run:
         return False
     recorded = Path(run["data_dir"]) if run.get("data_dir") else None
+    root = locate_data_dir(data.data_dir)
     # As evaluate does, a run recorded on a folder missing here (a lent GPU's copy) is taken to have trained on this one.
-    if recorded is not None and recorded.exists() and recorded.resolve() != locate_data_dir(data.data_dir).resolve():
+    if recorded is not None and recorded.exists() and recorded.resolve() != root.resolve():
         return False
+    # A folder with its own train part cuts only the validation hold-out: the test share and folds go unused.
+    unused = {"test_fraction", "cv_folds", "cv_fold"} if dataset_part(root, "train") is not None else set()
     # A run's config.yaml older than a split setting lacks it, and that run split with its default.
     defaults = DataConfig()
     same_cut = run["label_set"] == data.label_set and all(
-        run["holdout"].get(parameter, getattr(defaults, key)) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items()
+        run["holdout"].get(parameter, getattr(defaults, key)) == getattr(data, key) for parameter, key in _HOLDOUT_KEYS.items() if parameter not in unused
     )
     return not same_cut or trained_on_val(run_dir)
 

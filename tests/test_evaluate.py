@@ -446,7 +446,9 @@ def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_r
 
     kaggle = write_kaggle_fer2013(tmp_path / "kaggle")
     runs = {}
-    for name, run, settings in (("cut", 0, {}), ("cut2", 1, {}), ("protocol", 1, {"data.val_split": "public_test"}), ("reseeded", 1, {"data.split_seed": 7})):
+    # test_share cut alike: a folder with its own train/ leaves data.test_fraction unused.
+    for name, run, settings in (("cut", 0, {}), ("cut2", 1, {}), ("test_share", 1, {"data.test_fraction": 0.2}),
+                                ("protocol", 1, {"data.val_split": "public_test"}), ("reseeded", 1, {"data.split_seed": 7})):
         copy_run(two_tiny_runs[run].parent, tmp_path / name, {"data.data_dir": str(kaggle), "data.val_split": "holdout", "data.label_set": "folder", **settings})
         runs[name] = tmp_path / name / "best.keras"
     # cut2's config.yaml predates cross-validation: without cv_folds and cv_fold it cut with their defaults, as cut did.
@@ -454,7 +456,7 @@ def test_on_a_hold_out_members_that_did_not_cut_it_are_flagged_as_fit(two_tiny_r
     del config["data"]["cv_folds"], config["data"]["cv_fold"]
     (tmp_path / "cut2" / "config.yaml").write_text(yaml.safe_dump(config))
     with caplog.at_level("WARNING", logger="fer_keras.data"):
-        clean = build_ensemble([runs["cut"], runs["cut2"]], tmp_path / "clean")
+        clean = build_ensemble([runs["cut"], runs["cut2"], runs["test_share"]], tmp_path / "clean")
     assert "val_trained_on" not in clean and "trained on the val split" not in caplog.text
     with caplog.at_level("WARNING", logger="fer_keras.data"):
         flagged = build_ensemble([runs["cut"], runs["protocol"], runs["reseeded"]], tmp_path / "flagged")
