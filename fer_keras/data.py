@@ -808,7 +808,8 @@ def _started_from(run_dir: Path) -> list[Path]:
 
     recorded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     sources = (recorded.get("train", {}).get("init_from"), recorded.get("data", {}).get("teacher"))
-    return [Path(os.path.expanduser(source)).parent for source in sources if source and (Path(os.path.expanduser(source)).parent / "config.yaml").is_file()]
+    folders = [Path(os.path.expanduser(source)).parent for source in sources if source]
+    return [folder for folder in folders if (folder / "config.yaml").is_file()]
 
 
 def trained_on_val_of(run_dir: Path, data: DataConfig, _visited: frozenset[Path] = frozenset()) -> bool:
@@ -851,9 +852,8 @@ def _trained_on_holdout(run_dir: Path, data: DataConfig) -> bool:
     return not same_cut or trained_on_val(run_dir)
 
 
-def run_data_config(run_dir: Path, data_dir: Path) -> DataConfig:
-    """The data settings the run in ``run_dir`` cut its val split with (from its config.yaml), on ``data_dir``."""
-    run = run_data_settings(run_dir)
+def run_data_config(run: dict, data_dir: Path) -> DataConfig:
+    """The data settings a run cut its val split with, on ``data_dir``, from what ``run_data_settings`` read of its folder."""
     settings = {key: run["holdout"][parameter] for parameter, key in _HOLDOUT_KEYS.items() if parameter in run.get("holdout", {})}
     return DataConfig(data_dir=str(data_dir), label_set=run.get("label_set") or DataConfig().label_set, **settings)
 

@@ -487,7 +487,7 @@ def evaluate(
     # A refit trained on its val split too (PublicTest, for a recipe chosen there before), and so did an
     # ensemble or soup with a member that trained on its val faces (its metrics.json lists them), and a
     # fine-tune or student of a model that did: scored there, it is fit, not validation.
-    val_trained_on = split == "val" and trained_here and trained_on_val_of(run_dir, run_data_config(run_dir, root))
+    val_trained_on = split == "val" and trained_here and trained_on_val_of(run_dir, run_data_config(run, root))
     if val_trained_on:
         log.warning("%s: its run trained on the val split too (data.val_split=public_test_refit, a member that trained on it, "
                     "or a start or teacher that did): these figures are fit, not validation", predictor.path)
