@@ -41,9 +41,17 @@ def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
     wanted = to_dict(config)
     if not new:
         for candidate in sorted(root.glob(f"*-{config.name}"), reverse=True):
-            unfinished = (candidate / "backup").exists() and not (candidate / "metrics.json").exists()
-            if unfinished and (candidate / "config.yaml").exists() and _saved_config(candidate / "config.yaml") == wanted:
+            if (candidate / "metrics.json").exists() or not (candidate / "config.yaml").exists():
+                continue
+            if _saved_config(candidate / "config.yaml") != wanted:
+                continue
+            if (candidate / "backup").exists():
                 return candidate, True
+            # Resume state is git-ignored: a clone or a new machine gets a run's records without it.
+            finished = _finished_epochs(candidate / "history.csv")
+            if finished:
+                log.warning("%s: %d finished epoch(s) recorded but no resume state (backup/ is missing): starting a new run",
+                            candidate, finished)
     # Runs of one config launched together (seeds in parallel) can start in the same second: a
     # number after the stamp keeps them apart, and the name still ends in -<name> for resuming.
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -54,6 +62,13 @@ def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
             return run_dir, False
         except FileExistsError:
             continue
+
+
+def _finished_epochs(history: Path) -> int:
+    """The epochs a run's history.csv records (0 when it is missing or empty)."""
+    if not history.exists():
+        return 0
+    return max(len(history.read_text().splitlines()) - 1, 0)
 
 
 def _saved_config(path: Path) -> dict | None:

@@ -210,6 +210,27 @@ def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(tmp
         ("20261201-120000-tiny_test", False), ("20261201-120000-2-tiny_test", False), ("20261201-120000-3-tiny_test", False)]
 
 
+def test_a_run_whose_resume_state_is_gone_is_named_and_a_new_run_starts(tmp_path, caplog):
+    from fer_keras import records
+    from fer_keras.config import save_config
+
+    config = _config(tmp_path, tmp_path)
+    lost = tmp_path / "runs" / f"20261204-230450-{config.name}"  # as a clone or a new machine gets it: records, no backup/
+    lost.mkdir(parents=True)
+    save_config(config, lost / "config.yaml")
+    (lost / "history.csv").write_text("epoch,accuracy\n0,0.5\n1,0.6\n")
+    with caplog.at_level("WARNING", logger="fer_keras.records"):
+        run_dir, resumed = records.resolve_run_dir(config, new=False)
+    assert not resumed and run_dir != lost
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{lost}: 2 finished epoch(s) recorded but no resume state (backup/ is missing): starting a new run"]
+    # With its resume state back, the same folder resumes, and nothing is said.
+    (lost / "backup").mkdir()
+    caplog.clear()
+    assert records.resolve_run_dir(config, new=False) == (lost, True)
+    assert not caplog.records
+
+
 def test_sigkilled_run_resumes_when_the_same_command_runs_again(face_folder, tmp_path):
     import signal
     import time
