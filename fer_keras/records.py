@@ -50,7 +50,7 @@ def resolve_run_dir(config: ExperimentConfig, new: bool) -> tuple[Path, bool]:
             # Resume state is git-ignored: a clone or a new machine gets a run's records without it.
             finished = _finished_epochs(candidate / "history.csv")
             if finished:
-                log.warning("%s: %d finished epoch(s) recorded but no resume state (backup/ is missing): starting a new run",
+                log.warning("%s: %d finished epoch(s) recorded but no resume state (backup/ is missing), so it cannot be resumed",
                             candidate, finished)
     # Runs of one config launched together (seeds in parallel) can start in the same second: a
     # number after the stamp keeps them apart, and the name still ends in -<name> for resuming.

@@ -210,7 +210,7 @@ def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(tmp
         ("20261201-120000-tiny_test", False), ("20261201-120000-2-tiny_test", False), ("20261201-120000-3-tiny_test", False)]
 
 
-def test_a_run_whose_resume_state_is_gone_is_named_and_a_new_run_starts(tmp_path, caplog):
+def test_a_run_whose_resume_state_is_gone_is_named_and_not_resumed(tmp_path, caplog):
     from fer_keras import records
     from fer_keras.config import save_config
 
@@ -223,7 +223,7 @@ def test_a_run_whose_resume_state_is_gone_is_named_and_a_new_run_starts(tmp_path
         run_dir, resumed = records.resolve_run_dir(config, new=False)
     assert not resumed and run_dir != lost
     assert [r.getMessage() for r in caplog.records] == [
-        f"{lost}: 2 finished epoch(s) recorded but no resume state (backup/ is missing): starting a new run"]
+        f"{lost}: 2 finished epoch(s) recorded but no resume state (backup/ is missing), so it cannot be resumed"]
     # With its resume state back, the same folder resumes, and nothing is said.
     (lost / "backup").mkdir()
     caplog.clear()
