@@ -1,4 +1,4 @@
-"""Emotions of every face in a camera, video, image, folder or stream: ``python -m fer_keras.detect --source SRC``.
+"""Emotions of every face in a camera, video, image, folder or stream: ``python -m fer_keras.detect SRC``.
 
 Writes to ``--out DIR``: detections.csv, detections.jsonl, summary.json, an emotion-timeline
 PNG per video track, and with ``--annotate`` the annotated video or images. Imports no TensorFlow
@@ -26,6 +26,7 @@ from fer_keras.runtime import EmotionClassifier, parse_value_range
 from fer_keras.sources import classify_source, folder_media, is_video_file, open_video, read_image
 
 MIN_TIMELINE_FRAMES = 5  # tracks seen in fewer analyzed frames get no timeline plot
+CONSOLE_TRACKS = 20  # a run without --out prints this many faces or tracks; --out's files hold them all
 
 
 # Container → OpenCV FourCC of the annotated video. OpenCV's pip wheels carry no H.264 encoder, so
@@ -183,7 +184,12 @@ def _process_image(path: str | Path, analyzer: FrameAnalyzer, options: DetectOpt
     record.faces += len(faces)
     record.frames_without_faces += not faces
     record.sources.append({"source": str(path), "kind": "image", "frames": 1, "faces": len(faces)})
-    record.tracks += _track_summaries(analyzer, str(path), {0: 0.0})
+    tracks = _track_summaries(analyzer, str(path), {0: 0.0})
+    by_track = {face.track_id: face for face in faces}
+    for track in tracks:  # a still's track is one face: its box and confidence say more than a time share
+        face = by_track[track["track_id"]]
+        track.update(box=list(face.box), score=round(face.score, 4))
+    record.tracks += tracks
     if outputs is not None:
         outputs.write(str(path), 0, 0.0, faces)
     if options.annotate or display.enabled:
@@ -360,9 +366,40 @@ def run_detect(options: DetectOptions) -> dict:
     return summary
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def console_lines(summary: dict, limit: int = CONSOLE_TRACKS) -> list[str]:
+    """What a run prints: its totals, then a line per face of a still and per track of a video, at most ``limit``.
+
+    Args:
+        summary: The run's summary, as ``run_detect`` returns it.
+        limit: The most faces and tracks listed; a last line counts the rest.
+
+    Returns:
+        The lines, without newlines.
+    """
+    lines = [f"{_plural(summary['frames'], 'frame')}, {_plural(summary['faces'], 'face')}, {summary['fps']} FPS ({summary['detector']})"]
+    tracks = summary["tracks"]
+    for track in tracks[:limit]:
+        name, emotion = Path(track["source"]).name, track["dominant_emotion"]
+        if "box" in track:
+            x, y, w, h = track["box"]
+            lines.append(f"  {name} face {track['track_id']}: {emotion} {track['score']:.0%}, box x={x} y={y} {w}x{h}")
+        else:
+            share = track["time_share"][emotion]
+            lines.append(f"  {name} track {track['track_id']}: {emotion} in {share:.0%} of {_plural(track['frames'], 'frame')}, "
+                         f"{track['first_time_s']:.1f}-{track['last_time_s']:.1f} s")
+    if len(tracks) > limit:
+        lines.append(f"  ... and {len(tracks) - limit} more (--out DIR writes every face)")
+    return lines
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.detect", description="Emotions of every face in a camera, video, image, folder or stream.")
-    parser.add_argument("--source", required=True, help="camera index (0) or device (/dev/video0), video file, image file, folder, or stream URL")
+    parser.add_argument("source", nargs="?", help="camera index (0) or device (/dev/video0), video file, image file, folder, or stream URL")
+    parser.add_argument("--source", dest="source_flag", metavar="SOURCE", help="the source as a flag, instead of first")
     parser.add_argument("--out", type=Path, help="output folder for detections.csv, detections.jsonl, summary.json, timelines")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
@@ -388,9 +425,15 @@ def build_parser() -> ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.source is not None and args.source_flag is not None and args.source != args.source_flag:
+        parser.error(f"two sources given: {args.source} and --source {args.source_flag}")
+    source = args.source if args.source is not None else args.source_flag
+    if source is None:
+        parser.error("a source is required: a camera index, video, image, folder or stream URL, first or as --source")
     options = DetectOptions(
-        source=args.source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
+        source=source, out=args.out, detector=args.detector, detector_model=args.detector_model, model=args.model,
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
         video_format=args.video_format, detect_size=args.detect_size, balance=args.balance, labels=args.labels.split(",") if args.labels else None,
@@ -399,11 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.annotate and options.out is None:
         raise UserError("--annotate needs --out DIR")
     summary = run_detect(options)
-    where = f"; results in {options.out}" if options.out else ""
-    print(f"{summary['frames']} frames, {summary['faces']} faces, {summary['fps']} FPS ({summary['detector']}){where}")
-    if options.out is None:
-        for source in summary["tracks"][:20]:
-            print(f"  {Path(source['source']).name} #{source['track_id']}: {source['dominant_emotion']} ({source['frames']} frames)")
+    if options.out is not None:
+        print(f"{console_lines(summary)[0]}; results in {options.out}")
+    else:
+        print("\n".join(console_lines(summary)))
     return 0
 
 

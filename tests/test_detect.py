@@ -65,6 +65,8 @@ def test_photo_face_counts_and_api_agree_with_cli(tmp_path):
     assert [f.emotion for f in faces] == [row["emotion"] for row in rows]
     for face, row in zip(faces, rows):
         assert face.score == pytest.approx(float(row["score"]), abs=1e-4)
+    tracks = json.loads((tmp_path / "summary.json").read_text())["tracks"]  # a still's tracks carry each face's box and score
+    assert [(t["box"], t["score"]) for t in tracks] == [([int(row[k]) for k in "xywh"], float(row["score"])) for row in rows]
 
 
 def test_api_selects_faces_as_the_cli_does(tmp_path):
@@ -599,6 +601,48 @@ def test_out_of_range_options_are_one_error_line(flag, value, message, capsys):
 
     assert main(["--source", str(DATA / "two_people.jpg"), "--no-progress", flag, value]) == 2
     assert capsys.readouterr().err == f"error: python -m fer_keras.detect: argument {flag}: {message} (see --help)\n"
+
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["a.jpg", "--source", "b.jpg"], "two sources given: a.jpg and --source b.jpg"),
+        ([], "a source is required: a camera index, video, image, folder or stream URL, first or as --source"),
+    ],
+)
+def test_a_source_given_twice_or_not_at_all_is_one_error_line(args, message, capsys):
+    from fer_keras.detect import main
+
+    assert main([*args, "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: python -m fer_keras.detect: {message} (see --help)\n"
+
+
+def test_a_photo_named_first_lists_each_face_with_its_confidence_and_box():
+    done = _detect(DATA / "multiface.jpg")  # the source first, without --source, and no --out: the console is the output
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("1 frame, 6 faces, ") and lines[0].endswith(" FPS (blazeface)")
+    expected = [f"  multiface.jpg face {n}: {face.emotion} {face.score:.0%}, box x={face.box[0]} y={face.box[1]} {face.box[2]}x{face.box[3]}"
+                for n, face in enumerate(fer_keras.analyze(DATA / "multiface.jpg"), start=1)]
+    assert lines[1:] == expected
+
+
+def test_console_lines_name_tracks_by_time_and_count_what_they_leave_out():
+    from fer_keras.detect import console_lines
+
+    still = {"source": "/p/a.jpg", "track_id": 1, "frames": 1, "dominant_emotion": "happy", "time_share": {"happy": 1.0},
+             "box": [4, 5, 60, 61], "score": 0.8349}
+    video = {"source": "/p/clip.mp4", "track_id": 3, "frames": 8, "first_time_s": 0.5, "last_time_s": 2.25,
+             "dominant_emotion": "sad", "time_share": {"sad": 0.75, "neutral": 0.25}}
+    summary = {"frames": 9, "faces": 9, "fps": 12.5, "detector": "yunet", "tracks": [still, video, still]}
+    assert console_lines(summary, limit=2) == [
+        "9 frames, 9 faces, 12.5 FPS (yunet)",
+        "  a.jpg face 1: happy 83%, box x=4 y=5 60x61",
+        "  clip.mp4 track 3: sad in 75% of 8 frames, 0.5-2.2 s",
+        "  ... and 1 more (--out DIR writes every face)",
+    ]
+    assert console_lines({**summary, "frames": 1, "faces": 1, "tracks": [still]}, limit=2)[0] == "1 frame, 1 face, 12.5 FPS (yunet)"
 
 
 def test_the_api_names_its_keywords_in_range_errors():
