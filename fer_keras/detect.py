@@ -1,8 +1,8 @@
 """Emotions of every face in a camera, video, image, folder or stream: ``python -m fer_keras.detect SRC``.
 
 Writes to ``--out DIR``: detections.csv, detections.jsonl, summary.json, an emotion-timeline
-PNG per video track, and with ``--annotate`` the annotated video or images. Imports no TensorFlow
-(unless ``--detector mtcnn``).
+PNG per video track, and with ``--annotate`` the annotated video or images; ``--json`` streams each
+face to stdout as it is seen. Imports no TensorFlow (unless ``--detector mtcnn``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class DetectOptions:
     balance: float = 0.0
     labels: list[str] | None = None  # a third-party .tflite without our metadata: its labels, in output order
     value_range: tuple[float, float] | None = None  # and its input range (ours take raw 0-255 pixels)
+    json_lines: bool = False  # also print each face as a JSON line on stdout, as its frame is analyzed
 
 
 @dataclass
@@ -110,9 +111,7 @@ class Outputs:
         for face in faces:
             probabilities = [face.probabilities[label] for label in self.labels]
             self._csv.writerow([source, frame, f"{time_s:.3f}", face.track_id, *face.box, face.emotion, f"{face.score:.4f}", *(f"{p:.4f}" for p in probabilities)])
-            record = {"source": source, "frame": frame, "time_s": round(time_s, 3), "track_id": face.track_id, "box": list(face.box),
-                      "emotion": face.emotion, "score": round(face.score, 4), "probabilities": {k: round(v, 4) for k, v in face.probabilities.items()}}
-            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.write(face_json(source, frame, time_s, face) + "\n")
 
     def close(self, summary: dict) -> None:
         self._csv_file.close()
@@ -127,6 +126,21 @@ class Outputs:
         self._jsonl.close()
         for name in self.TABLES:
             (self.out / f"{name}.tmp").unlink(missing_ok=True)
+
+
+def face_json(source: str, frame: int, time_s: float, face: FaceResult) -> str:
+    """One face of one frame as a line of detections.jsonl (and of ``--json``'s stdout)."""
+    return json.dumps({"source": source, "frame": frame, "time_s": round(time_s, 3), "track_id": face.track_id, "box": list(face.box),
+                       "emotion": face.emotion, "score": round(face.score, 4), "probabilities": {k: round(v, 4) for k, v in face.probabilities.items()}})
+
+
+def _deliver(source: str, frame: int, time_s: float, faces: list[FaceResult], outputs: Outputs | None, options: DetectOptions) -> None:
+    """Hands one frame's faces to ``--out``'s tables and, with ``--json``, to stdout at once (a live consumer reads them as they come)."""
+    if outputs is not None:
+        outputs.write(source, frame, time_s, faces)
+    if options.json_lines and faces:
+        sys.stdout.write("".join(face_json(source, frame, time_s, face) + "\n" for face in faces))
+        sys.stdout.flush()
 
 
 def _safe_name(path: str) -> str:
@@ -190,8 +204,7 @@ def _process_image(path: str | Path, analyzer: FrameAnalyzer, options: DetectOpt
         face = by_track[track["track_id"]]
         track.update(box=list(face.box), score=round(face.score, 4))
     record.tracks += tracks
-    if outputs is not None:
-        outputs.write(str(path), 0, 0.0, faces)
+    _deliver(str(path), 0, 0.0, faces, outputs, options)
     if options.annotate or display.enabled:
         start = time.perf_counter()
         image = annotate(frame, faces)
@@ -241,8 +254,7 @@ def _process_video(source: str, analyzer: FrameAnalyzer, options: DetectOptions,
                 record.frames_without_faces += not faces
                 for face in faces:
                     series.setdefault(face.track_id, []).append((frame.time_s, np.array([face.probabilities[k] for k in analyzer.labels])))
-                if outputs is not None:
-                    outputs.write(source, frame.index, frame.time_s, faces)
+                _deliver(source, frame.index, frame.time_s, faces, outputs, options)
                 fps = frames_here / max(time.perf_counter() - started, 1e-9)
                 if options.annotate or display.enabled:
                     start = time.perf_counter()
@@ -420,6 +432,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--threads", type=at_least(1), help="LiteRT threads")
     parser.add_argument("--max-frames", type=at_least(0), default=0, help="stop after N analyzed frames per video (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print each face as a JSON line on stdout as its frame is analyzed (the totals go to stderr)")
     return parser
 
 
@@ -437,15 +450,17 @@ def main(argv: list[str] | None = None) -> int:
         show=args.show, annotate=args.annotate, every=args.every, min_face=args.min_face, smooth=args.smooth,
         max_faces=args.max_faces, margin=args.margin, threads=args.threads, max_frames=args.max_frames, progress=not args.no_progress,
         video_format=args.video_format, detect_size=args.detect_size, balance=args.balance, labels=args.labels.split(",") if args.labels else None,
-        value_range=parse_value_range(args.value_range, "--value-range") if args.value_range else None,
+        value_range=parse_value_range(args.value_range, "--value-range") if args.value_range else None, json_lines=args.json,
     )
     if options.annotate and options.out is None:
         raise UserError("--annotate needs --out DIR")
     summary = run_detect(options)
-    if options.out is not None:
-        print(f"{console_lines(summary)[0]}; results in {options.out}")
+    report = sys.stderr if options.json_lines else sys.stdout  # --json keeps stdout to JSON lines
+    if options.out is not None or options.json_lines:
+        where = f"; results in {options.out}" if options.out is not None else ""
+        print(f"{console_lines(summary)[0]}{where}", file=report)
     else:
-        print("\n".join(console_lines(summary)))
+        print("\n".join(console_lines(summary)), file=report)
     return 0
 
 

@@ -628,6 +628,15 @@ def test_a_photo_named_first_lists_each_face_with_its_confidence_and_box():
     assert lines[1:] == expected
 
 
+
+def test_json_streams_the_faces_on_stdout_as_detections_jsonl_records_them(tmp_path):
+    done = _detect(CLIP, "--out", tmp_path, "--json", "--max-frames", 5)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # stdout holds JSON lines only; the totals went to stderr
+    assert lines and lines == (tmp_path / "detections.jsonl").read_text().splitlines()
+    assert {json.loads(line)["frame"] for line in lines} <= set(range(5))
+    assert done.stderr.splitlines()[-1].startswith("5 frames, ")
+
 def test_console_lines_name_tracks_by_time_and_count_what_they_leave_out():
     from fer_keras.detect import console_lines
 
