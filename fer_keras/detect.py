@@ -392,7 +392,8 @@ def console_lines(summary: dict, limit: int = CONSOLE_TRACKS) -> list[str]:
     Returns:
         The lines, without newlines.
     """
-    lines = [f"{_plural(summary['frames'], 'frame')}, {_plural(summary['faces'], 'face')}, {summary['fps']} FPS ({summary['detector']})"]
+    speed = f", {summary['fps']} FPS" if summary["fps"] is not None else ""  # None: no frame was analyzed
+    lines = [f"{_plural(summary['frames'], 'frame')}, {_plural(summary['faces'], 'face')}{speed} ({summary['detector']})"]
     tracks = summary["tracks"]
     for track in tracks[:limit]:
         name, emotion = Path(track["source"]).name, track["dominant_emotion"]

@@ -652,6 +652,7 @@ def test_console_lines_name_tracks_by_time_and_count_what_they_leave_out():
         "  ... and 1 more (--out DIR writes every face)",
     ]
     assert console_lines({**summary, "frames": 1, "faces": 1, "tracks": [still]}, limit=2)[0] == "1 frame, 1 face, 12.5 FPS (yunet)"
+    assert console_lines({**summary, "frames": 0, "faces": 0, "fps": None, "tracks": []}) == ["0 frames, 0 faces (yunet)"]
 
 
 def test_the_api_names_its_keywords_in_range_errors():
