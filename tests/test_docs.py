@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 FENCED_BLOCK = re.compile(r"```.*?```", re.S)  # code samples hold placeholders (RUN/, $R) and other languages' syntax
 MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 # A repository path in backticks: no globs, braces, variables or ellipses, which stand for several files.
