@@ -51,6 +51,11 @@ class FaceResult:
         if self.emotion not in self.probabilities:
             raise ValueError(f"emotion {self.emotion!r} is not one of the labels {list(self.probabilities)}")
 
+    def to_json(self) -> dict:
+        """The face as JSON values, rounded to what a reader needs: track_id, box, emotion, score, probabilities."""
+        return {"track_id": self.track_id, "box": list(self.box), "emotion": self.emotion, "score": round(self.score, 4),
+                "probabilities": {label: round(p, 4) for label, p in self.probabilities.items()}}
+
 
 @dataclass
 class FrameResult:

@@ -20,6 +20,7 @@ COMMANDS = {
     "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",
     "export": "convert a .keras model to a quantized .tflite with a parity report",
     "detect": "emotions of every face in a camera, video, image or folder",
+    "serve": "an HTTP service: POST a photo to /analyze, get every face's emotion as JSON",
     "benchmark": "latency, accuracy, robustness, detector, pipeline and training-speed tables",
 }
 

@@ -130,8 +130,7 @@ class Outputs:
 
 def face_json(source: str, frame: int, time_s: float, face: FaceResult) -> str:
     """One face of one frame as a line of detections.jsonl (and of ``--json``'s stdout)."""
-    return json.dumps({"source": source, "frame": frame, "time_s": round(time_s, 3), "track_id": face.track_id, "box": list(face.box),
-                       "emotion": face.emotion, "score": round(face.score, 4), "probabilities": {k: round(v, 4) for k, v in face.probabilities.items()}})
+    return json.dumps({"source": source, "frame": frame, "time_s": round(time_s, 3), **face.to_json()})
 
 
 def _deliver(source: str, frame: int, time_s: float, faces: list[FaceResult], outputs: Outputs | None, options: DetectOptions) -> None:

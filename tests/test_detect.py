@@ -673,7 +673,7 @@ def test_bad_model_exits_2(tmp_path):
 
 def test_inference_path_imports_no_tensorflow():
     code = (
-        "import sys, fer_keras, fer_keras.detect\n"
+        "import sys, fer_keras, fer_keras.detect, fer_keras.serve, multipart, waitress.server\n"
         f"fer_keras.analyze(r'{DATA / 'two_people.jpg'}')\n"
         "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), 'TensorFlow was imported'\n"
     )

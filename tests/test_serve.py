@@ -1,0 +1,129 @@
+"""``fer-keras serve``: the HTTP service's answers equal the Python API's, and bad requests get a status and one error line."""
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+import fer_keras
+from conftest import REPO
+from fer_keras import serve
+
+PHOTO = REPO / "tests" / "data" / "two_people.jpg"
+
+
+@pytest.fixture(scope="module")
+def service():
+    return serve.EmotionService(model="fast", max_bytes=200_000)
+
+
+def _call(app, method, path, body=b"", content_type="image/jpeg", query=""):
+    """Runs one request through the WSGI application; returns (status, headers, JSON body)."""
+    environ = {}
+    setup_testing_defaults(environ)
+    environ.update({"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": content_type,
+                    "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)})
+    answer = {}
+    payload = b"".join(app(environ, lambda status, headers: answer.update(status=status, headers=dict(headers))))
+    assert answer["headers"]["Content-Type"] == "application/json"
+    assert int(answer["headers"]["Content-Length"]) == len(payload)
+    return answer["status"], answer["headers"], json.loads(payload)
+
+
+def _form(field, filename, content, boundary="fer-keras-test"):
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'
+    return head.encode() + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_posted_photo_gets_the_faces_the_python_api_finds(service):
+    expected = [face.to_json() for face in fer_keras.analyze(PHOTO, model="fast")]
+    assert len(expected) == 2
+    status, _, answer = _call(service, "POST", "/analyze", PHOTO.read_bytes())
+    assert status == "200 OK"
+    assert answer["faces"] == expected
+    assert (answer["width"], answer["height"]) == (800, 470)
+    # The same photo as an HTML form's file field, and with the query's face selection.
+    body, content_type = _form("image", "two_people.jpg", PHOTO.read_bytes())
+    assert _call(service, "POST", "/analyze", body, content_type)[2]["faces"] == expected
+    largest = _call(service, "POST", "/analyze", PHOTO.read_bytes(), query="max_faces=1")[2]["faces"]
+    assert largest == expected[:1]
+
+
+def test_health_describes_the_model_it_serves(service):
+    status, _, info = _call(service, "GET", "/health")
+    assert status == "200 OK"
+    assert info["labels"] == list(fer_keras.EmotionClassifier("fast").labels)
+    assert (info["model"], info["detector"], info["version"]) == ("fast.tflite", "blazeface", fer_keras.__version__)
+
+
+@pytest.mark.parametrize("method, path, body, content_type, query, status, error", [
+    ("POST", "/analyze", b"not an image", "image/jpeg", "", "400 Bad Request", "image bytes (12 bytes): not a readable image"),
+    ("POST", "/analyze", b"", "image/jpeg", "", "400 Bad Request", "empty body: send the photo as the body or as a form file field 'image'"),
+    ("POST", "/analyze", b"x" * 200_001, "image/jpeg", "", "413 Content Too Large",
+     "the body is 200,001 bytes, over this service's 200,000 (serve --max-mb)"),
+    ("POST", "/analyze", b"--b\r\nbroken", "multipart/form-data; boundary=b", "", "400 Bad Request",
+     "the form could not be read: Unexpected end of multipart stream (parser closed)"),
+    ("POST", "/analyze", b"", "image/jpeg", "max_face=1", "400 Bad Request", "unknown query parameter 'max_face'; valid: min_face, max_faces, margin"),
+    ("POST", "/analyze", b"", "image/jpeg", "margin=wide", "400 Bad Request", "margin='wide' is not a number"),
+    ("GET", "/analyze", b"", "", "", "405 Method Not Allowed", "/analyze takes POST, not GET"),
+    ("GET", "/faces", b"", "", "", "404 Not Found", "/faces: no such endpoint; use GET /health or POST /analyze"),
+])
+def test_a_bad_request_gets_its_status_and_one_error_line(service, method, path, body, content_type, query, status, error):
+    answer = _call(service, method, path, body, content_type, query)
+    assert (answer[0], answer[2]) == (status, {"error": error})
+    if status.startswith("405"):
+        assert answer[1]["Allow"] == "POST"
+
+
+def test_a_query_value_out_of_range_is_refused_by_the_api_check(service):
+    status, _, answer = _call(service, "POST", "/analyze", PHOTO.read_bytes(), query="max_faces=-1")
+    assert (status, answer) == ("400 Bad Request", {"error": "max_faces=-1 must be at least 0"})
+
+
+def test_a_form_without_an_image_field_must_hold_one_file(service):
+    one, content_type = _form("photo", "a.jpg", PHOTO.read_bytes())
+    assert len(_call(service, "POST", "/analyze", one, content_type)[2]["faces"]) == 2
+    two = one[: -len(b"--\r\n")] + b'\r\nContent-Disposition: form-data; name="other"; filename="b.jpg"\r\n\r\nxx\r\n--fer-keras-test--\r\n'
+    status, _, answer = _call(service, "POST", "/analyze", two, content_type)
+    assert (status, answer) == ("400 Bad Request", {"error": "the form has 2 files and none named 'image': send one file, or name it 'image'"})
+
+
+def test_the_command_serves_over_http_until_stopped():
+    command = [sys.executable, "-m", "fer_keras.serve", "--port", "0", "--model", "fast", "--workers", "1"]
+    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = server.stdout.readline()
+        assert banner.startswith("serving fast.tflite on http://127.0.0.1:"), server.stderr.read()
+        url = banner.split()[3]
+        # No Content-Type, as curl --data-binary sends it: urllib and curl then label the body a url-encoded form.
+        request = urllib.request.Request(url, data=PHOTO.read_bytes())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert len(json.loads(response.read())["faces"]) == 2
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"junk"), timeout=60)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read()) == {"error": "image bytes (4 bytes): not a readable image"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_port_in_use_is_one_error_line(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve.main(["--port", str(port), "--model", "fast"]) == 2
+    assert capsys.readouterr().err == f"error: 127.0.0.1:{port}: cannot listen (Address already in use)\n"
+
+
+def test_a_missing_model_fails_before_serving(capsys, tmp_path):
+    assert serve.main(["--port", "0", "--model", str(tmp_path / "missing.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.tflite" in err and err.count("\n") == 1
