@@ -49,18 +49,21 @@ class EmotionService:
         detector_model: Model file for detectors that need one (YuNet's ``.onnx``).
         balance: Class-prior correction, 0 to 1, for every request (``analyze``'s ``balance``).
         max_bytes: Largest request body accepted; a larger one is answered 413.
+        allowed_origins: Web page origins (``https://app.example.com``, or ``*`` for any) whose scripts may
+            call the service from a browser (CORS); none by default, as a browser then allows only same-origin pages.
 
     Raises:
         UserError: When the model or the detector cannot be loaded (checked once, before serving).
     """
 
     def __init__(self, model: str | Path | None = None, detector: str = DEFAULT_DETECTOR, detector_model: str | Path | None = None,
-                 balance: float = 0.0, max_bytes: int = int(DEFAULT_MAX_MB * 1e6)):
+                 balance: float = 0.0, max_bytes: int = int(DEFAULT_MAX_MB * 1e6), allowed_origins: tuple[str, ...] = ()):
         # Loaded once here so that a wrong path fails at start, not at the first request.
         probe = FrameAnalyzer(detector, model, balance=balance, detector_model=detector_model)
         self.analyze_options = {"model": None if model is None else str(model), "detector": detector, "balance": balance,
                                 "detector_model": None if detector_model is None else str(detector_model)}
         self.max_bytes = max_bytes
+        self.allowed_origins = tuple(allowed_origins)
         self.info = {"status": "ok", "version": __version__, "model": probe.classifier.path.name, "labels": list(probe.labels),
                      "detector": detector, "balance": balance, "max_bytes": max_bytes,
                      "endpoints": {"GET /health": "this description", "POST /analyze": "a photo as the body or a form file field 'image'; "
@@ -69,11 +72,16 @@ class EmotionService:
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
-        headers = [("Content-Type", "application/json")]
+        headers = [("Content-Type", "application/json")] + self.cors_headers(environ.get("HTTP_ORIGIN"))
         try:
             if path not in self.routes:
                 raise HttpError("404 Not Found", f"{path}: no such endpoint; use GET /health or POST /analyze")
             allowed, handler = self.routes[path]
+            if method == "OPTIONS" and self.allowed_origins:
+                # A browser asks first before a script posts a body that is not a form (image/jpeg) to another origin.
+                start_response("204 No Content", self.cors_headers(environ.get("HTTP_ORIGIN")) + [
+                    ("Access-Control-Allow-Methods", allowed), ("Access-Control-Allow-Headers", "Content-Type"), ("Access-Control-Max-Age", "86400")])
+                return []
             if method != allowed:
                 headers.append(("Allow", allowed))
                 raise HttpError("405 Method Not Allowed", f"{path} takes {allowed}, not {method}")
@@ -85,6 +93,15 @@ class EmotionService:
         payload = json.dumps(body).encode()
         start_response(status, headers + [("Content-Length", str(len(payload)))])
         return [payload]
+
+    def cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        """The CORS headers for a request from ``origin``: allowed when it (or ``*``) is among ``allowed_origins``."""
+        if not self.allowed_origins:
+            return []
+        if "*" in self.allowed_origins:
+            return [("Access-Control-Allow-Origin", "*")]
+        # The answer depends on the asking page, so a cache between must keep one copy per origin.
+        return ([("Access-Control-Allow-Origin", origin)] if origin in self.allowed_origins else []) + [("Vary", "Origin")]
 
     def describe(self, environ: dict) -> dict:
         """The service's model, labels, detector and endpoints."""
@@ -151,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS))
     parser.add_argument("--detector-model", help="model file for detectors that need one (yunet: its .onnx)")
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction for every request, 0 to 1 (see detect --help)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let scripts of web pages from ORIGIN (https://app.example.com; * for any) call the service from a browser (repeat)")
     parser.add_argument("--max-mb", type=in_range(0, 1e4, low_open=True), default=DEFAULT_MAX_MB, help=f"largest photo accepted, in MB (default {DEFAULT_MAX_MB:g})")
     args = parser.parse_args(argv)
     from waitress.server import create_server
 
     max_bytes = int(args.max_mb * 1e6)
-    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes)
+    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin)
     try:
         # A form's boundaries and headers add a little to the photo: the server's own cap leaves room for them.
         server = create_server(app, host=args.host, port=args.port, threads=args.workers, max_request_body_size=max_bytes + 65536, ident="fer-keras")

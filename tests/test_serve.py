@@ -23,14 +23,18 @@ def service():
     return serve.EmotionService(model="fast", max_bytes=200_000)
 
 
-def _call(app, method, path, body=b"", content_type="image/jpeg", query=""):
-    """Runs one request through the WSGI application; returns (status, headers, JSON body)."""
+def _call(app, method, path, body=b"", content_type="image/jpeg", query="", origin=None):
+    """Runs one request through the WSGI application; returns (status, headers, JSON body or None when empty)."""
     environ = {}
     setup_testing_defaults(environ)
     environ.update({"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": content_type,
                     "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)})
+    if origin:
+        environ["HTTP_ORIGIN"] = origin
     answer = {}
     payload = b"".join(app(environ, lambda status, headers: answer.update(status=status, headers=dict(headers))))
+    if not payload:
+        return answer["status"], answer["headers"], None
     assert answer["headers"]["Content-Type"] == "application/json"
     assert int(answer["headers"]["Content-Length"]) == len(payload)
     return answer["status"], answer["headers"], json.loads(payload)
@@ -92,6 +96,21 @@ def test_a_form_without_an_image_field_must_hold_one_file(service):
     two = one[: -len(b"--\r\n")] + b'\r\nContent-Disposition: form-data; name="other"; filename="b.jpg"\r\n\r\nxx\r\n--fer-keras-test--\r\n'
     status, _, answer = _call(service, "POST", "/analyze", two, content_type)
     assert (status, answer) == ("400 Bad Request", {"error": "the form has 2 files and none named 'image': send one file, or name it 'image'"})
+
+
+def test_browser_pages_of_the_allowed_origins_may_call_it(service):
+    assert "Access-Control-Allow-Origin" not in _call(service, "GET", "/health", origin="https://app.example")[1]
+    app = serve.EmotionService(model="fast", allowed_origins=("https://app.example",))
+    headers = _call(app, "POST", "/analyze", PHOTO.read_bytes(), origin="https://app.example")[1]
+    assert (headers["Access-Control-Allow-Origin"], headers["Vary"]) == ("https://app.example", "Origin")
+    assert "Access-Control-Allow-Origin" not in _call(app, "GET", "/health", origin="https://other.example")[1]
+    # The browser's preflight before posting a raw image/jpeg body from that page.
+    status, headers, body = _call(app, "OPTIONS", "/analyze", origin="https://app.example")
+    assert (status, body) == ("204 No Content", None)
+    assert (headers["Access-Control-Allow-Origin"], headers["Access-Control-Allow-Methods"], headers["Access-Control-Allow-Headers"]) == (
+        "https://app.example", "POST", "Content-Type")
+    anyone = serve.EmotionService(model="fast", allowed_origins=("*",))
+    assert _call(anyone, "GET", "/health", origin="https://other.example")[1]["Access-Control-Allow-Origin"] == "*"
 
 
 def test_the_command_serves_over_http_until_stopped():
