@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     from waitress.server import create_server
 
     max_bytes = int(args.max_mb * 1e6)
+    # Waitress warns "Task queue depth is N" for every request that waits for a free worker: under a burst
+    # that is a line per request on stderr, for queuing that is the intended behaviour.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin)
     try:
         # A form's boundaries and headers add a little to the photo: the server's own cap leaves room for them.

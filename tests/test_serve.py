@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -122,15 +123,22 @@ def test_the_command_serves_over_http_until_stopped():
         url = banner.split()[3]
         # No Content-Type, as curl --data-binary sends it: urllib and curl then label the body a url-encoded form.
         request = urllib.request.Request(url, data=PHOTO.read_bytes())
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert len(json.loads(response.read())["faces"]) == 2
+
+        def face_count(_):
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return len(json.loads(response.read())["faces"])
+
+        # More requests at once than workers: they queue, and each gets its whole answer.
+        with ThreadPoolExecutor(4) as clients:
+            assert list(clients.map(face_count, range(4))) == [2, 2, 2, 2]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(url, data=b"junk"), timeout=60)
         assert refused.value.code == 400
         assert json.loads(refused.value.read()) == {"error": "image bytes (4 bytes): not a readable image"}
     finally:
         server.terminate()
-        server.wait(timeout=30)
+    # Nothing on stderr: neither a traceback nor waitress's line per queued request.
+    assert server.communicate(timeout=30)[1] == ""
 
 
 def test_a_port_in_use_is_one_error_line(capsys):
