@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -67,7 +68,7 @@ class EmotionService:
         self.allowed_origins = tuple(allowed_origins)
         self.info = {"status": "ok", "version": __version__, "model": probe.classifier.path.name, "labels": list(probe.labels),
                      "detector": detector, "balance": balance, "max_bytes": max_bytes,
-                     "endpoints": {"GET /health": "this description", "POST /analyze": "a photo as the body or a form file field 'image'; "
+                     "endpoints": {"GET /health": "this description", "POST /analyze": "a photo as the body, a form file field 'image', or JSON with the photo in base64 as 'image'; "
                                    f"optional query {', '.join(QUERY_OPTIONS)}"}}
         self.routes = {"/": ("GET", self.describe), "/health": ("GET", self.describe), "/analyze": ("POST", self.analyze)}
 
@@ -118,18 +119,19 @@ class EmotionService:
                 "ms": round((time.perf_counter() - start) * 1000, 1)}
 
     def request_image(self, environ: dict) -> bytes:
-        """The encoded photo: the body itself, or a form's file field ``image`` (or its only file)."""
+        """The encoded photo: the body itself, a form's file field ``image`` (or its only file), or a JSON body's base64 ``image``."""
         declared = environ.get("CONTENT_LENGTH") or ""
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise HttpError("413 Content Too Large", f"the body is {int(declared):,} bytes, over this service's {self.max_bytes:,} (serve --max-mb)")
-        if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() == FILE_FORM_TYPE:
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type == FILE_FORM_TYPE:
             return self.form_image(environ)
         body = environ["wsgi.input"].read(int(declared) if declared.isdigit() else self.max_bytes + 1)
         if len(body) > self.max_bytes:
             raise HttpError("413 Content Too Large", f"the body is over this service's {self.max_bytes:,} bytes (serve --max-mb)")
         if not body:
             raise HttpError("400 Bad Request", "empty body: send the photo as the body or as a form file field 'image'")
-        return body
+        return json_image(body) if content_type == "application/json" else body
 
     def form_image(self, environ: dict) -> bytes:
         """The photo of a form submission (an HTML form's ``<input type=file name=image>``, ``curl -F image=@photo.jpg``)."""
@@ -144,6 +146,18 @@ class EmotionService:
         if len(parts) != 1:
             raise HttpError("400 Bad Request", f"the form has {len(parts)} files and none named 'image': send one file, or name it 'image'")
         return parts[0].raw
+
+
+def json_image(body: bytes) -> bytes:
+    """The photo of a JSON body ``{"image": "<base64>"}``, or a data URL as a browser's ``canvas.toDataURL()`` gives."""
+    try:
+        encoded = json.loads(body)["image"]
+        if not isinstance(encoded, str):
+            raise TypeError
+        # A data URL ("data:image/jpeg;base64,/9j/...") carries the base64 after its comma.
+        return base64.b64decode(encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded, validate=True)
+    except (ValueError, KeyError, TypeError, IndexError):  # binascii.Error and JSON's errors are ValueErrors
+        raise HttpError("400 Bad Request", 'a JSON body must be {"image": "<the photo in base64, or a data: URL>"}') from None
 
 
 def query_options(query: str) -> dict:

@@ -1,5 +1,6 @@
 """``fer-keras serve``: the HTTP service's answers equal the Python API's, and bad requests get a status and one error line."""
 
+import base64
 import io
 import json
 import socket
@@ -56,6 +57,10 @@ def test_a_posted_photo_gets_the_faces_the_python_api_finds(service):
     # The same photo as an HTML form's file field, and with the query's face selection.
     body, content_type = _form("image", "two_people.jpg", PHOTO.read_bytes())
     assert _call(service, "POST", "/analyze", body, content_type)[2]["faces"] == expected
+    # As JSON, in base64 or as a browser's canvas gives it (a data URL).
+    encoded = base64.b64encode(PHOTO.read_bytes()).decode()
+    for image in (encoded, "data:image/jpeg;base64," + encoded):
+        assert _call(service, "POST", "/analyze", json.dumps({"image": image}).encode(), "application/json")[2]["faces"] == expected
     largest = _call(service, "POST", "/analyze", PHOTO.read_bytes(), query="max_faces=1")[2]["faces"]
     assert largest == expected[:1]
 
@@ -74,6 +79,12 @@ def test_health_describes_the_model_it_serves(service):
      "the body is 200,001 bytes, over this service's 200,000 (serve --max-mb)"),
     ("POST", "/analyze", b"--b\r\nbroken", "multipart/form-data; boundary=b", "", "400 Bad Request",
      "the form could not be read: Unexpected end of multipart stream (parser closed)"),
+    ("POST", "/analyze", b'{"img": "aGk="}', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
+    ("POST", "/analyze", b'{"image": "not base64!"}', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
+    ("POST", "/analyze", b'{"image": 7}', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
+    ("POST", "/analyze", b'"data:image/png"', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
+    ("POST", "/analyze", b'{"image": "data:image/png"}', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
+    ("POST", "/analyze", b'not json', "application/json", "", "400 Bad Request", "a JSON body must be {\"image\": \"<the photo in base64, or a data: URL>\"}"),
     ("POST", "/analyze", b"", "image/jpeg", "max_face=1", "400 Bad Request", "unknown query parameter 'max_face'; valid: min_face, max_faces, margin"),
     ("POST", "/analyze", b"", "image/jpeg", "margin=wide", "400 Bad Request", "margin='wide' is not a number"),
     ("GET", "/analyze", b"", "", "", "405 Method Not Allowed", "/analyze takes POST, not GET"),
