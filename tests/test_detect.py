@@ -9,7 +9,8 @@ import pytest
 
 import fer_keras
 from conftest import REPO
-from fer_keras.detect import DetectOptions, run_detect
+from fer_keras.api import FaceResult
+from fer_keras.detect import DetectOptions, face_json, run_detect
 from fer_keras.errors import UserError
 
 DATA = REPO / "tests" / "data"
@@ -205,7 +206,6 @@ def test_a_boolean_mask_reads_as_black_and_white():
 def test_labels_outside_ascii_are_drawn_not_turned_into_question_marks():
     """Own classes named in German or Russian: OpenCV's font drew 'überrascht' as '?berrascht'."""
     from fer_keras.annotate import annotate
-    from fer_keras.api import FaceResult
 
     def label(emotion):
         frame = np.full((120, 200, 3), 255, np.uint8)
@@ -702,3 +702,10 @@ def test_a_moving_face_keeps_one_track_id_through_the_pipeline(tmp_path):
     assert {row["track_id"] for row in rows} == {"1"}
     xs = [int(row["x"]) for row in rows]
     assert xs == sorted(xs) and xs[-1] - xs[0] > 150
+
+
+def test_a_face_as_json_is_rounded_and_keeps_the_label_order():
+    face = FaceResult((12, 34, 56, 56), 0, 3, "happy", 0.912345, {"neutral": 0.0876549, "happy": 0.912345}, 0.99)
+    assert face.to_json() == {"track_id": 3, "box": [12, 34, 56, 56], "emotion": "happy", "score": 0.9123,
+                              "probabilities": {"neutral": 0.0877, "happy": 0.9123}}
+    assert json.loads(face_json("clip.mp4", 7, 0.23456, face)) == {"source": "clip.mp4", "frame": 7, "time_s": 0.235, **face.to_json()}
