@@ -53,19 +53,22 @@ class EmotionService:
         max_bytes: Largest request body accepted; a larger one is answered 413.
         allowed_origins: Web page origins (``https://app.example.com``, or ``*`` for any) whose scripts may
             call the service from a browser (CORS); none by default, as a browser then allows only same-origin pages.
+        log_requests: Print a line per request on stdout (client, method, path, status, milliseconds).
 
     Raises:
         UserError: When the model or the detector cannot be loaded (checked once, before serving).
     """
 
     def __init__(self, model: str | Path | None = None, detector: str = DEFAULT_DETECTOR, detector_model: str | Path | None = None,
-                 balance: float = 0.0, max_bytes: int = int(DEFAULT_MAX_MB * 1e6), allowed_origins: tuple[str, ...] = ()):
+                 balance: float = 0.0, max_bytes: int = int(DEFAULT_MAX_MB * 1e6), allowed_origins: tuple[str, ...] = (),
+                 log_requests: bool = False):
         # Loaded once here so that a wrong path fails at start, not at the first request.
         probe = FrameAnalyzer(detector, model, balance=balance, detector_model=detector_model)
         self.analyze_options = {"model": None if model is None else str(model), "detector": detector, "balance": balance,
                                 "detector_model": None if detector_model is None else str(detector_model)}
         self.max_bytes = max_bytes
         self.allowed_origins = tuple(allowed_origins)
+        self.log_requests = log_requests
         self.info = {"status": "ok", "version": __version__, "model": probe.classifier.path.name, "labels": list(probe.labels),
                      "detector": detector, "balance": balance, "max_bytes": max_bytes,
                      "endpoints": {"GET /health": "this description", "POST /analyze": "a photo as the body, a form file field 'image', or JSON with the photo in base64 as 'image'; "
@@ -73,6 +76,16 @@ class EmotionService:
         self.routes = {"/": ("GET", self.describe), "/health": ("GET", self.describe), "/analyze": ("POST", self.analyze)}
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
+        start = time.perf_counter()
+        status, payload = self.respond(environ, start_response)
+        if self.log_requests:
+            # An access log line, as production servers print one; Waitress itself prints none.
+            print(f"{environ.get('REMOTE_ADDR', '-')} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO') or '/'} "
+                  f"{status.split()[0]} {(time.perf_counter() - start) * 1000:.1f} ms", flush=True)
+        return payload
+
+    def respond(self, environ: dict, start_response) -> tuple[str, list[bytes]]:
+        """Routes one request; returns its status line and body."""
         path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
         headers = [("Content-Type", "application/json")] + self.cors_headers(environ.get("HTTP_ORIGIN"))
         try:
@@ -83,7 +96,7 @@ class EmotionService:
                 # A browser asks first before a script posts a body that is not a form (image/jpeg) to another origin.
                 start_response("204 No Content", self.cors_headers(environ.get("HTTP_ORIGIN")) + [
                     ("Access-Control-Allow-Methods", allowed), ("Access-Control-Allow-Headers", "Content-Type"), ("Access-Control-Max-Age", "86400")])
-                return []
+                return "204 No Content", []
             if method != allowed:
                 headers.append(("Allow", allowed))
                 raise HttpError("405 Method Not Allowed", f"{path} takes {allowed}, not {method}")
@@ -94,7 +107,7 @@ class EmotionService:
             status, body = "400 Bad Request", {"error": str(err)}
         payload = json.dumps(body).encode()
         start_response(status, headers + [("Content-Length", str(len(payload)))])
-        return [payload]
+        return status, [payload]
 
     def cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
         """The CORS headers for a request from ``origin``: allowed when it (or ``*``) is among ``allowed_origins``."""
@@ -185,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction for every request, 0 to 1 (see detect --help)")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="let scripts of web pages from ORIGIN (https://app.example.com; * for any) call the service from a browser (repeat)")
+    parser.add_argument("--quiet", action="store_true", help="no line per request on stdout")
     parser.add_argument("--max-mb", type=in_range(0, 1e4, low_open=True), default=DEFAULT_MAX_MB, help=f"largest photo accepted, in MB (default {DEFAULT_MAX_MB:g})")
     args = parser.parse_args(argv)
     from waitress.server import create_server
@@ -193,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     # Waitress warns "Task queue depth is N" for every request that waits for a free worker: under a burst
     # that is a line per request on stderr, for queuing that is the intended behaviour.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin)
+    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin, not args.quiet)
     try:
         # A form's boundaries and headers add a little to the photo: the server's own cap leaves room for them.
         server = create_server(app, host=args.host, port=args.port, threads=args.workers, max_request_body_size=max_bytes + 65536, ident="fer-keras")

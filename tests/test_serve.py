@@ -148,8 +148,11 @@ def test_the_command_serves_over_http_until_stopped():
         assert json.loads(refused.value.read()) == {"error": "image bytes (4 bytes): not a readable image"}
     finally:
         server.terminate()
-    # Nothing on stderr: neither a traceback nor waitress's line per queued request.
-    assert server.communicate(timeout=30)[1] == ""
+    out, err = server.communicate(timeout=30)
+    # Nothing on stderr (neither a traceback nor waitress's line per queued request); a line per request on stdout.
+    assert err == ""
+    assert [line.split()[:4] for line in out.splitlines()] == [["127.0.0.1", "POST", "/analyze", "200"]] * 4 + [["127.0.0.1", "POST", "/analyze", "400"]]
+    assert all(line.endswith(" ms") for line in out.splitlines())
 
 
 def test_a_port_in_use_is_one_error_line(capsys):
