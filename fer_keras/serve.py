@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no line per request on stdout")
     parser.add_argument("--max-mb", type=in_range(0, 1e4, low_open=True), default=DEFAULT_MAX_MB, help=f"largest photo accepted, in MB (default {DEFAULT_MAX_MB:g})")
     args = parser.parse_args(argv)
+    if args.port > 65535:
+        parser.error(f"argument --port: {args.port} must be at most 65535")  # the socket layer would wrap it silently
     from waitress.server import create_server
 
     max_bytes = int(args.max_mb * 1e6)
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         server = create_server(app, host=args.host, port=args.port, threads=args.workers, max_request_body_size=max_bytes + 65536, ident="fer-keras")
     except OSError as err:
         raise UserError(f"{args.host}:{args.port}: cannot listen ({err.strerror or err})") from None
+    except ValueError:  # waitress's word for a host name that does not resolve
+        raise UserError(f"{args.host}: not an address or a host name this machine resolves") from None
     for host, port in getattr(server, "effective_listen", None) or [(server.effective_host, server.effective_port)]:
         print(f"serving {app.info['model']} on http://{host}:{port}/analyze (GET /health describes it; Ctrl-C stops)", flush=True)
     try:

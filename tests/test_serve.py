@@ -168,3 +168,12 @@ def test_a_missing_model_fails_before_serving(capsys, tmp_path):
     assert serve.main(["--port", "0", "--model", str(tmp_path / "missing.tflite")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.tflite" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--port", "70000"], "error: python -m fer_keras.serve: argument --port: 70000 must be at most 65535 (see --help)\n"),
+    (["--host", "no-such-host.invalid"], "error: no-such-host.invalid: not an address or a host name this machine resolves\n"),
+])
+def test_an_address_it_cannot_listen_on_is_one_error_line(capsys, argv, error):
+    assert serve.main([*argv, "--model", "fast"]) == 2
+    assert capsys.readouterr().err == error
