@@ -15,7 +15,7 @@ class UserError(Exception):
 
 
 # Import names of the packages that only the ``train`` extra installs (pyproject.toml).
-TRAIN_EXTRA_MODULES = frozenset({"keras", "tensorflow", "tensorboard", "kagglehub", "sklearn", "pandas", "seaborn", "mtcnn"})
+TRAIN_EXTRA_MODULES = frozenset({"keras", "tensorflow", "tensorboard", "kagglehub", "sklearn", "pandas", "seaborn", "mtcnn", "tf2onnx", "onnx", "onnxruntime"})
 
 
 def missing_train_extra(err: ImportError) -> str | None:

@@ -26,6 +26,8 @@ from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  #
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("uint8", "int8", "float32")
+# ONNX, for ONNX Runtime's platforms (C#, C++, Java, the browser); written in float32 only.
+FORMATS = ("tflite", "onnx")
 MIN_INT8_AGREEMENT = 0.98
 
 
@@ -170,6 +172,48 @@ def class_prior_metadata(class_prior: list[float]) -> dict:
     }
 
 
+def to_onnx(model, metadata: dict) -> bytes:
+    """Converts a Keras model to a float32 ONNX model (Keras's own export, through tf2onnx) with ``metadata`` in its properties.
+
+    The metadata is the ``.tflite``'s JSON, under the model property ``fer_keras``; ``labels`` holds
+    the labels comma-separated for readers that look only there.
+    """
+    import onnx
+
+    model = as_float32(model)
+    _, height, width, channels = model.input_shape
+    model(np.zeros((1, height, width, channels), np.float32))  # Keras exports to ONNX only a model that has been called
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.onnx"
+        model.export(str(path), format="onnx", verbose=False)
+        proto = onnx.load(str(path))
+    # tf2onnx names the free batch dimension unk__N; "batch" says what it is.
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.helper.set_model_props(proto, {"fer_keras": json.dumps(metadata), "labels": ",".join(metadata["labels"])})
+    return proto.SerializeToString()
+
+
+class OnnxRunner:
+    """An exported ``.onnx`` under ONNX Runtime on one thread, with the calls the parity report makes of a classifier."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_preprocessed(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities of (N, H, W, C) raw-pixel faces already at the model's size."""
+        return self.session.run(None, {self.input_name: faces.astype(np.float32)})[0]
+
+    def predict_many(self, faces: np.ndarray, batch: int = 256) -> np.ndarray:
+        """As ``predict_preprocessed``, in batches."""
+        return np.concatenate([self.predict_preprocessed(faces[start : start + batch]) for start in range(0, len(faces), batch)])
+
+
 def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, training_data: str, name: str, class_prior: list[float] | None = None) -> dict:
     """What a mobile developer needs to use the model, embedded in the file."""
     _, height, width, channels = model.input_shape
@@ -242,18 +286,19 @@ def latency_ms(classifier: EmotionClassifier, image: np.ndarray, batch: int = 1,
     return float(np.median(times) * 1000 / batch)
 
 
-def parity_report(keras_model, tflite_path: Path, images: np.ndarray, labels_true: np.ndarray) -> dict:
-    """Compares the TFLite file with its Keras model on labelled images: agreement, accuracies, drift, size, latency."""
+def parity_report(keras_model, exported_path: Path, images: np.ndarray, labels_true: np.ndarray) -> dict:
+    """Compares the exported file (``.tflite`` or ``.onnx``) with its Keras model on labelled images: agreement, accuracies, drift, size, latency."""
     keras_probs = keras_model.predict(images, batch_size=256, verbose=0)
-    classifier = EmotionClassifier(tflite_path, num_threads=1)
-    tflite_probs = classifier.predict_many(images)
+    onnx = exported_path.suffix == ".onnx"
+    classifier = OnnxRunner(exported_path) if onnx else EmotionClassifier(exported_path, num_threads=1)
+    exported_probs = classifier.predict_many(images)
     return {
         "n": int(len(images)),
-        "top1_agreement": round(float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()), 5),
+        "top1_agreement": round(float((keras_probs.argmax(1) == exported_probs.argmax(1)).mean()), 5),
         "keras_accuracy": round(float((keras_probs.argmax(1) == labels_true).mean()), 5),
-        "tflite_accuracy": round(float((tflite_probs.argmax(1) == labels_true).mean()), 5),
-        "max_probability_difference": round(float(np.abs(keras_probs - tflite_probs).max()), 5),
-        "size_kb": round(tflite_path.stat().st_size / 1024, 1),
+        f"{'onnx' if onnx else 'tflite'}_accuracy": round(float((exported_probs.argmax(1) == labels_true).mean()), 5),
+        "max_probability_difference": round(float(np.abs(keras_probs - exported_probs).max()), 5),
+        "size_kb": round(exported_path.stat().st_size / 1024, 1),
         "latency_ms_batch1_1thread": round(latency_ms(classifier, images[0]), 4),
     }
 
@@ -272,8 +317,11 @@ def export(
     allow_drift: bool = False,
     class_prior: list[float] | None = None,
     parity_split: str = "test",
+    file_format: str = "tflite",
 ) -> dict:
     """Converts, embeds metadata, checks parity and writes the hand-off files.
+
+    ``file_format`` ``onnx`` writes a float32 ``.onnx`` (``quantize`` must be ``float32``) instead of a ``.tflite``.
 
     ``class_prior`` (see ``training_class_prior``) is embedded so runtimes can rebalance the output.
     ``parity_images`` and ``parity_labels`` come from the split named by ``parity_split``, which the
@@ -288,13 +336,18 @@ def export(
     """
     if len(labels) != keras_model.output_shape[-1]:
         raise UserError(f"{len(labels)} labels given but the model outputs {keras_model.output_shape[-1]} classes")
+    if file_format == "onnx" and quantize != "float32":
+        raise UserError(f"ONNX is exported in float32 only, not {quantize} (--format onnx --quantize float32)")
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = make_metadata(keras_model, labels, quantize, io_type, training_data, name, class_prior)
-    flatbuffer = embed_metadata(convert(keras_model, quantize, io_type, representative_images), metadata)
-    target = out_dir / f"{name}_{quantize}.tflite"
+    if file_format == "onnx":
+        exported = to_onnx(keras_model, metadata)
+    else:
+        exported = embed_metadata(convert(keras_model, quantize, io_type, representative_images), metadata)
+    target = out_dir / f"{name}_{quantize}.{file_format}"
     with tempfile.TemporaryDirectory() as scratch:
         candidate = Path(scratch) / target.name
-        candidate.write_bytes(flatbuffer)
+        candidate.write_bytes(exported)
         report = {"model": target.name, "quantization": quantize, "io": metadata["input"]["dtype"]}
         if parity_images is not None and len(parity_images):
             report.update({"split": parity_split, **parity_report(keras_model, candidate, parity_images, parity_labels)})
@@ -305,7 +358,7 @@ def export(
                 f"{target}: int8 top-1 agreement {report['top1_agreement']:.2%} is under {MIN_INT8_AGREEMENT:.0%}; "
                 "not written (see parity.json; --allow-drift writes it anyway)"
             )
-        write_atomic(target, flatbuffer)
+        write_atomic(target, exported)
     write_atomic(out_dir / "labels.txt", "".join(label + "\n" for label in labels))
     write_json(out_dir / "model.json", {**metadata, "file": target.name, "parity": report})
     return report
@@ -315,7 +368,8 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json); with --restamp, an exported .tflite")
     parser.add_argument("--restamp", action="store_true", help="only re-stamp an exported .tflite's metadata (the network is untouched): the training data's class prior (also in its model.json) and the TFLite Metadata standard record")
-    parser.add_argument("--quantize", default="int8", choices=QUANTIZATIONS)
+    parser.add_argument("--format", default="tflite", choices=FORMATS, help="tflite (default) or onnx, float32, for ONNX Runtime (C#, C++, Java, the browser)")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="default int8 (tflite), float32 (onnx)")
     parser.add_argument("--io", default="uint8", choices=IO_TYPES, help="int8 models' input/output type (default uint8: raw pixels)")
     parser.add_argument("--out", type=Path, help="output folder (required unless --restamp)")
     parser.add_argument("--name", type=file_stem, help="file stem (default: the model file's folder name)")
@@ -356,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         raise UserError("--out DIR is required")
+    quantize = args.quantize or ("float32" if args.format == "onnx" else "int8")
+    if args.format == "onnx" and quantize != "float32":
+        raise UserError(f"--format onnx writes float32 only, not --quantize {quantize}")
     # Checked before the data loads; only int8 calibrates, so other quantizations may take none.
-    check_at_least("--calibration-images", args.calibration_images, 1 if args.quantize == "int8" else 0)
+    check_at_least("--calibration-images", args.calibration_images, 1 if quantize == "int8" else 0)
     from fer_keras.evaluate import load_keras_model
 
     model, labels = load_keras_model(args.model, args.labels)
@@ -376,9 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     name = args.name or args.model.parent.name
     report = export(
-        model, labels, args.out, args.quantize, args.io, calibration, parity.images, parity.labels, name,
+        model, labels, args.out, quantize, args.io, calibration, parity.images, parity.labels, name,
         training_data=f"{label_set} ({len(train)} training images)", allow_drift=args.allow_drift,
-        class_prior=training_class_prior(train), parity_split=args.parity_split,
+        class_prior=training_class_prior(train), parity_split=args.parity_split, file_format=args.format,
     )
     from fer_keras.benchmark import markdown_table
 

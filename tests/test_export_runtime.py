@@ -285,6 +285,35 @@ def test_export_cli_reads_labels_from_the_run_folder(face_folder, tmp_path):
     assert exporter.main(["--model", str(run / "best.keras"), "--out", str(tmp_path / "calibration"), "--calibration-images", "-5"]) == 2
     assert not (tmp_path / "calibration").exists()
     assert exporter.main(["--model", str(run / "best.keras"), "--quantize", "float16", "--out", str(tmp_path / "calibration"), "--calibration-images", "0"]) == 0
+    # ONNX: float32 by default; a quantization it does not offer is refused before the data loads.
+    assert exporter.main(["--model", str(run / "best.keras"), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    assert json.loads((tmp_path / "onnx" / "parity.json").read_text())["model"] == f"{run.name}_float32.onnx"
+    assert exporter.main(["--model", str(run / "best.keras"), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "onnx_int8")]) == 2
+    assert not (tmp_path / "onnx_int8").exists()
+
+
+def test_onnx_export_answers_as_keras_and_describes_itself(trained_tiny, tmp_path):
+    import onnx
+
+    model, labels, images, y = trained_tiny
+    report = exporter.export(model, labels, tmp_path, "float32", "uint8", None, images, y, "tiny", "synthetic", file_format="onnx")
+    path = tmp_path / "tiny_float32.onnx"
+    runner = exporter.OnnxRunner(path)
+    np.testing.assert_allclose(runner.predict_many(images), model.predict(images, verbose=0), atol=1e-5)
+    assert report["top1_agreement"] == 1.0 and report["onnx_accuracy"] == report["keras_accuracy"]
+    # Self-describing, as the .tflite is: the same metadata in the model's properties, any batch size.
+    proto = onnx.load(str(path))
+    properties = {entry.key: entry.value for entry in proto.metadata_props}
+    metadata = json.loads(properties["fer_keras"])
+    assert (metadata["labels"], properties["labels"]) == (list(labels), ",".join(labels))
+    assert metadata["input"]["value_range"] == [0, 255] and metadata["input"]["dtype"] == "float32"
+    shape = [dim.dim_param or dim.dim_value for dim in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert shape == ["batch", 48, 48, 1]
+    assert json.loads((tmp_path / "model.json").read_text())["file"] == "tiny_float32.onnx"
+    assert (tmp_path / "labels.txt").read_text().split() == list(labels)
+    with pytest.raises(UserError, match="ONNX is exported in float32 only, not int8"):
+        exporter.export(model, labels, tmp_path / "int8", "int8", "uint8", images, images, y, "tiny", "synthetic", file_format="onnx")
+    assert not (tmp_path / "int8").exists()
 
 
 def test_default_is_the_packaged_accurate_tier():
