@@ -18,7 +18,7 @@ COMMANDS = {
     "label_list": "write a .csv label list from a public dataset's own annotations (RAF-DB, AffectNet, ExpW, CK+, KDEF, JAFFE) or your own photos",
     "evaluate": "metrics, plots and an HTML report for a model on a labelled folder",
     "explain": "heatmaps of what a model looks at in each face: Grad-CAM (.keras) or occlusion (any model)",
-    "export": "convert a .keras model to a quantized .tflite with a parity report",
+    "export": "convert a .keras model to a quantized .tflite (or a float32 .onnx) with a parity report",
     "detect": "emotions of every face in a camera, video, image or folder",
     "serve": "an HTTP service: POST a photo to /analyze, get every face's emotion as JSON",
     "benchmark": "latency, accuracy, robustness, detector, pipeline and training-speed tables",

@@ -3,7 +3,8 @@
 Writes ``DIR/<name>_<quantize>.tflite`` (labels and input format embedded in its metadata),
 ``labels.txt``, ``model.json`` and ``parity.json`` (agreement with the Keras model on the test split,
 or with ``--parity-split val`` on validation: that is how candidates are exported while a tier is
-still being chosen, so the test split is touched only by the one that ships).
+still being chosen, so the test split is touched only by the one that ships). ``--format onnx``
+writes ``DIR/<name>_float32.onnx`` instead, for ONNX Runtime, with the same metadata and reports.
 """
 
 from __future__ import annotations
@@ -365,7 +366,7 @@ def export(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite.")
+    parser = ArgumentParser(prog="python -m fer_keras.export", description="Export a .keras model to a quantized, self-describing .tflite (or a float32 .onnx).")
     parser.add_argument("--model", required=True, type=Path, help="a .keras file (labels are read from its run folder's metrics.json); with --restamp, an exported .tflite")
     parser.add_argument("--restamp", action="store_true", help="only re-stamp an exported .tflite's metadata (the network is untouched): the training data's class prior (also in its model.json) and the TFLite Metadata standard record")
     parser.add_argument("--format", default="tflite", choices=FORMATS, help="tflite (default) or onnx, float32, for ONNX Runtime (C#, C++, Java, the browser)")
