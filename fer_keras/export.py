@@ -188,9 +188,14 @@ def to_onnx(model, metadata: dict) -> bytes:
         path = Path(scratch) / "model.onnx"
         model.export(str(path), format="onnx", verbose=False)
         proto = onnx.load(str(path))
-    # tf2onnx names the free batch dimension unk__N; "batch" says what it is.
+    # tf2onnx names the free batch dimension unk__N and the output Identity:0; "batch" and "probabilities" say what they are.
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    tf_name = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = ["probabilities" if name == tf_name else name for name in node.output]
+    proto.graph.output[0].name = "probabilities"
+    onnx.checker.check_model(proto)
     onnx.helper.set_model_props(proto, {"fer_keras": json.dumps(metadata), "labels": ",".join(metadata["labels"])})
     return proto.SerializeToString()
 

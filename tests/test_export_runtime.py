@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import REPO
 from fer_keras import export as exporter
 from fer_keras.errors import UserError
 from fer_keras.runtime import EmotionClassifier, open_interpreter, read_metadata
@@ -125,7 +126,6 @@ def test_detect_runs_a_third_party_model_with_its_labels_and_input_range(trained
     """A .tflite without our metadata (as the fer package's): detect takes its labels and input range as flags."""
     import csv
 
-    from conftest import REPO
     from fer_keras import detect
 
     model, _, _, _ = trained_tiny
@@ -309,6 +309,7 @@ def test_onnx_export_answers_as_keras_and_describes_itself(trained_tiny, tmp_pat
     assert metadata["input"]["value_range"] == [0, 255] and metadata["input"]["dtype"] == "float32"
     shape = [dim.dim_param or dim.dim_value for dim in proto.graph.input[0].type.tensor_type.shape.dim]
     assert shape == ["batch", 48, 48, 1]
+    assert (proto.graph.input[0].name, proto.graph.output[0].name) == ("image", "probabilities")
     assert json.loads((tmp_path / "model.json").read_text())["file"] == "tiny_float32.onnx"
     assert (tmp_path / "labels.txt").read_text().split() == list(labels)
     with pytest.raises(UserError, match="ONNX is exported in float32 only, not int8"):
@@ -332,7 +333,7 @@ def test_default_is_the_packaged_accurate_tier():
 
 @pytest.mark.parametrize("tier", ["fast", "accurate"])
 def test_shipped_tiers_rgb_files_answer_as_the_grayscale_ones(tier):
-    from conftest import REPO, synthetic_face
+    from conftest import synthetic_face
 
     gray = EmotionClassifier(REPO / "tflite" / tier / f"fer_keras_{tier}_int8.tflite")
     rgb = EmotionClassifier(REPO / "tflite" / tier / "rgb" / f"fer_keras_{tier}_rgb_int8.tflite")
@@ -341,3 +342,21 @@ def test_shipped_tiers_rgb_files_answer_as_the_grayscale_ones(tier):
     rng = np.random.default_rng(0)
     faces = [synthetic_face(k % 3, rng) for k in range(12)]
     np.testing.assert_allclose(rgb.predict(faces), gray.predict(faces), atol=0.03)
+
+
+def test_the_shipped_fast_onnx_answers_as_the_fast_tier():
+    """tflite/fast/onnx holds the fast tier's network in float32: it must pick the int8 file's emotion for real faces."""
+    import fer_keras
+    from fer_keras.api import load_image
+
+    classifier = EmotionClassifier("fast")
+    runner = exporter.OnnxRunner(REPO / "tflite" / "fast" / "onnx" / "fer_keras_fast_float32.onnx")
+    crops = []
+    for photo in ("multiface.jpg", "two_people.jpg"):
+        image = load_image(REPO / "tests" / "data" / photo)
+        crops += [image[y : y + h, x : x + w] for x, y, w, h in (face.box for face in fer_keras.analyze(image, model="fast"))]
+    faces = classifier.preprocess(crops)
+    assert len(faces) == 8
+    int8, float32 = classifier.predict_preprocessed(faces), runner.predict_preprocessed(faces)
+    assert (int8.argmax(1) == float32.argmax(1)).all()
+    np.testing.assert_allclose(float32, int8, atol=0.02)
