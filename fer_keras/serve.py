@@ -155,7 +155,10 @@ class EmotionService:
             _, files = multipart.parse_form_data(environ, strict=True, memory_limit=self.max_bytes, disk_limit=self.max_bytes)
         except multipart.MultipartError as err:
             raise HttpError("400 Bad Request", f"the form could not be read: {err}") from err
-        parts = files.getall("image") or [part for _, part in files.iterallitems()]
+        named = files.getall("image")
+        if len(named) > 1:
+            raise HttpError("400 Bad Request", f"the form has {len(named)} files named 'image': send one")
+        parts = named or [part for _, part in files.iterallitems()]
         if len(parts) != 1:
             raise HttpError("400 Bad Request", f"the form has {len(parts)} files and none named 'image': send one file, or name it 'image'")
         return parts[0].raw

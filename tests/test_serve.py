@@ -108,6 +108,10 @@ def test_a_form_without_an_image_field_must_hold_one_file(service):
     two = one[: -len(b"--\r\n")] + b'\r\nContent-Disposition: form-data; name="other"; filename="b.jpg"\r\n\r\nxx\r\n--fer-keras-test--\r\n'
     status, _, answer = _call(service, "POST", "/analyze", two, content_type)
     assert (status, answer) == ("400 Bad Request", {"error": "the form has 2 files and none named 'image': send one file, or name it 'image'"})
+    both_named, _ = _form("image", "a.jpg", PHOTO.read_bytes())
+    both_named = both_named[: -len(b"--\r\n")] + b'\r\nContent-Disposition: form-data; name="image"; filename="b.jpg"\r\n\r\nxx\r\n--fer-keras-test--\r\n'
+    status, _, answer = _call(service, "POST", "/analyze", both_named, content_type)
+    assert (status, answer) == ("400 Bad Request", {"error": "the form has 2 files named 'image': send one"})
 
 
 def test_browser_pages_of_the_allowed_origins_may_call_it(service):
