@@ -14,9 +14,11 @@ Example:
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -24,9 +26,13 @@ from fer_keras import __version__
 from fer_keras.api import FrameAnalyzer, analyze, load_image
 from fer_keras.errors import ArgumentParser, UserError, at_least, cli_entry, in_range
 from fer_keras.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_keras.sources import register_pillow_formats
 
 # A phone's full-resolution HEIC or JPEG is 2-8 MB; 20 MB leaves room without letting a client fill memory.
 DEFAULT_MAX_MB = 20.0
+# A 100-megapixel photo decodes to 300 MB (phones' main cameras: 12-50 MP, binned from sensors of up to
+# 200); a few kilobytes of PNG can claim as many pixels (a decompression bomb), so the header is checked first.
+DEFAULT_MAX_MEGAPIXELS = 100.0
 # Per-request face selection (``analyze``'s keywords), read from the query string.
 QUERY_OPTIONS = {"min_face": int, "max_faces": int, "margin": float}
 # Only a multipart form carries a file. curl --data-binary and urllib label a raw body
@@ -54,6 +60,7 @@ class EmotionService:
         allowed_origins: Web page origins (``https://app.example.com``, or ``*`` for any) whose scripts may
             call the service from a browser (CORS); none by default, as a browser then allows only same-origin pages.
         log_requests: Print a line per request on stdout (client, method, path, status, milliseconds).
+        max_pixels: Largest photo accepted, in pixels, read from its header before it is decoded.
 
     Raises:
         UserError: When the model or the detector cannot be loaded (checked once, before serving).
@@ -61,7 +68,7 @@ class EmotionService:
 
     def __init__(self, model: str | Path | None = None, detector: str = DEFAULT_DETECTOR, detector_model: str | Path | None = None,
                  balance: float = 0.0, max_bytes: int = int(DEFAULT_MAX_MB * 1e6), allowed_origins: tuple[str, ...] = (),
-                 log_requests: bool = False):
+                 log_requests: bool = False, max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1e6)):
         # Loaded once here so that a wrong path fails at start, not at the first request.
         probe = FrameAnalyzer(detector, model, balance=balance, detector_model=detector_model)
         self.analyze_options = {"model": None if model is None else str(model), "detector": detector, "balance": balance,
@@ -69,8 +76,9 @@ class EmotionService:
         self.max_bytes = max_bytes
         self.allowed_origins = tuple(allowed_origins)
         self.log_requests = log_requests
+        self.max_pixels = max_pixels
         self.info = {"status": "ok", "version": __version__, "model": probe.classifier.path.name, "labels": list(probe.labels),
-                     "detector": detector, "balance": balance, "max_bytes": max_bytes,
+                     "detector": detector, "balance": balance, "max_bytes": max_bytes, "max_pixels": max_pixels,
                      "endpoints": {"GET /health": "this description", "POST /analyze": "a photo as the body, a form file field 'image', or JSON with the photo in base64 as 'image'; "
                                    f"optional query {', '.join(QUERY_OPTIONS)}"}}
         self.routes = {"/": ("GET", self.describe), "/health": ("GET", self.describe), "/analyze": ("POST", self.analyze)}
@@ -126,7 +134,9 @@ class EmotionService:
         """Every face of the request's photo: ``faces`` (as detections.jsonl writes them), ``width``, ``height``, ``ms``."""
         options = query_options(environ.get("QUERY_STRING", ""))
         start = time.perf_counter()
-        frame = load_image(self.request_image(environ))
+        encoded = self.request_image(environ)
+        self.check_pixel_count(encoded)
+        frame = load_image(encoded)
         faces = analyze(frame, **self.analyze_options, **options)
         return {"faces": [face.to_json() for face in faces], "width": frame.shape[1], "height": frame.shape[0],
                 "ms": round((time.perf_counter() - start) * 1000, 1)}
@@ -145,6 +155,24 @@ class EmotionService:
         if not body:
             raise HttpError("400 Bad Request", "empty body: send the photo as the body or as a form file field 'image'")
         return json_image(body) if content_type == "application/json" else body
+
+    def check_pixel_count(self, encoded: bytes) -> None:
+        """Refuses a photo whose header claims more than ``max_pixels``, before decoding it."""
+        from PIL import Image
+
+        register_pillow_formats()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is ours to apply
+                with Image.open(io.BytesIO(encoded)) as image:  # reads the header only
+                    width, height = image.size
+        except Image.DecompressionBombError:  # over Pillow's own refusal (179 MP), where serve's main has not lifted it
+            width = height = None
+        except (OSError, ValueError, SyntaxError):  # not a format Pillow reads: the decoder says what it is
+            return
+        if width is None or width * height > self.max_pixels:
+            size = "" if width is None else f" {width}x{height} pixels,"
+            raise HttpError("413 Content Too Large", f"the photo is{size} over this service's {self.max_pixels / 1e6:g} megapixels (serve --max-megapixels)")
 
     def form_image(self, environ: dict) -> bytes:
         """The photo of a form submission (an HTML form's ``<input type=file name=image>``, ``curl -F image=@photo.jpg``)."""
@@ -202,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="let scripts of web pages from ORIGIN (https://app.example.com; * for any) call the service from a browser (repeat)")
     parser.add_argument("--quiet", action="store_true", help="no line per request on stdout")
+    parser.add_argument("--max-megapixels", type=in_range(0, 1e4, low_open=True), default=DEFAULT_MAX_MEGAPIXELS,
+                        help=f"largest photo accepted, in megapixels, read from its header before decoding (default {DEFAULT_MAX_MEGAPIXELS:g})")
     parser.add_argument("--max-mb", type=in_range(0, 1e4, low_open=True), default=DEFAULT_MAX_MB, help=f"largest photo accepted, in MB (default {DEFAULT_MAX_MB:g})")
     args = parser.parse_args(argv)
     if args.port > 65535:
@@ -209,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     from waitress.server import create_server
 
     max_bytes = int(args.max_mb * 1e6)
+    from PIL import Image
+
+    # This process's limit is --max-megapixels, checked from each photo's header; Pillow's own (179 MP) would cap it.
+    Image.MAX_IMAGE_PIXELS = None
     # Waitress warns "Task queue depth is N" for every request that waits for a free worker: under a burst
     # that is a line per request on stderr, for queuing that is the intended behaviour.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin, not args.quiet)
+    app = EmotionService(args.model, args.detector, args.detector_model, args.balance, max_bytes, args.allow_origin, not args.quiet,
+                         int(args.max_megapixels * 1e6))
     try:
         # A form's boundaries and headers add a little to the photo: the server's own cap leaves room for them.
         server = create_server(app, host=args.host, port=args.port, threads=args.workers, max_request_body_size=max_bytes + 65536, ident="fer-keras")

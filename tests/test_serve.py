@@ -97,6 +97,20 @@ def test_a_bad_request_gets_its_status_and_one_error_line(service, method, path,
         assert answer[1]["Allow"] == "POST"
 
 
+def test_a_photo_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    small = serve.EmotionService(model="fast", max_pixels=300_000)
+    status, _, answer = _call(small, "POST", "/analyze", PHOTO.read_bytes())
+    assert (status, answer) == ("413 Content Too Large", {"error": "the photo is 800x470 pixels, over this service's 0.3 megapixels (serve --max-megapixels)"})
+    # A bomb: a few hundred bytes of PNG that would decode to 400 megapixels (over Pillow's own limit too).
+    from PIL import Image
+
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")
+    bomb = (tmp_path / "bomb.png").read_bytes()
+    assert len(bomb) < 100_000
+    status, _, answer = _call(serve.EmotionService(model="fast"), "POST", "/analyze", bomb)
+    assert (status, answer) == ("413 Content Too Large", {"error": "the photo is over this service's 100 megapixels (serve --max-megapixels)"})
+
+
 def test_a_query_value_out_of_range_is_refused_by_the_api_check(service):
     status, _, answer = _call(service, "POST", "/analyze", PHOTO.read_bytes(), query="max_faces=-1")
     assert (status, answer) == ("400 Bad Request", {"error": "max_faces=-1 must be at least 0"})
