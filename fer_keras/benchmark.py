@@ -180,9 +180,9 @@ def benchmark_accuracy(
     for generalization across datasets.
 
     Args:
-        models: ``.tflite`` or ``.keras`` files, or packaged model names.
+        models: ``.tflite``, ``.onnx`` or ``.keras`` files, or packaged model names.
         balances: Class-prior correction strengths to report for each of ``models``.
-        peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
+        peers: Third-party ``.tflite`` (or NHWC ``.onnx``) files with their labels (comma-separated) and input value range.
         data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables), or
             FERPlus's own layout (its FERPlus row only).
         out_dir: Where the .md and .json results go.
@@ -255,8 +255,8 @@ def benchmark_robustness(
     from a face crop.
 
     Args:
-        models: ``.tflite`` or ``.keras`` files (a float candidate, scored before its export), or packaged model names.
-        peers: Third-party ``.tflite`` files with their labels (comma-separated) and input value range.
+        models: ``.tflite``, ``.onnx`` or ``.keras`` files (a float candidate, scored before its export), or packaged model names.
+        peers: Third-party ``.tflite`` (or NHWC ``.onnx``) files with their labels (comma-separated) and input value range.
         data_dir: The Kaggle FER2013 root (FERPlus labels come from the vendored vote tables), or a folder of class folders.
         out_dir: Where robustness.md and .json go (robustness_val.* for the val split).
         label_set: "ferplus" (majority labels) or "folder" (the folder's own classes).
@@ -425,8 +425,8 @@ def build_parser() -> ArgumentParser:
     p_accuracy.add_argument("--name", type=file_stem, help="result file stem under --out (default: accuracy, or accuracy_other with --other)")
     p_robustness = sub.add_parser("robustness", help="FERPlus test accuracy of our models and peers under blur, noise, dark, JPEG, tilt, masks ...")
     for p in (p_accuracy, p_robustness):
-        p.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite or .keras files, or packaged names (default: accurate fast)")
-        p.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite (repeatable; each with --peer-labels and --peer-value-range)")
+        p.add_argument("--models", nargs="+", default=["accurate", "fast"], help=".tflite, .onnx or .keras files, or packaged names (default: accurate fast)")
+        p.add_argument("--peer", action="append", type=Path, default=[], help="a third-party .tflite or NHWC .onnx (repeatable; each with --peer-labels and --peer-value-range)")
         p.add_argument("--peer-labels", action="append", default=[], help="the peer's comma-separated labels in output order")
         p.add_argument("--peer-value-range", action="append", default=[], metavar="LOW,HIGH", help="the peer's input range, e.g. --peer-value-range -1,1")
         p.add_argument("--data-dir", help="the Kaggle FER2013 root (else $FER_KERAS_DATA); robustness --label-set folder: a folder of class folders or a .csv label list")

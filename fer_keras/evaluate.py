@@ -1,6 +1,6 @@
 """Evaluate a model on any labelled face folder: ``python -m fer_keras.evaluate --data-dir DIR --out DIR``.
 
-One metrics path for ``.keras`` and ``.tflite`` models. Writes ``metrics.json``, ``predictions.csv``
+One metrics path for ``.keras``, ``.tflite`` and ``.onnx`` models. Writes ``metrics.json``, ``predictions.csv``
 (one row per image), PNG plots and a self-contained ``report.html``. Dataset classes map onto the
 model's labels through aliases; classes the model lacks are excluded and listed.
 """
@@ -68,10 +68,10 @@ def load_keras_model(path: Path, labels_arg: str | None = None):
 
 
 def load_predictor(model: str | Path | None, labels_arg: str | None = None, value_range: tuple[float, float] | None = None, balance: float = 0.0) -> Predictor:
-    """A Predictor for a ``.keras`` file, a ``.tflite`` file or a packaged model name (None = packaged default).
+    """A Predictor for a ``.keras``, ``.tflite`` or ``.onnx`` file, or a packaged model name (None = packaged default).
 
-    ``labels_arg`` and ``value_range`` describe third-party ``.tflite`` files without metadata;
-    ``balance`` is ``EmotionClassifier``'s class-prior correction (``.tflite`` files that embed a prior).
+    ``labels_arg`` and ``value_range`` describe third-party ``.tflite`` or ``.onnx`` files without metadata;
+    ``balance`` is ``EmotionClassifier``'s class-prior correction (exported files that embed a prior).
     """
     if model is not None and Path(model).suffix == ".keras":
         if balance:
@@ -83,9 +83,15 @@ def load_predictor(model: str | Path | None, labels_arg: str | None = None, valu
             return keras_model.predict(images.astype(np.float32), batch_size=256, verbose=0)
 
         return Predictor(Path(model), labels, (int(h), int(w), int(c)), predict, keras_model)
+    labels = labels_arg.split(",") if labels_arg else None
+    if model is not None and Path(model).suffix == ".onnx":
+        from fer_keras.onnx_model import OnnxClassifier
+
+        onnx_model = OnnxClassifier(model, labels, value_range, balance)
+        return Predictor(onnx_model.path, onnx_model.labels, (*onnx_model.input_size, onnx_model.channels), onnx_model.predict_many)
     from fer_keras.runtime import EmotionClassifier
 
-    classifier = EmotionClassifier(model, labels=labels_arg.split(",") if labels_arg else None, value_range=value_range, balance=balance)
+    classifier = EmotionClassifier(model, labels=labels, value_range=value_range, balance=balance)
     return Predictor(classifier.path, classifier.labels, (*classifier.input_size, classifier.channels), classifier.predict_many)
 
 
@@ -549,7 +555,7 @@ def evaluate(
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m fer_keras.evaluate", description="Metrics, plots and an HTML report for an emotion model on labelled faces.")
-    parser.add_argument("--model", help=".keras or .tflite file, or a packaged model name (default: the packaged default model)")
+    parser.add_argument("--model", help=".keras, .tflite or .onnx file, or a packaged model name (default: the packaged default model)")
     parser.add_argument("--data-dir", help="labelled folder of class folders, or a .csv label list with path and label columns (else $FER_KERAS_DATA, else kagglehub)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--label-set", choices=("folder", "fer2013", "ferplus"), help="default: the label set of the model's run when scored on the data that run trained on, else ferplus on FERPlus's own layout (FER2013Train/ …), else folder (the class folders' own labels)")
@@ -558,9 +564,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--restrict-to-present", action="store_true", help="argmax over the classes present in the data only")
     parser.add_argument("--crop-faces", nargs="?", const="blazeface", metavar="DETECTOR", help="detect the largest face in each image and cut it out as detect does (whole photos; default detector blazeface)")
     parser.add_argument("--detector-model", help="model file for a detector that needs one (yunet: its .onnx)")
-    parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction of a .tflite, 0 (training frequencies) to 1 (all emotions equally likely)")
-    parser.add_argument("--labels", help="comma-separated labels, in output order, of a .keras model without a run folder or a third-party .tflite without our metadata")
-    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite without our metadata, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
+    parser.add_argument("--balance", type=in_range(0, 1), default=0.0, metavar="B", help="class-prior correction of a .tflite or .onnx export, 0 (training frequencies) to 1 (all emotions equally likely)")
+    parser.add_argument("--labels", help="comma-separated labels, in output order, of a .keras model without a run folder or a third-party .tflite or .onnx without our metadata")
+    parser.add_argument("--value-range", metavar="LOW,HIGH", help="input range of a third-party .tflite or .onnx without our metadata, e.g. --value-range -1,1 (ours take raw 0-255 pixels)")
     parser.add_argument("--run-dir", type=Path, help="training run folder for the training-curves plot and the hold-outs of the data it trained on (default: the model's folder)")
     parser.add_argument("--seen-in", metavar="DATA", help="also report the accuracy apart on faces pixel-identical to an image of DATA (a training set: its train/ part where it has one) and on the rest, and list the former")
     parser.add_argument("--group-by", metavar="COLUMN", help="also report accuracy per value of this column of a .csv label list (a dataset, subject, gender or age group)")

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from fer_keras import __version__  # noqa: E402
 from fer_keras.errors import ArgumentParser, UserError, check_at_least, cli_entry, file_stem  # noqa: E402
 from fer_keras.files import write_atomic, write_json  # noqa: E402
+from fer_keras.onnx_model import OnnxClassifier  # noqa: E402
 from fer_keras.runtime import METADATA_NAME, EmotionClassifier, read_metadata  # noqa: E402
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -173,6 +174,15 @@ def class_prior_metadata(class_prior: list[float]) -> dict:
     }
 
 
+def check_format(file_format: str, quantize: str) -> None:
+    """Raises a UserError unless ``quantize`` can be written as ``file_format`` (ONNX: float32 only).
+
+    Int8 belongs to the TFLite path, whose runtime reads its quantization parameters.
+    """
+    if file_format == "onnx" and quantize != "float32":
+        raise UserError(f"ONNX is exported in float32 only, not {quantize} (--format onnx --quantize float32)")
+
+
 def to_onnx(model, metadata: dict) -> bytes:
     """Converts a Keras model to a float32 ONNX model (Keras's own export, through tf2onnx) with ``metadata`` in its properties.
 
@@ -196,28 +206,8 @@ def to_onnx(model, metadata: dict) -> bytes:
         node.output[:] = ["probabilities" if name == tf_name else name for name in node.output]
     proto.graph.output[0].name = "probabilities"
     onnx.checker.check_model(proto)
-    onnx.helper.set_model_props(proto, {"fer_keras": json.dumps(metadata), "labels": ",".join(metadata["labels"])})
+    onnx.helper.set_model_props(proto, {METADATA_NAME: json.dumps(metadata), "labels": ",".join(metadata["labels"])})
     return proto.SerializeToString()
-
-
-class OnnxRunner:
-    """An exported ``.onnx`` under ONNX Runtime on one thread, with the calls the parity report makes of a classifier."""
-
-    def __init__(self, path: Path):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def predict_preprocessed(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities of (N, H, W, C) raw-pixel faces already at the model's size."""
-        return self.session.run(None, {self.input_name: faces.astype(np.float32)})[0]
-
-    def predict_many(self, faces: np.ndarray, batch: int = 256) -> np.ndarray:
-        """As ``predict_preprocessed``, in batches."""
-        return np.concatenate([self.predict_preprocessed(faces[start : start + batch]) for start in range(0, len(faces), batch)])
 
 
 def make_metadata(model, labels: tuple[str, ...], quantize: str, io_type: str, training_data: str, name: str, class_prior: list[float] | None = None) -> dict:
@@ -296,7 +286,7 @@ def parity_report(keras_model, exported_path: Path, images: np.ndarray, labels_t
     """Compares the exported file (``.tflite`` or ``.onnx``) with its Keras model on labelled images: agreement, accuracies, drift, size, latency."""
     keras_probs = keras_model.predict(images, batch_size=256, verbose=0)
     onnx = exported_path.suffix == ".onnx"
-    classifier = OnnxRunner(exported_path) if onnx else EmotionClassifier(exported_path, num_threads=1)
+    classifier = OnnxClassifier(exported_path) if onnx else EmotionClassifier(exported_path, num_threads=1)
     exported_probs = classifier.predict_many(images)
     return {
         "n": int(len(images)),
@@ -342,8 +332,7 @@ def export(
     """
     if len(labels) != keras_model.output_shape[-1]:
         raise UserError(f"{len(labels)} labels given but the model outputs {keras_model.output_shape[-1]} classes")
-    if file_format == "onnx" and quantize != "float32":
-        raise UserError(f"ONNX is exported in float32 only, not {quantize} (--format onnx --quantize float32)")
+    check_format(file_format, quantize)
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = make_metadata(keras_model, labels, quantize, io_type, training_data, name, class_prior)
     if file_format == "onnx":
@@ -417,8 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         raise UserError("--out DIR is required")
     quantize = args.quantize or ("float32" if args.format == "onnx" else "int8")
-    if args.format == "onnx" and quantize != "float32":
-        raise UserError(f"--format onnx writes float32 only, not --quantize {quantize}")
+    check_format(args.format, quantize)
     # Checked before the data loads; only int8 calibrates, so other quantizations may take none.
     check_at_least("--calibration-images", args.calibration_images, 1 if quantize == "int8" else 0)
     from fer_keras.evaluate import load_keras_model

@@ -72,6 +72,14 @@ def check_value_range(value_range: tuple[float, float] | None, what: str) -> Non
         raise UserError(f"{what} {value_range[0]:g},{value_range[1]:g}: LOW must be below HIGH (e.g. -1,1 or 0,1)")
 
 
+def rescale_pixels(batch: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """0-255 pixels mapped linearly onto a model's input ``value_range`` (unchanged for (0, 255))."""
+    low, high = value_range
+    if (low, high) == (0, 255):
+        return batch
+    return batch * ((high - low) / 255.0) + low
+
+
 def parse_value_range(text: str, flag: str) -> tuple[float, float]:
     """A ``LOW,HIGH`` input range from the command line.
 
@@ -245,9 +253,7 @@ class EmotionClassifier:
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels (rescaled to ``value_range``)."""
         n = len(batch)
-        low, high = self.value_range
-        if (low, high) != (0, 255):
-            batch = batch * ((high - low) / 255.0) + low
+        batch = rescale_pixels(batch, self.value_range)
         # Batches are padded to a power of two, so a face count that changes every frame
         # re-allocates the interpreter's tensors rarely instead of on every change.
         capacity = 1 << (n - 1).bit_length()

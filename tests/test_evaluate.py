@@ -83,10 +83,12 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, t
 
     model, labels, images, y = trained_tiny
     export(model, labels, tmp_path / "tflite", "float32", "float32", None, None, None, "tiny", "synthetic")
+    export(model, labels, tmp_path / "onnx", "float32", "float32", None, None, None, "tiny", "synthetic", file_format="onnx")
     keras_metrics = ev.evaluate(tiny_keras_run, str(plain_folder), tmp_path / "k")
     tflite_metrics = ev.evaluate(tmp_path / "tflite" / "tiny_float32.tflite", str(plain_folder), tmp_path / "t")
-    assert keras_metrics["n"] == tflite_metrics["n"] == 24
-    assert keras_metrics["accuracy"] == tflite_metrics["accuracy"] >= 0.9
+    onnx_metrics = ev.evaluate(tmp_path / "onnx" / "tiny_float32.onnx", str(plain_folder), tmp_path / "o")
+    assert keras_metrics["n"] == tflite_metrics["n"] == onnx_metrics["n"] == 24
+    assert keras_metrics["accuracy"] == tflite_metrics["accuracy"] == onnx_metrics["accuracy"] >= 0.9
     assert keras_metrics["excluded_classes"] == ["calm_but_unknown_to_model"]
     assert [s["path"].rsplit("/", 1)[-1] for s in keras_metrics["skipped_files"]] == ["broken.jpg"]
     written = json.loads((tmp_path / "k" / "metrics.json").read_text())
@@ -105,6 +107,7 @@ def test_keras_and_tflite_evaluations_agree_and_write_the_report(trained_tiny, t
     # A .tflite has no gradients: its report explains faces by occlusion.
     assert "alt='occlusion_grid.png' src='data:image/png;base64," in (tmp_path / "t" / "report.html").read_text()
     assert not (tmp_path / "t" / "gradcam_grid.png").exists()
+    assert (tmp_path / "o" / "occlusion_grid.png").stat().st_size > 1000
 
 
 def test_a_one_class_folder_gets_its_report_without_warnings(trained_tiny, plain_folder, tmp_path):
@@ -272,9 +275,15 @@ def test_last_conv_layer_is_found(trained_tiny):
     assert last_conv_layer(trained_tiny[0]) == "conv"
 
 
-def test_evaluate_cli_bad_input_exits_2(tmp_path, plain_folder):
+def test_evaluate_cli_bad_input_exits_2(tmp_path, plain_folder, capsys):
     assert ev.main(["--model", str(tmp_path / "none.tflite"), "--data-dir", str(plain_folder), "--out", str(tmp_path)]) == 2
     assert ev.main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07broken")
+    capsys.readouterr()
+    assert ev.main(["--model", str(tmp_path / "broken.onnx"), "--data-dir", str(plain_folder), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'broken.onnx'}: not a loadable ONNX model (") and error.count("\n") == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_explain_cli_writes_an_overlay(trained_tiny, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from conftest import REPO
 from fer_keras import export as exporter
 from fer_keras.errors import UserError
+from fer_keras.onnx_model import OnnxClassifier
 from fer_keras.runtime import EmotionClassifier, open_interpreter, read_metadata
 
 
@@ -298,7 +299,7 @@ def test_onnx_export_answers_as_keras_and_describes_itself(trained_tiny, tmp_pat
     model, labels, images, y = trained_tiny
     report = exporter.export(model, labels, tmp_path, "float32", "uint8", None, images, y, "tiny", "synthetic", file_format="onnx")
     path = tmp_path / "tiny_float32.onnx"
-    runner = exporter.OnnxRunner(path)
+    runner = OnnxClassifier(path)
     np.testing.assert_allclose(runner.predict_many(images), model.predict(images, verbose=0), atol=1e-5)
     assert report["top1_agreement"] == 1.0 and report["onnx_accuracy"] == report["keras_accuracy"]
     # Self-describing, as the .tflite is: the same metadata in the model's properties, any batch size.
@@ -350,7 +351,7 @@ def test_the_shipped_fast_onnx_answers_as_the_fast_tier():
     from fer_keras.api import load_image
 
     classifier = EmotionClassifier("fast")
-    runner = exporter.OnnxRunner(REPO / "tflite" / "fast" / "onnx" / "fer_keras_fast_float32.onnx")
+    runner = OnnxClassifier(REPO / "tflite" / "fast" / "onnx" / "fer_keras_fast_float32.onnx")
     crops = []
     for photo in ("multiface.jpg", "two_people.jpg"):
         image = load_image(REPO / "tests" / "data" / photo)
