@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from fer_keras.errors import UserError
-from fer_keras.runtime import METADATA_NAME, check_value_range, class_prior_weights, rebalance, rescale_pixels
+from fer_keras.runtime import METADATA_NAME, check_value_range, class_prior_weights, predict_in_chunks, rebalance, rescale_pixels, resolve_value_range
 
 
 class OnnxClassifier:
@@ -70,10 +70,7 @@ class OnnxClassifier:
             raise UserError(f"{self.path}: no labels in its metadata; give them (--labels a,b,c in output order)")
         if isinstance(num_classes, int) and len(self.labels) != num_classes:
             raise UserError(f"{self.path}: {len(self.labels)} labels for a model with {num_classes} outputs")
-        stated_range = self.metadata.get("input", {}).get("value_range")
-        if value_range is not None and stated_range is not None and tuple(value_range) != tuple(stated_range):
-            raise UserError(f"{self.path}: its metadata says it takes inputs in {tuple(stated_range)}; value_range {tuple(value_range)} is for models without metadata")
-        self.value_range = tuple(value_range or stated_range or (0, 255))
+        self.value_range = resolve_value_range(value_range, self.metadata, self.path)
         self.balance = float(balance)
         self._class_weights = class_prior_weights(self.metadata, len(self.labels), self.balance, self.path)
 
@@ -82,8 +79,6 @@ class OnnxClassifier:
         probabilities = self.session.run(None, {self.input_name: rescale_pixels(faces.astype(np.float32), self.value_range)})[0]
         return probabilities if self._class_weights is None else rebalance(probabilities, self._class_weights)
 
-    def predict_many(self, faces: np.ndarray, batch: int = 256) -> np.ndarray:
-        """As ``predict_preprocessed``, in batches."""
-        if len(faces) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.concatenate([self.predict_preprocessed(faces[start : start + batch]) for start in range(0, len(faces), batch)])
+    def predict_many(self, faces: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """As ``predict_preprocessed``, ``chunk`` faces per run."""
+        return predict_in_chunks(self.predict_preprocessed, faces, len(self.labels), chunk)

@@ -13,7 +13,7 @@ import struct
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,6 +78,26 @@ def rescale_pixels(batch: np.ndarray, value_range: tuple[float, float]) -> np.nd
     if (low, high) == (0, 255):
         return batch
     return batch * ((high - low) / 255.0) + low
+
+
+def resolve_value_range(value_range: tuple[float, float] | None, metadata: dict, path: Path) -> tuple[float, float]:
+    """The input range a model is fed: ``value_range`` or the one its metadata states (they must agree), else raw pixels (0, 255).
+
+    Raises:
+        UserError: When ``value_range`` contradicts the metadata's range.
+    """
+    stated_range = metadata.get("input", {}).get("value_range")
+    if value_range is not None and stated_range is not None and tuple(value_range) != tuple(stated_range):
+        # A range that contradicts the model's own would feed it wrongly scaled pixels, silently.
+        raise UserError(f"{path}: its metadata says it takes inputs in {tuple(stated_range)}; value_range {tuple(value_range)} is for models without metadata")
+    return tuple(value_range or stated_range or (0, 255))
+
+
+def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, num_classes: int, chunk: int = 256) -> np.ndarray:
+    """``predict`` over a large model-shaped batch of 0-255 pixels, ``chunk`` float32 images per call; (0, num_classes) for none."""
+    if len(images) == 0:
+        return np.zeros((0, num_classes), dtype=np.float32)
+    return np.concatenate([predict(images[i : i + chunk].astype(np.float32)) for i in range(0, len(images), chunk)])
 
 
 def parse_value_range(text: str, flag: str) -> tuple[float, float]:
@@ -210,11 +230,7 @@ class EmotionClassifier:
         self.input_size = (height, width)
         num_classes = int(self._output["shape"][-1])
         self.labels = tuple(labels or self.metadata.get("labels") or (f"class_{i}" for i in range(num_classes)))
-        stated_range = self.metadata.get("input", {}).get("value_range")
-        if value_range is not None and stated_range is not None and tuple(value_range) != tuple(stated_range):
-            # A range that contradicts the model's own would feed it wrongly scaled pixels, silently.
-            raise UserError(f"{self.path}: its metadata says it takes inputs in {tuple(stated_range)}; value_range {tuple(value_range)} is for models without metadata")
-        self.value_range = tuple(value_range or stated_range or (0, 255))
+        self.value_range = resolve_value_range(value_range, self.metadata, self.path)
         if len(self.labels) != num_classes:
             source = "labels were given" if labels else "labels are in its metadata"
             raise UserError(f"{self.path}: {len(self.labels)} {source} but the model outputs {num_classes} classes")
@@ -246,9 +262,7 @@ class EmotionClassifier:
 
     def predict_many(self, images: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Probabilities for a large model-shaped batch (N, H, W, C) of 0-255 pixels, ``chunk`` images per invoke."""
-        if len(images) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.concatenate([self.predict_preprocessed(images[i : i + chunk].astype(np.float32)) for i in range(0, len(images), chunk)])
+        return predict_in_chunks(self.predict_preprocessed, images, len(self.labels), chunk)
 
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for an already model-shaped float batch (N, H, W, C) of 0-255 pixels (rescaled to ``value_range``)."""
