@@ -76,7 +76,7 @@ class OnnxClassifier:
 
     def predict_preprocessed(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities of (N, H, W, C) raw-pixel faces already at the model's size (rescaled to ``value_range``)."""
-        probabilities = self.session.run(None, {self.input_name: rescale_pixels(faces.astype(np.float32), self.value_range)})[0]
+        probabilities = self.session.run(None, {self.input_name: rescale_pixels(faces.astype(np.float32, copy=False), self.value_range)})[0]
         return probabilities if self._class_weights is None else rebalance(probabilities, self._class_weights)
 
     def predict_many(self, faces: np.ndarray, chunk: int = 256) -> np.ndarray:
