@@ -878,6 +878,21 @@ def warn_members_trained_on_val(model_paths: list[Path], data: DataConfig) -> li
     return trained
 
 
+def val_trained_on_entry(chosen: list[str], trained: list[str]) -> dict:
+    """The metrics entry naming the chosen models that trained on faces of the val split, or {} when none did.
+
+    Args:
+        chosen: The paths, as strings, of the models an ensemble or soup kept.
+        trained: Those of ``warn_members_trained_on_val`` among the candidates.
+
+    Returns:
+        ``{"val_trained_on": [...]}`` when any chosen model is in ``trained`` (its tool's figures under
+        "val" are then fit, not validation), else an empty dict.
+    """
+    fit = [path for path in chosen if path in trained]
+    return {"val_trained_on": fit} if fit else {}
+
+
 def load_config_dataset(config: ExperimentConfig, with_test: bool = True, max_per_class: int | None = None) -> Dataset:
     """Loads the dataset an experiment config names, as its data and model sections describe it.
 

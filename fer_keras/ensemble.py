@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_config_dataset, warn_members_trained_on_val
+from fer_keras.data import load_config_dataset, val_trained_on_entry, warn_members_trained_on_val
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model, predict_probabilities
 from fer_keras.export import convert
@@ -351,10 +351,8 @@ def build_ensemble(
         "labels": labels,
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
         "val": classification_metrics(val.labels, np.average(member_probabilities, axis=0, weights=shares), dataset.labels),
+        **val_trained_on_entry(list(map(str, model_paths)), trained_on_val),
     }
-    chosen_trained = [path for path in map(str, model_paths) if path in trained_on_val]
-    if chosen_trained:
-        metrics["val_trained_on"] = chosen_trained  # members that trained on faces of the val split (data.trained_on_val_of): the figures under "val" are fit
     write_model_folder(out_dir, ensemble, config_yaml, metrics)
     for path, accuracy in zip(model_paths, member_val):
         print(f"val accuracy {accuracy:.4f}  {path}")

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from fer_keras.config import load_run_config
-from fer_keras.data import load_config_dataset, warn_members_trained_on_val
+from fer_keras.data import load_config_dataset, val_trained_on_entry, warn_members_trained_on_val
 from fer_keras.errors import ArgumentParser, UserError, cli_entry
 from fer_keras.evaluate import load_keras_model
 from fer_keras.metrics import classification_metrics
@@ -132,10 +132,8 @@ def build_soup(model_paths: list[Path], shares: list[float] | None, out_dir: Pat
         "labels": labels,
         "val": val_metrics(chosen, shares),
         **extra,
+        **val_trained_on_entry([names[index] for index in chosen], trained_on_val),
     }
-    chosen_trained = [names[index] for index in chosen if names[index] in trained_on_val]
-    if chosen_trained:
-        metrics["val_trained_on"] = chosen_trained  # ingredients that trained on faces of the val split (data.trained_on_val_of): the figures under "val" are fit
     best = write_model_folder(out_dir, soup, model_paths[chosen[0]].parent / "config.yaml", metrics)
     print(f"val accuracy {metrics['val']['accuracy']:.4f}  soup of {len(chosen)} ({', '.join(f'{share:g}' for share in shares)}) -> {best}")
     return metrics
