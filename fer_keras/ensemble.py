@@ -338,9 +338,10 @@ def build_ensemble(
             [items[i] for i in chosen] for items in (model_paths, members, member_val, member_probabilities)
         )
     ensemble = average_models(members, flip, shares=shares, views=views)
+    member_names = [str(path) for path in model_paths]
     metrics = {
         "model": "ensemble",
-        "members": [str(path) for path in model_paths],
+        "members": member_names,
         "flip": flip,
         **({"shares": shares} if shares else {}),
         **({"views": views} if views else {}),
@@ -351,7 +352,7 @@ def build_ensemble(
         "labels": labels,
         # The ensemble's output is the mean of its members' (view-averaged) probabilities, already computed.
         "val": classification_metrics(val.labels, np.average(member_probabilities, axis=0, weights=shares), dataset.labels),
-        **val_trained_on_entry(list(map(str, model_paths)), trained_on_val),
+        **val_trained_on_entry(member_names, trained_on_val),
     }
     write_model_folder(out_dir, ensemble, config_yaml, metrics)
     for path, accuracy in zip(model_paths, member_val):

@@ -123,16 +123,17 @@ def build_soup(model_paths: list[Path], shares: list[float] | None, out_dir: Pat
         shares = [1 / len(chosen)] * len(chosen)
     else:
         chosen = list(range(len(models)))
+    chosen_names = [names[index] for index in chosen]
     metrics = {
         "model": "soup",
-        "sources": [names[index] for index in chosen],
+        "sources": chosen_names,
         "shares": shares,
         "parameters": int(soup.count_params()),
         "label_set": config.data.label_set,
         "labels": labels,
         "val": val_metrics(chosen, shares),
         **extra,
-        **val_trained_on_entry([names[index] for index in chosen], trained_on_val),
+        **val_trained_on_entry(chosen_names, trained_on_val),
     }
     best = write_model_folder(out_dir, soup, model_paths[chosen[0]].parent / "config.yaml", metrics)
     print(f"val accuracy {metrics['val']['accuracy']:.4f}  soup of {len(chosen)} ({', '.join(f'{share:g}' for share in shares)}) -> {best}")
